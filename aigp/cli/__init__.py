@@ -1,0 +1,1 @@
+"""The aigp command line."""
