@@ -1,1 +1,17 @@
-"""The aigp command line."""
+"""The aigp command line. Each area registers its commands here from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from aigp.cli import ab, demo, market
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="AIGP pricing platform: simulate, build features, train, gate, serve and monitor.")
+app.command("simulate")(market.simulate)
+app.add_typer(ab.app, name="ab")
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    app()

@@ -3,7 +3,7 @@
 Per SKU i on day t (age k = t - launch), with p_t = L_i d_t the effective price:
 
     exposure   E_t   = E_i · launch(k) · (1 + s_E·season) · weekend · promo · ((1 + v_{t-1}/v_c) / 2)^κ
-                       · (ctr_rank_{t-1} / CTR_c)^ρ · noise                 (ranking feedback, set overnight)
+                       · (ctr_rank_{t-1} / CTR_c)^ρ · noise   (ranking feedback, set overnight)
     CTR_t            = σ(α_i + α_d (1 - d_t) + ε)                            (the discount badge shows in search)
     CVR_t            = σ(β_i - η_i (1 + promo_e·promo) log(p_t / P̃_t) + g⁺ [r_t - p_t]⁺ / r_t
                          - g⁻ [p_t - r_t]⁺ / r_t - ζ |a_t| + s_C·season + ε)

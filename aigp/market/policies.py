@@ -13,6 +13,8 @@ Every policy returns actions inside A_safe (each projects its own proposal throu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -319,3 +321,28 @@ BEHAVIOUR_CLASSES: dict[str, type[BasePolicy]] = {
 def behaviour_policies() -> dict[str, BasePolicy]:
     """The logged behaviour mix's policies, keyed by the names MarketConfig.behaviour_mix uses."""
     return {name: cls() for name, cls in BEHAVIOUR_CLASSES.items()}
+
+
+BASELINES = ("random", "static", "random_walk", "aggressive", "conservative", "expert", "price_sales", "oracle")
+
+
+def build_baselines(names: list[str] | tuple[str, ...], *, dynamics: DynamicsConfig,
+                    history: Callable[[], tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+                    seed: int = 0) -> dict[str, BasePolicy]:
+    """Baseline policies by name. ``history`` supplies (decision log, SKU table) for price-sales to fit on."""
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown policy {unknown[0]!r}; built-in policies are {list(BASELINES)}")
+    simple: dict[str, type[BasePolicy]] = {**BEHAVIOUR_CLASSES, "random": RandomPolicy}
+    out: dict[str, BasePolicy] = {}
+    for name in names:
+        if name in simple:
+            out[name] = simple[name]()
+        elif name == "oracle":
+            out[name] = OraclePolicy(dynamics)
+        else:
+            if history is None:
+                raise ValueError("price_sales needs a logged history to fit its demand model on")
+            decisions, skus = history()
+            out[name] = PriceSalesPolicy.fit(decisions, skus, seed=seed)
+    return out

@@ -1,0 +1,215 @@
+"""Simulated online A/B test: a fresh cohort of new SKUs, hash-partitioned into groups, each group priced
+by its policy for 14 days; GMV, ROI and MAR at 7 and 14 days with bootstrap confidence intervals, uplift
+over the control (the price-sales baseline) and the share of the control→ceiling (oracle) gap closed.
+
+Metric definitions (per group, over its SKUs):
+- GMV: mean cumulative GMV per SKU over the first h days (groups differ in size, so a mean, not a sum);
+- ROI: integrated ROI, total GMV / total spend of the group over the first h days;
+- MAR: share of SKUs with GMV_h >= tier1 · h/14 and ROI_h >= the category's ROI target (the milestone
+  tier is defined on 14 days; at 7 days it is prorated).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from aigp.ab.partition import assign_groups
+from aigp.config import StrictConfig
+from aigp.market.config import MarketConfig
+from aigp.market.observation import Policy
+from aigp.market.simulator import Market, RunResult
+
+METRICS = ("gmv", "roi", "mar")
+MILESTONE_DAYS = 14
+
+
+class ABConfig(StrictConfig):
+    salt: str = Field("aigp-ab-2026", min_length=1, description="experiment salt of the hash partition")
+    allocation: dict[str, float] = Field(
+        default_factory=lambda: {"random": 0.2, "static": 0.2, "expert": 0.2, "price_sales": 0.2, "oracle": 0.2},
+        description="group -> traffic share; a group's name is its policy's name unless `policies` maps it",
+    )
+    policies: dict[str, str] = Field(default_factory=dict, description="group -> policy name, where they differ")
+    control: str = Field("price_sales", description="the group uplift is measured against")
+    ceiling: str | None = Field("oracle", description="the group whose gap to the control is the 100% mark")
+    seed: int = Field(11, ge=0)
+    cohort_skus: int = Field(20_000, ge=10)
+    cohort_start: dt.date = Field(dt.date(2026, 8, 15), description="first launch day of the test cohort")
+    cohort_launch_days: int = Field(28, ge=1)
+    history_skus: int = Field(20_000, ge=100, description="logged SKUs the price-sales model is fitted on")
+    history_start: dt.date = Field(dt.date(2026, 3, 1))
+    history_launch_days: int = Field(150, ge=1)
+    horizons: tuple[int, ...] = Field((7, 14), min_length=1)
+    bootstrap: int = Field(1000, ge=50)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _groups_known(self) -> ABConfig:
+        if self.control not in self.allocation:
+            raise ValueError(f"control={self.control!r} is not a group of allocation {list(self.allocation)}")
+        if self.ceiling is not None and self.ceiling not in self.allocation:
+            raise ValueError(f"ceiling={self.ceiling!r} is not a group of allocation {list(self.allocation)}")
+        if max(self.horizons) > MILESTONE_DAYS:
+            raise ValueError(f"horizons {self.horizons} exceed the {MILESTONE_DAYS}-day milestone window")
+        return self
+
+    def policy_of(self, group: str) -> str:
+        return self.policies.get(group, group)
+
+    def cohort_market(self) -> MarketConfig:
+        return MarketConfig.build(seed=self.seed, n_skus=self.cohort_skus, start_date=self.cohort_start,
+                                  launch_days=self.cohort_launch_days, sku_id_offset=10_000_000)
+
+    def history_market(self) -> MarketConfig:
+        return MarketConfig.build(seed=self.seed, n_skus=self.history_skus, start_date=self.history_start,
+                                  launch_days=self.history_launch_days)
+
+
+@dataclass(frozen=True)
+class ABResult:
+    config: ABConfig
+    run: RunResult
+    groups: np.ndarray
+    metrics: pd.DataFrame  # group, horizon, metric, value, ci_low, ci_high, n_skus
+    uplift: pd.DataFrame  # group, horizon, metric, uplift, ci_low, ci_high, gap_closed, gap_ci_low, gap_ci_high
+
+    def table(self) -> pd.DataFrame:
+        """One row per group: every metric at every horizon with its CI, uplift and gap closed."""
+        rows = []
+        for group in self.config.allocation:
+            row: dict[str, object] = {"group": group, "policy": self.config.policy_of(group),
+                                      "skus": int((self.groups == group).sum())}
+            for h in self.config.horizons:
+                for m in METRICS:
+                    v = self.metrics.query("group == @group and horizon == @h and metric == @m").iloc[0]
+                    row[f"{m}_{h}d"] = v.value
+                    row[f"{m}_{h}d_ci"] = (v.ci_low, v.ci_high)
+                    u = self.uplift.query("group == @group and horizon == @h and metric == @m")
+                    if len(u):
+                        row[f"{m}_{h}d_uplift"] = u.iloc[0].uplift
+                        row[f"{m}_{h}d_uplift_ci"] = (u.iloc[0].ci_low, u.iloc[0].ci_high)
+                        row[f"{m}_{h}d_gap_closed"] = u.iloc[0].gap_closed
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def markdown(self) -> str:
+        return format_markdown(self)
+
+
+def sku_outcomes(summary: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Per-SKU GMV, spend and milestone success over the first ``horizon`` days."""
+    gmv, spend = summary[f"gmv_{horizon}d"].to_numpy(), summary[f"spend_{horizon}d"].to_numpy()
+    roi = np.divide(gmv, spend, out=np.zeros_like(gmv), where=spend > 0)
+    tier = summary["gmv_tier1"].to_numpy() * horizon / MILESTONE_DAYS
+    mar = (gmv >= tier) & (roi >= summary["roi_target"].to_numpy())
+    return pd.DataFrame({"gmv": gmv, "spend": spend, "mar": mar.astype(np.float64)})
+
+
+def _bootstrap(outcomes: pd.DataFrame, n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Bootstrap distributions of the three group metrics (resampling SKUs)."""
+    n = len(outcomes)
+    gmv, spend, mar = (outcomes[c].to_numpy() for c in ("gmv", "spend", "mar"))
+    draws: dict[str, list[float]] = {m: [] for m in METRICS}
+    for block in np.array_split(np.arange(n_boot), max(1, n_boot * n // 5_000_000)):
+        idx = rng.integers(0, n, size=(len(block), n))
+        g, s = gmv[idx].sum(1), spend[idx].sum(1)
+        draws["gmv"].extend(g / n)
+        draws["roi"].extend(g / np.maximum(s, 1e-12))
+        draws["mar"].extend(mar[idx].mean(1))
+    return {m: np.asarray(v) for m, v in draws.items()}
+
+
+def _point(outcomes: pd.DataFrame) -> dict[str, float]:
+    spend = outcomes["spend"].sum()
+    return {"gmv": float(outcomes["gmv"].mean()),
+            "roi": float(outcomes["gmv"].sum() / spend) if spend > 0 else float("nan"),
+            "mar": float(outcomes["mar"].mean())}
+
+
+def analyse(summary: pd.DataFrame, groups: np.ndarray, config: ABConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Group metrics with bootstrap CIs, and uplift / gap closed vs the control."""
+    rng = np.random.default_rng(config.seed)
+    alpha = (1.0 - config.confidence) / 2.0
+    metric_rows, uplift_rows = [], []
+    for h in config.horizons:
+        outcomes = sku_outcomes(summary, h)
+        point, boot = {}, {}
+        for group in config.allocation:
+            mask = groups == group
+            if not mask.any():
+                raise ValueError(f"group {group!r} received no SKUs; enlarge the cohort or its share")
+            point[group] = _point(outcomes[mask])
+            boot[group] = _bootstrap(outcomes[mask].reset_index(drop=True), config.bootstrap, rng)
+            for m in METRICS:
+                lo, hi = np.quantile(boot[group][m], [alpha, 1 - alpha])
+                metric_rows.append({"group": group, "horizon": h, "metric": m, "value": point[group][m],
+                                    "ci_low": lo, "ci_high": hi, "n_skus": int(mask.sum())})
+        ctrl, ceil = config.control, config.ceiling
+        for group in config.allocation:
+            if group == ctrl:
+                continue
+            for m in METRICS:
+                rel = boot[group][m] / boot[ctrl][m] - 1.0
+                row = {"group": group, "horizon": h, "metric": m,
+                       "uplift": point[group][m] / point[ctrl][m] - 1.0,
+                       "ci_low": np.quantile(rel, alpha), "ci_high": np.quantile(rel, 1 - alpha),
+                       "gap_closed": np.nan, "gap_ci_low": np.nan, "gap_ci_high": np.nan}
+                if ceil is not None:
+                    gap = point[ceil][m] - point[ctrl][m]
+                    if abs(gap) > 1e-12:
+                        row["gap_closed"] = (point[group][m] - point[ctrl][m]) / gap
+                        share = (boot[group][m] - boot[ctrl][m]) / (boot[ceil][m] - boot[ctrl][m])
+                        row["gap_ci_low"], row["gap_ci_high"] = np.quantile(share, [alpha, 1 - alpha])
+                uplift_rows.append(row)
+    return pd.DataFrame(metric_rows), pd.DataFrame(uplift_rows)
+
+
+def run_ab(config: ABConfig, policies: Mapping[str, Policy], *, progress: bool = False) -> ABResult:
+    """Run the simulated A/B: ``policies`` maps each group of ``config.allocation`` to its policy."""
+    missing = [g for g in config.allocation if g not in policies]
+    if missing:
+        raise ValueError(f"no policy for group(s) {missing}")
+    market = Market(config.cohort_market())
+    groups = assign_groups(market.skus.sku_id, config.salt, config.allocation)
+    run = market.run({g: policies[g] for g in config.allocation}, groups, progress=progress)
+    metrics, uplift = analyse(run.summary, groups, config)
+    return ABResult(config=config, run=run, groups=groups, metrics=metrics, uplift=uplift)
+
+
+def format_markdown(result: ABResult) -> str:
+    cfg = result.config
+    lines = []
+    for h in cfg.horizons:
+        lines.append(f"**{h}-day** (control = `{cfg.control}`; CI = {cfg.confidence:.0%} bootstrap over SKUs)\n")
+        head = "| group | SKUs | GMV / SKU | ROI | MAR | GMV uplift | ROI uplift | MAR uplift |"
+        if cfg.ceiling:
+            head += " gap closed (GMV / ROI / MAR) |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for group in cfg.allocation:
+            m = result.metrics.query("group == @group and horizon == @h").set_index("metric")
+            cells = [group, str(int(m.loc["gmv", "n_skus"])),
+                     f"{m.loc['gmv', 'value']:.0f} [{m.loc['gmv', 'ci_low']:.0f}, {m.loc['gmv', 'ci_high']:.0f}]",
+                     f"{m.loc['roi', 'value']:.2f} [{m.loc['roi', 'ci_low']:.2f}, {m.loc['roi', 'ci_high']:.2f}]",
+                     f"{m.loc['mar', 'value']:.1%} [{m.loc['mar', 'ci_low']:.1%}, {m.loc['mar', 'ci_high']:.1%}]"]
+            u = result.uplift.query("group == @group and horizon == @h").set_index("metric")
+            for metric in METRICS:
+                if group == cfg.control:
+                    cells.append("—")
+                else:
+                    r = u.loc[metric]
+                    cells.append(f"{r.uplift:+.1%} [{r.ci_low:+.1%}, {r.ci_high:+.1%}]")
+            if cfg.ceiling:
+                if group == cfg.control:
+                    cells.append("0%")
+                else:
+                    cells.append(" / ".join("n/a" if np.isnan(u.loc[k].gap_closed) else f"{u.loc[k].gap_closed:.0%}"
+                                            for k in METRICS))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""Benchmark results: each benchmark writes its own section; BENCHMARKS.md is assembled from them.
+
+Sections live in ``bench/results/<name>.md`` so that benchmarks of different areas never overwrite each
+other; :func:`write_section` records the command that produced a table and rebuilds BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+
+# Order of sections in BENCHMARKS.md; sections not listed follow alphabetically.
+ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", "ltve", "llm_core", "alignment",
+         "pipeline", "serving", "monitoring", "evaluation")
+
+HEADER = """# Benchmarks
+
+Every table below was produced by the command shown above it, on the machine it names; benchmarks run
+ours and its comparison in the same process. Regenerate a section by re-running its command
+(`make bench` runs them all). Sections are kept in `bench/results/` and assembled here.
+"""
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    return f"{platform.machine()}, {cpus} CPU(s), Python {sys.version.split()[0]}, {platform.system()}"
+
+
+def write_section(name: str, title: str, body: str, command: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"## {title}\n\n`{command}` — {stamp}, {machine()}\n\n{body.strip()}\n"
+    path = RESULTS / f"{name}.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    rebuild()
+    return path
+
+
+def rebuild() -> None:
+    sections = {p.stem: p.read_text() for p in RESULTS.glob("*.md")}
+    names = [n for n in ORDER if n in sections] + sorted(n for n in sections if n not in ORDER)
+    text = HEADER + "\n" + "\n".join(sections[n] for n in names)
+    tmp = BENCHMARKS.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(BENCHMARKS)
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "(no rows)"
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)

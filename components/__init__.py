@@ -1,0 +1,1 @@
+"""components of the AIGP platform (imports as aigp.components)."""

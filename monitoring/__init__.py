@@ -1,0 +1,1 @@
+"""monitoring of the AIGP platform (imports as aigp.monitoring)."""

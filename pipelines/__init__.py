@@ -1,0 +1,1 @@
+"""pipelines of the AIGP platform (imports as aigp.pipelines)."""

@@ -1,0 +1,1 @@
+"""serving of the AIGP platform (imports as aigp.serving)."""

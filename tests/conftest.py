@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests run offline: no hub, no telemetry."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+
+import pytest  # noqa: E402
+
+from aigp.market.config import MarketConfig  # noqa: E402
+
+SMALL_MARKET = {"n_skus": 400, "launch_days": 20, "seed": 5}
+
+
+@pytest.fixture(scope="session")
+def small_market_config() -> MarketConfig:
+    return MarketConfig.build(**SMALL_MARKET)
+
+
+@pytest.fixture(scope="session")
+def market_logs(tmp_path_factory: pytest.TempPathFactory, small_market_config: MarketConfig):
+    """A complete market log directory (400 SKUs x 14 days) shared by every test that reads logs.
+
+    Read-only: tests that need to modify logs copy them first.
+    """
+    from aigp.market.logs import simulate_to_directory
+
+    return simulate_to_directory(small_market_config, tmp_path_factory.mktemp("logs") / "market")
