@@ -29,20 +29,25 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def uniform(seed: int, sku_id: np.ndarray, day: np.ndarray | int, stream: np.ndarray | int) -> np.ndarray:
-    """Uniform(0, 1) draws, open at both ends, one per element of ``sku_id`` (broadcast with ``day``, ``stream``)."""
+def uniform(seed: np.ndarray | int, sku_id: np.ndarray, day: np.ndarray | int,
+            stream: np.ndarray | int) -> np.ndarray:
+    """Uniform(0, 1) draws, open at both ends, one per element of ``sku_id`` (broadcast with the others).
+
+    ``seed`` may be an array too: Monte-Carlo rollouts give each copy of a SKU its own seed.
+    """
     with np.errstate(over="ignore"):
         sku = np.asarray(sku_id, dtype=np.uint64)
         d = np.asarray(day, dtype=np.uint64)
         st = np.asarray(stream, dtype=np.uint64)
-        key = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + st * _KEY_STREAM)
+        sd = np.asarray(seed, dtype=np.uint64)
+        key = _mix(sd * _GOLDEN + st * _KEY_STREAM)
         x = _mix(key ^ (sku * _KEY_SKU))
         x = _mix(x ^ (d * _KEY_DAY) ^ key)
     # 53 random bits -> (0, 1): add half an ulp so that 0 is never returned.
     return ((x >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
 
 
-def normal(seed: int, sku_id: np.ndarray, day: np.ndarray | int, stream: np.ndarray | int) -> np.ndarray:
+def normal(seed: np.ndarray | int, sku_id: np.ndarray, day: np.ndarray | int, stream: np.ndarray | int) -> np.ndarray:
     return ndtri(uniform(seed, sku_id, day, stream))
 
 
