@@ -36,6 +36,7 @@ class Stream(IntEnum):
     USE = 11
     BEHAVIOUR = 12
     BRAND_STRENGTH = 13
+    LISTING_APPEAL = 15
     COMPETITOR = 14
     EXPOSURE = 20
     CTR = 21
@@ -114,6 +115,7 @@ class SkuTable:
     behaviour: np.ndarray  # index into BEHAVIOUR_POLICIES (the logging policy)
     quality: np.ndarray  # latent, standardised
     brand_strength: np.ndarray  # latent
+    listing_appeal: np.ndarray  # latent, in logit units
     categories: tuple[Category, ...]
     brands: Brands
 
@@ -182,6 +184,7 @@ class SkuTable:
                 "sku_id": self.sku_id,
                 "quality": self.quality,
                 "brand_strength": self.brand_strength,
+                "listing_appeal": self.listing_appeal,
                 "behaviour_policy": np.array(BEHAVIOUR_POLICIES, dtype=object)[self.behaviour],
             }
         )
@@ -189,7 +192,7 @@ class SkuTable:
 
 _ARRAY_FIELDS = (
     "sku_id", "category", "brand", "launch_day", "list_price", "unit_cost", "launch_discount", "launch_inventory",
-    "noun", "description_detail", "use", "behaviour", "quality", "brand_strength",
+    "noun", "description_detail", "use", "behaviour", "quality", "brand_strength", "listing_appeal",
 )
 
 
@@ -226,6 +229,7 @@ def generate_skus(config: MarketConfig) -> SkuTable:
         5, np.round(base_orders * inventory_days * np.exp(0.6 * z(Stream.INVENTORY)))
     ).astype(np.int64)
     quality = z(Stream.QUALITY)
+    listing_appeal = dyn.listing_appeal_sd * z(Stream.LISTING_APPEAL)
     # Merchants write upbeat copy whatever the product; specific, verifiable claims are a weak quality cue.
     cue = 0.5 * quality + 0.9 * z(Stream.DESCRIPTION_CUE)
     description_detail = np.digitize(cue, [-0.5, 0.5])
@@ -238,7 +242,7 @@ def generate_skus(config: MarketConfig) -> SkuTable:
         sku_id=ids, category=category, brand=brand, launch_day=launch_day, list_price=list_price,
         unit_cost=unit_cost, launch_discount=launch_discount, launch_inventory=launch_inventory, noun=noun,
         description_detail=description_detail, use=use, behaviour=behaviour, quality=quality,
-        brand_strength=strength, categories=cats, brands=brands,
+        brand_strength=strength, listing_appeal=listing_appeal, categories=cats, brands=brands,
     )
 
 

@@ -50,7 +50,7 @@ class Category(StrictConfig):
     cost_ratio: float = Field(gt=0, lt=1, description="unit cost / list price")
     traffic_cost_per_1k: float = Field(ge=0, description="CNY of marketing spend per 1000 impressions")
     roi_target: float = Field(gt=0)
-    inventory_days: float = Field(default=260.0, gt=0, description="median launch stock, in days of base demand")
+    inventory_days: float = Field(default=400.0, gt=0, description="median launch stock, in days of base demand")
     review_rate: float = Field(default=0.12, ge=0, le=1, description="share of orders that leave a review")
     seasons: tuple[SeasonWindow, ...] = ()
     aspects: tuple[str, ...] = Field(min_length=2, description="what reviews talk about")
@@ -105,7 +105,7 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = (
        seasons=({"start": "04-15", "end": "05-15", "strength": 0.3, "name": "spring outdoors"},),
        aspects=("sole", "comfort", "sizing", "upper"), nouns=("sneakers", "loafers", "sandals", "boots")),
     _c(name="stationery", price_level=19, base_exposure=4200, ctr_logit=-3.1, cvr_logit=-2.7, elasticity=2.6,
-       cost_ratio=0.35, traffic_cost_per_1k=2.5, roi_target=3.6, market_discount=0.85, inventory_days=340,
+       cost_ratio=0.35, traffic_cost_per_1k=2.5, roi_target=3.6, market_discount=0.85, inventory_days=520,
        seasons=({"start": "08-10", "end": "09-10", "strength": 0.8, "name": "back to school"},
                 {"start": "02-15", "end": "03-05", "strength": 0.5, "name": "spring term"}),
        aspects=("ink", "paper", "binding", "packaging"), nouns=("notebook set", "gel pens", "planner", "pencil case")),
@@ -131,7 +131,7 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = (
        seasons=({"start": "05-01", "end": "07-31", "strength": 0.4, "name": "summer sports"},),
        aspects=("grip", "weight", "durability", "breathability"), nouns=("yoga mat", "water bottle", "backpack", "sun hat")),
     _c(name="snacks", price_level=25, base_exposure=3800, ctr_logit=-3.0, cvr_logit=-2.8, elasticity=2.4,
-       cost_ratio=0.45, traffic_cost_per_1k=3.0, roi_target=3.4, market_discount=0.85, inventory_days=200,
+       cost_ratio=0.45, traffic_cost_per_1k=3.0, roi_target=3.4, market_discount=0.85, inventory_days=300,
        seasons=({"start": "01-10", "end": "02-10", "strength": 0.6, "name": "new year gifting"},
                 {"start": "07-01", "end": "08-15", "strength": 0.25, "name": "summer drinks"}),
        aspects=("taste", "freshness", "portion", "packaging"), nouns=("nut mix", "dried mango", "tea bags", "biscuits")),

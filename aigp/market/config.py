@@ -19,6 +19,8 @@ class DynamicsConfig(StrictConfig):
     ctr_discount_effect: float = Field(1.5, ge=0, description="alpha_d: discount badge lift on CTR logit per unit (1-d)")
     ctr_quality_effect: float = Field(0.15, ge=0, description="alpha_q: quality lift on CTR logit")
     ctr_brand_effect: float = Field(0.3, ge=0, description="brand strength lift on CTR logit")
+    listing_appeal_sd: float = Field(0.6, ge=0, description="sd of a SKU's listing appeal (page, title, seller) "
+                                     "on the CVR logit; unrelated to quality, it blurs what conversion reveals")
     cvr_quality_effect: float = Field(0.45, ge=0, description="beta_q: quality lift on CVR logit")
     quality_elasticity_damping: float = Field(0.3, ge=0, description="xi: elasticity = eta_c * exp(-xi * q)")
     reference_gain: float = Field(0.6, ge=0, description="g+: CVR lift per relative price drop below reference")

@@ -11,7 +11,8 @@ Per SKU i on day t (age k = t - launch), with p_t = L_i d_t the effective price:
     GMV_t  = orders · p_t,   spend_t = orders · L_i (1 - d_t) + E_t / 1000 · c_traffic
     v_t = EMA(orders) from v_{-1} = v_c, ctr_rank_t = EMA(clicks / E), r_{t+1} = EMA(p)   (delayed effects)
 
-with α_i = α_c + α_b·brand + α_q·q_i, β_i = β_c + β_q·q_i, η_i = η_c exp(-ξ q_i) (good products are less
+with α_i = α_c + α_b·brand + α_q·q_i, β_i = β_c + β_q·q_i + u_i (u_i: listing appeal — page, title, seller —
+unrelated to quality, so conversion alone cannot tell a good product from a well-presented one), η_i = η_c exp(-ξ q_i) (good products are less
 price sensitive), P̃_t = L_i · m_c · competitor_index_t (what comparable products sell at) and loss
 aversion g⁻ > g⁺. A sold-out SKU gets no traffic and costs nothing.
 
@@ -56,7 +57,7 @@ class SkuDynamics:
         return cls(
             exposure_scale=cat("base_exposure") * np.exp(dyn.brand_exposure_effect * b),
             ctr_logit=cat("ctr_logit") + dyn.ctr_brand_effect * b + dyn.ctr_quality_effect * q,
-            cvr_logit=cat("cvr_logit") + dyn.cvr_quality_effect * q,
+            cvr_logit=cat("cvr_logit") + dyn.cvr_quality_effect * q + skus.listing_appeal,
             elasticity=cat("elasticity") * np.exp(-dyn.quality_elasticity_damping * q),
             list_price=skus.list_price.astype(np.float64),
             fair_price_base=skus.list_price * cat("market_discount"),

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
+__all__ = ["ndtri", "normal", "poisson_from_uniform", "uniform"]
+
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
