@@ -78,6 +78,7 @@ class ABResult:
     groups: np.ndarray
     metrics: pd.DataFrame  # group, horizon, metric, value, ci_low, ci_high, n_skus
     uplift: pd.DataFrame  # group, horizon, metric, uplift, ci_low, ci_high, gap_closed, gap_ci_low, gap_ci_high
+    design: str = "hash-partitioned A/B"
 
     def table(self) -> pd.DataFrame:
         """One row per group: every metric at every horizon with its CI, uplift and gap closed."""
@@ -111,18 +112,25 @@ def sku_outcomes(summary: pd.DataFrame, horizon: int) -> pd.DataFrame:
     return pd.DataFrame({"gmv": gmv, "spend": spend, "mar": mar.astype(np.float64)})
 
 
-def _bootstrap(outcomes: pd.DataFrame, n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Bootstrap distributions of the three group metrics (resampling SKUs)."""
-    n = len(outcomes)
+def _metric_draws(outcomes: pd.DataFrame, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The three group metrics on each bootstrap resample (rows of ``idx`` index SKUs)."""
     gmv, spend, mar = (outcomes[c].to_numpy() for c in ("gmv", "spend", "mar"))
-    draws: dict[str, list[float]] = {m: [] for m in METRICS}
-    for block in np.array_split(np.arange(n_boot), max(1, n_boot * n // 5_000_000)):
-        idx = rng.integers(0, n, size=(len(block), n))
-        g, s = gmv[idx].sum(1), spend[idx].sum(1)
-        draws["gmv"].extend(g / n)
-        draws["roi"].extend(g / np.maximum(s, 1e-12))
-        draws["mar"].extend(mar[idx].mean(1))
-    return {m: np.asarray(v) for m, v in draws.items()}
+    g, s = gmv[idx].sum(1), spend[idx].sum(1)
+    return {"gmv": g / idx.shape[1], "roi": g / np.maximum(s, 1e-12), "mar": mar[idx].mean(1)}
+
+
+def _bootstrap(frames: Mapping[str, pd.DataFrame], n_boot: int, rng: np.random.Generator,
+               paired: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Bootstrap distributions of every group's metrics, resampling SKUs (jointly across groups if paired)."""
+    draws: dict[str, dict[str, list[np.ndarray]]] = {g: {m: [] for m in METRICS} for g in frames}
+    largest = max(len(f) for f in frames.values())
+    for block in np.array_split(np.arange(n_boot), max(1, n_boot * largest // 5_000_000)):
+        shared = rng.integers(0, largest, size=(len(block), largest)) if paired else None
+        for group, frame in frames.items():
+            idx = shared if shared is not None else rng.integers(0, len(frame), size=(len(block), len(frame)))
+            for m, values in _metric_draws(frame, idx).items():
+                draws[group][m].append(values)
+    return {g: {m: np.concatenate(v) for m, v in d.items()} for g, d in draws.items()}
 
 
 def _point(outcomes: pd.DataFrame) -> dict[str, float]:
@@ -132,26 +140,30 @@ def _point(outcomes: pd.DataFrame) -> dict[str, float]:
             "mar": float(outcomes["mar"].mean())}
 
 
-def analyse(summary: pd.DataFrame, groups: np.ndarray, config: ABConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Group metrics with bootstrap CIs, and uplift / gap closed vs the control."""
+def analyse(frames_by_horizon: Mapping[int, Mapping[str, pd.DataFrame]], config: ABConfig,
+            paired: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Group metrics with bootstrap CIs, and uplift / gap closed vs the control.
+
+    ``frames_by_horizon[h][group]`` holds the per-SKU outcomes (``sku_outcomes``) of a group. With ``paired``
+    every group holds the same SKUs in the same order (a counterfactual run) and resampling is joint,
+    which is what makes paired differences precise. The gap closed is reported only where the
+    ceiling-control gap itself is significant (its CI excludes zero); otherwise it is NaN.
+    """
     rng = np.random.default_rng(config.seed)
     alpha = (1.0 - config.confidence) / 2.0
     metric_rows, uplift_rows = [], []
-    for h in config.horizons:
-        outcomes = sku_outcomes(summary, h)
-        point, boot = {}, {}
-        for group in config.allocation:
-            mask = groups == group
-            if not mask.any():
-                raise ValueError(f"group {group!r} received no SKUs; enlarge the cohort or its share")
-            point[group] = _point(outcomes[mask])
-            boot[group] = _bootstrap(outcomes[mask].reset_index(drop=True), config.bootstrap, rng)
+    ctrl, ceil = config.control, config.ceiling
+    for h, frames in frames_by_horizon.items():
+        if paired and len({len(f) for f in frames.values()}) != 1:
+            raise ValueError("a paired analysis needs every group to hold the same SKUs")
+        point = {g: _point(f) for g, f in frames.items()}
+        boot = _bootstrap(frames, config.bootstrap, rng, paired)
+        for group, frame in frames.items():
             for m in METRICS:
                 lo, hi = np.quantile(boot[group][m], [alpha, 1 - alpha])
                 metric_rows.append({"group": group, "horizon": h, "metric": m, "value": point[group][m],
-                                    "ci_low": lo, "ci_high": hi, "n_skus": int(mask.sum())})
-        ctrl, ceil = config.control, config.ceiling
-        for group in config.allocation:
+                                    "ci_low": lo, "ci_high": hi, "n_skus": len(frame)})
+        for group in frames:
             if group == ctrl:
                 continue
             for m in METRICS:
@@ -161,11 +173,13 @@ def analyse(summary: pd.DataFrame, groups: np.ndarray, config: ABConfig) -> tupl
                        "ci_low": np.quantile(rel, alpha), "ci_high": np.quantile(rel, 1 - alpha),
                        "gap_closed": np.nan, "gap_ci_low": np.nan, "gap_ci_high": np.nan}
                 if ceil is not None:
-                    gap = point[ceil][m] - point[ctrl][m]
-                    if abs(gap) > 1e-12:
-                        row["gap_closed"] = (point[group][m] - point[ctrl][m]) / gap
-                        share = (boot[group][m] - boot[ctrl][m]) / (boot[ceil][m] - boot[ctrl][m])
-                        row["gap_ci_low"], row["gap_ci_high"] = np.quantile(share, [alpha, 1 - alpha])
+                    gap = boot[ceil][m] - boot[ctrl][m]
+                    lo, hi = np.quantile(gap, [alpha, 1 - alpha])
+                    if lo > 0 or hi < 0:
+                        row["gap_closed"] = (point[group][m] - point[ctrl][m]) / (point[ceil][m] - point[ctrl][m])
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            share = (boot[group][m] - boot[ctrl][m]) / gap
+                        row["gap_ci_low"], row["gap_ci_high"] = np.nanquantile(share, [alpha, 1 - alpha])
                 uplift_rows.append(row)
     return pd.DataFrame(metric_rows), pd.DataFrame(uplift_rows)
 
@@ -177,16 +191,46 @@ def run_ab(config: ABConfig, policies: Mapping[str, Policy], *, progress: bool =
         raise ValueError(f"no policy for group(s) {missing}")
     market = Market(config.cohort_market())
     groups = assign_groups(market.skus.sku_id, config.salt, config.allocation)
+    empty = [g for g in config.allocation if not (groups == g).any()]
+    if empty:
+        raise ValueError(f"group(s) {empty} received no SKUs; enlarge the cohort or their share")
     run = market.run({g: policies[g] for g in config.allocation}, groups, progress=progress)
-    metrics, uplift = analyse(run.summary, groups, config)
+    frames = {h: {g: sku_outcomes(run.summary[groups == g], h).reset_index(drop=True) for g in config.allocation}
+              for h in config.horizons}
+    metrics, uplift = analyse(frames, config)
     return ABResult(config=config, run=run, groups=groups, metrics=metrics, uplift=uplift)
+
+
+def run_counterfactual(config: ABConfig, policies: Mapping[str, Policy], *,
+                       progress: bool = False) -> ABResult:
+    """Every group's policy prices the WHOLE cohort (same SKUs, same luck): paired comparisons.
+
+    Only a simulator can do this; it answers "what would each policy have done on these SKUs" with far
+    tighter intervals than a hash-partitioned test. ``result.run`` holds the runs stacked group by group.
+    """
+    market = Market(config.cohort_market())
+    runs = {}
+    for group in config.allocation:
+        runs[group] = market.run({group: policies[group]}, progress=progress)
+    frames = {h: {g: sku_outcomes(r.summary, h) for g, r in runs.items()} for h in config.horizons}
+    metrics, uplift = analyse(frames, config, paired=True)
+    stacked = RunResult(summary=pd.concat([r.summary for r in runs.values()], ignore_index=True),
+                        changes=np.vstack([r.changes for r in runs.values()]),
+                        discounts=np.vstack([r.discounts for r in runs.values()]))
+    groups = np.concatenate([np.full(len(r.summary), g, dtype=object) for g, r in runs.items()])
+    return ABResult(config=config, run=stacked, groups=groups, metrics=metrics, uplift=uplift,
+                    design="paired counterfactual (every policy on the same SKUs)")
 
 
 def format_markdown(result: ABResult) -> str:
     cfg = result.config
     lines = []
+    if cfg.ceiling:
+        lines.append(f"Gap closed = share of the `{cfg.control}` → `{cfg.ceiling}` gap; n.s. where that gap is not "
+                     "significant.\n")
     for h in cfg.horizons:
-        lines.append(f"**{h}-day** (control = `{cfg.control}`; CI = {cfg.confidence:.0%} bootstrap over SKUs)\n")
+        lines.append(f"**{h}-day**, {result.design} (control = `{cfg.control}`; "
+                     f"CI = {cfg.confidence:.0%} bootstrap over SKUs)\n")
         head = "| group | SKUs | GMV / SKU | ROI | MAR | GMV uplift | ROI uplift | MAR uplift |"
         if cfg.ceiling:
             head += " gap closed (GMV / ROI / MAR) |"
@@ -208,7 +252,7 @@ def format_markdown(result: ABResult) -> str:
                 if group == cfg.control:
                     cells.append("0%")
                 else:
-                    cells.append(" / ".join("n/a" if np.isnan(u.loc[k].gap_closed) else f"{u.loc[k].gap_closed:.0%}"
+                    cells.append(" / ".join("n.s." if np.isnan(u.loc[k].gap_closed) else f"{u.loc[k].gap_closed:.0%}"
                                             for k in METRICS))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

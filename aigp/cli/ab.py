@@ -19,9 +19,11 @@ def simulate(
     skus: Annotated[int | None, typer.Option(help="SKUs in the test cohort")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     out: Annotated[Path | None, typer.Option(help="directory for the report (markdown, JSON, per-SKU parquet)")] = None,
+    paired: Annotated[bool, typer.Option(help="also run every policy on the whole cohort (paired, simulator-only)")]
+    = False,
 ) -> None:
     """Run the baselines (random, static, expert, price-sales, oracle) on a fresh cohort for 14 days."""
-    from aigp.ab.experiment import ABConfig, run_ab
+    from aigp.ab.experiment import ABConfig, run_ab, run_counterfactual
     from aigp.io import write_json, write_parquet, write_text
     from aigp.market.logs import logged_history
     from aigp.market.policies import build_baselines
@@ -32,8 +34,11 @@ def simulate(
     names = sorted({cfg.policy_of(g) for g in cfg.allocation})
     by_name = build_baselines(names, dynamics=cfg.cohort_market().dynamics,
                               history=lambda: logged_history(cfg.history_market())[:2], seed=cfg.seed)
-    result = run_ab(cfg, {g: by_name[cfg.policy_of(g)] for g in cfg.allocation}, progress=True)
+    policies = {g: by_name[cfg.policy_of(g)] for g in cfg.allocation}
+    result = run_ab(cfg, policies, progress=True)
     report = result.markdown()
+    if paired:
+        report += "\n" + run_counterfactual(cfg, policies).markdown()
     typer.echo(report)
     if out is not None:
         write_text(out / "ab_report.md", report)
