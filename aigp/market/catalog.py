@@ -17,7 +17,7 @@ from aigp.market.categories import (
     Category,
 )
 from aigp.market.config import BEHAVIOUR_POLICIES, MarketConfig
-from aigp.market.text import describe
+from aigp.market.text import N_NOUN_SLOTS, describe
 
 
 class Stream(IntEnum):
@@ -233,7 +233,7 @@ def generate_skus(config: MarketConfig) -> SkuTable:
     # Merchants write upbeat copy whatever the product; specific, verifiable claims are a weak quality cue.
     cue = 0.5 * quality + 0.9 * z(Stream.DESCRIPTION_CUE)
     description_detail = np.digitize(cue, [-0.5, 0.5])
-    noun = (u(Stream.NOUN) * 16).astype(np.int64)
+    noun = (u(Stream.NOUN) * N_NOUN_SLOTS).astype(np.int64)
     use = (u(Stream.USE) * 16).astype(np.int64)
     shares = np.array([config.behaviour_mix.get(p, 0.0) for p in BEHAVIOUR_POLICIES])
     behaviour = np.minimum(np.searchsorted(np.cumsum(shares), u(Stream.BEHAVIOUR), side="right"),

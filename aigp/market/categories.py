@@ -51,7 +51,7 @@ class Category(StrictConfig):
     traffic_cost_per_1k: float = Field(ge=0, description="CNY of marketing spend per 1000 impressions")
     roi_target: float = Field(gt=0)
     inventory_days: float = Field(default=400.0, gt=0, description="median launch stock, in days of base demand")
-    review_rate: float = Field(default=0.12, ge=0, le=1, description="share of orders that leave a review")
+    review_rate: float = Field(default=0.04, ge=0, le=1, description="share of orders that leave a written review")
     seasons: tuple[SeasonWindow, ...] = ()
     aspects: tuple[str, ...] = Field(min_length=2, description="what reviews talk about")
     nouns: tuple[str, ...] = Field(min_length=1, description="product nouns for descriptions")

@@ -22,7 +22,15 @@ from aigp.market.config import BEHAVIOUR_POLICIES, MarketConfig
 from aigp.market.dynamics import DayContext, DayDraws, DayOutcome, MarketState, SkuDynamics, step
 from aigp.market.observation import Observation, Policy, TextView, TrueView
 from aigp.market.sinks import LogSink
-from aigp.market.text import code_score, render_reviews, review_codes, review_digest, sentiment_level
+from aigp.market.text import (
+    all_reviews,
+    code_score,
+    render_reviews,
+    review_codes,
+    review_digest,
+    review_index,
+    sentiment_level,
+)
 from aigp.schema import DYNAMIC_FEATURES, FEATURES
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,8 @@ class Market:
         self.calendar = Calendar.build(config, self.categories)
         self.params = SkuDynamics.from_skus(self.skus, config.dynamics)
         self.day_offset = (config.start_date - COMPETITOR_EPOCH).days
+        texts, self._review_text_code = np.unique(all_reviews(self.categories), return_inverse=True)
+        self.review_texts = pd.Index(texts)
 
     def __len__(self) -> int:
         return len(self.skus)
@@ -103,14 +113,15 @@ class Market:
         cohort = Cohort(self, index)
         members = {g: rows for g in policies if (rows := np.flatnonzero(groups == g)).size}
         gmv_7 = spend_7 = orders_7 = None
+        policy_names = pd.Categorical([policies[g].name for g in groups],
+                                      categories=sorted({p.name for p in policies.values()}))
         for age in range(self.config.horizon_days):
             obs = cohort.observe(text=any(policies[g].requires_text for g in members),
                                  truth=any(policies[g].requires_truth for g in members))
             proposal = dispatch(obs, {g: (policies[g], rows) for g, rows in members.items()})
             safe, out, new_reviews = cohort.advance(proposal, self.config.seed)
             if sink is not None:
-                sink.write_decisions(cohort.decision_rows(obs, safe, out, np.array(
-                    [policies[g].name for g in groups], dtype=object)))
+                sink.write_decisions(cohort.decision_rows(obs, safe, out, policy_names))
                 if new_reviews is not None:
                     sink.write_reviews(cohort.review_rows(age, *new_reviews))
             if age == 6:
@@ -265,7 +276,7 @@ class Cohort:
         })
 
     def decision_rows(self, obs: Observation, safe: SafeActions, out: DayOutcome,
-                      policy_names: np.ndarray) -> pd.DataFrame:
+                      policy_names: pd.Categorical) -> pd.DataFrame:
         """Log rows of the day just simulated (call right after ``advance``)."""
         dates = np.asarray(self.market.calendar.dates(self.day - 1), dtype="datetime64[D]")
         frame = {
@@ -290,11 +301,9 @@ class Cohort:
     def review_rows(self, age: int, rows: np.ndarray, seq: np.ndarray, codes: np.ndarray) -> pd.DataFrame:
         dates = self.market.calendar.dates(self.sk.launch_day + age)
         posted = np.asarray(dates, dtype="datetime64[D]")[rows] + np.timedelta64(1, "D")
-        texts = np.empty(len(rows), dtype=object)
-        cat, noun = self.sk.category[rows], self.sk.noun[rows]
-        for c, nn in set(zip(cat.tolist(), noun.tolist(), strict=True)):
-            m = (cat == c) & (noun == nn)
-            texts[m] = render_reviews(self.sk.categories[c], nn, codes[m])
+        # Review text is a few thousand distinct strings: store it dictionary-encoded.
+        index = review_index(self.sk.category[rows], self.sk.noun[rows], codes)
+        texts = pd.Categorical.from_codes(self.market._review_text_code[index], categories=self.market.review_texts)
         return pd.DataFrame({
             "sku_id": self.sk.sku_id[rows],
             "review_seq": seq.astype(np.int64),

@@ -54,12 +54,15 @@ class _ParquetStream:
 
     def write(self, frame: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
+        # Dictionary columns get per-batch dictionaries; unify them to the first batch's schema as plain
+        # values when they differ (parquet stores them dictionary-encoded either way).
+        if self.schema is not None and table.schema != self.schema:
+            table = table.cast(self.schema)
         if self.writer is None:
             self.schema = table.schema
             self.target.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, coerce_timestamps="us", compression="zstd")
-        else:
-            table = table.cast(self.schema)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, coerce_timestamps="us", compression="zstd",
+                                           compression_level=1)
         self.writer.write_table(table)
         self.rows += len(frame)
 

@@ -101,6 +101,19 @@ def render_reviews(category: Category, noun_index: int, codes: np.ndarray) -> li
     return list(review_table(category, noun_index)[np.asarray(codes, dtype=np.int64)])
 
 
+N_NOUN_SLOTS = 16  # SKUs draw a noun slot in [0, 16); slots wrap around a category's nouns
+CODES_PER_TABLE = len(LEVEL_SCORES) * N_VARIANTS * MAX_ASPECTS
+
+
+def all_reviews(categories: tuple[Category, ...]) -> np.ndarray:
+    """Every renderable review of a market, indexed by ``review_index(category, noun, code)``."""
+    return np.concatenate([review_table(c, n) for c in categories for n in range(N_NOUN_SLOTS)])
+
+
+def review_index(category: np.ndarray, noun: np.ndarray, code: np.ndarray) -> np.ndarray:
+    return (np.asarray(category) * N_NOUN_SLOTS + np.asarray(noun)) * CODES_PER_TABLE + np.asarray(code)
+
+
 def read_review_sentiment(text: str) -> int:
     """What a reader concludes from one review: the lexicon score of its words, clipped to [-2, 2]."""
     score = sum(LEXICON.get(w, 0) for w in _WORD.findall(text.lower()))
