@@ -30,8 +30,13 @@ def _poisson(lam: float, u: float) -> int:
     return k
 
 
-def simulate_static_loop(market: Market, index: np.ndarray) -> dict[str, np.ndarray]:
-    """Daily exposure, orders, GMV and spend of the given SKUs under the static policy, one SKU at a time."""
+def simulate_static_loop(market: Market, index: np.ndarray, rows: list[dict] | None = None) -> dict[str, np.ndarray]:
+    """Daily exposure, orders, GMV and spend of the given SKUs under the static policy, one SKU at a time.
+
+    With ``rows`` (a list), it also appends one log row per SKU-day with the decision-time state features
+    (rolling and cumulative sums recomputed from the SKU's history, as a first implementation would) and
+    the day's outcome, i.e. the same log the vectorised simulator writes.
+    """
     cfg, dyn, cal, p = market.config, market.config.dynamics, market.calendar, market.params
     horizon = cfg.horizon_days
     out = {k: np.zeros((len(index), horizon)) for k in ("exposure", "orders", "gmv", "spend")}
@@ -44,6 +49,7 @@ def simulate_static_loop(market: Market, index: np.ndarray) -> dict[str, np.ndar
         velocity = float(p.orders_ref[i])
         ctr_rank = float(p.ctr_ref[i])
         inventory = float(market.skus.launch_inventory[i])
+        history: dict[str, list[float]] = {k: [] for k in ("exposure", "clicks", "orders", "gmv", "spend")}
         for age in range(horizon):
             day = int(market.skus.launch_day[i]) + age
             key = market.day_offset + day
@@ -87,4 +93,28 @@ def simulate_static_loop(market: Market, index: np.ndarray) -> dict[str, np.ndar
             inventory -= orders
             for name, value in (("exposure", exposure), ("orders", orders), ("gmv", gmv), ("spend", spend)):
                 out[name][row, age] = value
+            if rows is not None:
+                rows.append(_log_row(sku, age, d, history, inventory + orders, float(market.params.orders_ref[i])))
+                rows[-1].update(out_exposure=exposure, out_clicks=clicks, out_orders=orders, out_gmv=gmv,
+                                out_spend=spend)
+            for name, value in (("exposure", exposure), ("clicks", clicks), ("orders", orders), ("gmv", gmv),
+                                ("spend", spend)):
+                history[name].append(value)
     return out
+
+
+def _log_row(sku: int, age: int, discount: float, history: dict[str, list[float]], inventory: float,
+             _: float) -> dict:
+    row: dict = {"sku_id": sku, "days_since_launch": age, "prev_discount": discount, "discount": discount,
+                 "discount_change": 0.0, "inventory": inventory}
+    for window in (1, 3, 7):
+        sums = {k: sum(v[-window:]) if v else 0.0 for k, v in history.items()}
+        for k, v in sums.items():
+            row[f"{k}_{window}d"] = v
+        row[f"ctr_{window}d"] = sums["clicks"] / sums["exposure"] if sums["exposure"] else 0.0
+        row[f"cvr_{window}d"] = sums["orders"] / sums["clicks"] if sums["clicks"] else 0.0
+        row[f"roi_{window}d"] = sums["gmv"] / sums["spend"] if sums["spend"] else 0.0
+    for k in ("gmv", "spend", "orders"):
+        row[f"cum_{k}"] = sum(history[k])
+    row["cum_roi"] = row["cum_gmv"] / row["cum_spend"] if row["cum_spend"] else 0.0
+    return row
