@@ -8,7 +8,7 @@ fall back to holding yesterday's discount and why.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from aigp.action import project_to_safe
 from aigp.schema import numeric_state_features
 
 
-class FallbackReason(str, Enum):
+class FallbackReason(StrEnum):
     NONE = ""
     MISSING_FEATURES = "missing_features"
     PREDICTOR_TIMEOUT = "predictor_timeout"

@@ -12,10 +12,10 @@ Identity-blind by construction: there is no user-level entity or feature anywher
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Group(str, Enum):
+class Group(StrEnum):
     """Which feature view a feature belongs to."""
 
     SKU = "sku_attributes"  # static per SKU (and its category's goals and benchmarks)

@@ -57,10 +57,10 @@ def simulate_static_loop(market: Market, index: np.ndarray, rows: list[dict] | N
             season, promo = float(cal.season[cat, col]), bool(cal.promotion[col])
             dow, comp = int(cal.day_of_week[col]), float(cal.competitor_index[cat, col])
 
-            def z(stream: int) -> float:
+            def z(stream: int, sku: int = sku, key: int = key) -> float:
                 return float(noise.normal(cfg.seed, np.array([sku]), key, stream)[0])
 
-            def u(stream: int) -> float:
+            def u(stream: int, sku: int = sku, key: int = key) -> float:
                 return float(noise.uniform(cfg.seed, np.array([sku]), key, stream)[0])
 
             price = list_price * d

@@ -11,9 +11,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 
-import pytest  # noqa: E402
+import pytest
 
-from aigp.market.config import MarketConfig  # noqa: E402
+from aigp.market.config import MarketConfig
 
 SMALL_MARKET = {"n_skus": 400, "launch_days": 20, "seed": 5}
 

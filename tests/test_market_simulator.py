@@ -90,7 +90,7 @@ def test_no_built_in_policy_ever_leaves_a_safe(market_logs) -> None:
     policies = {**behaviour_policies(), "random": RandomPolicy(), "price_sales": price_sales,
                 "oracle": OraclePolicy(cfg.dynamics)}
     groups = np.array(list(policies))[np.arange(120) % len(policies)]
-    market, result, sink = _log(cfg, policies, groups)
+    _market, result, sink = _log(cfg, policies, groups)
     log = sink.decisions
     assert (result.summary["projected_actions"] == 0).all(), result.summary.groupby("policy").projected_actions.sum()
     assert is_safe(log["prev_discount"], log["discount_change"]).all()
@@ -155,7 +155,7 @@ def test_a_discount_today_raises_traffic_for_the_next_days() -> None:
 
 
 def test_stock_outs_stop_sales() -> None:
-    _, result, sink = _log(MarketConfig.build(n_skus=300, launch_days=10, seed=2), {"aggressive": AggressivePolicy()})
+    _, _result, sink = _log(MarketConfig.build(n_skus=300, launch_days=10, seed=2), {"aggressive": AggressivePolicy()})
     log = sink.decisions
     empty = log[log.inventory == 0]
     assert len(empty) > 0, "aggressive discounting should sell some SKUs out"

@@ -40,6 +40,6 @@ def test_every_module_imports() -> None:
                 continue
             try:
                 importlib.import_module(info.name)
-            except Exception as exc:  # noqa: BLE001 - report every broken module at once
+            except Exception as exc:
                 failures.append(f"{info.name}: {type(exc).__name__}: {exc}")
     assert not failures, "\n".join(failures)

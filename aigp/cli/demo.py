@@ -26,7 +26,8 @@ def stage_simulate(ctx: dict[str, Any]) -> str:
     cfg = MarketConfig.build(n_skus=ctx["skus"], launch_days=60, seed=ctx["seed"])
     logs = simulate_to_directory(cfg, ctx["root"] / "market", overwrite=True, progress=True)
     ctx["logs"] = logs
-    return f"{logs.manifest['rows']['decisions']:,} SKU-days, {logs.manifest['rows']['reviews']:,} reviews -> {logs.path}"
+    rows = logs.manifest["rows"]
+    return f"{rows['decisions']:,} SKU-days, {rows['reviews']:,} reviews -> {logs.path}"
 
 
 def stage_ab_baselines(ctx: dict[str, Any]) -> str:
@@ -43,7 +44,8 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
     write_text(ctx["root"] / "ab_baselines.md", report)
     console.print(report)
     ctx["ab_baselines"] = result
-    return f"simulated A/B of {len(cfg.allocation)} baselines on {cfg.cohort_skus:,} SKUs -> {ctx['root'] / 'ab_baselines.md'}"
+    return (f"simulated A/B of {len(cfg.allocation)} baselines on {cfg.cohort_skus:,} SKUs -> "
+            f"{ctx['root'] / 'ab_baselines.md'}")
 
 
 STAGES: list[tuple[str, Stage]] = [

@@ -81,7 +81,8 @@ class Brands:
         u2 = noise.uniform(seed, keys, 2, Stream.BRAND)
         n_syl = len(_SYLLABLES)
         names = np.array(
-            [(_SYLLABLES[int(a * n_syl)] + _SYLLABLES[int(b * n_syl)]).capitalize() for a, b in zip(u1, u2, strict=True)],
+            [(_SYLLABLES[int(a * n_syl)] + _SYLLABLES[int(b * n_syl)]).capitalize()
+             for a, b in zip(u1, u2, strict=True)],
             dtype=object,
         ).reshape(n_categories, per_category)
         # Two brands of a category must not share a name: suffix repeats with a letter.

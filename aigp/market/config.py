@@ -16,7 +16,7 @@ BEHAVIOUR_POLICIES = ("expert", "random_walk", "aggressive", "static", "conserva
 class DynamicsConfig(StrictConfig):
     """Coefficients of the true market model (see ``aigp.market.dynamics`` for the equations)."""
 
-    ctr_discount_effect: float = Field(1.5, ge=0, description="alpha_d: discount badge lift on CTR logit per unit (1-d)")
+    ctr_discount_effect: float = Field(1.5, ge=0, description="alpha_d: discount-badge lift on CTR logit per (1-d)")
     ctr_quality_effect: float = Field(0.15, ge=0, description="alpha_q: quality lift on CTR logit")
     ctr_brand_effect: float = Field(0.3, ge=0, description="brand strength lift on CTR logit")
     listing_appeal_sd: float = Field(0.6, ge=0, description="sd of a SKU's listing appeal (page, title, seller) "
@@ -66,7 +66,7 @@ class MarketConfig(StrictConfig):
     )
     review_digest_size: int = Field(3, ge=1, le=20, description="reviews shown in a review digest")
     sku_id_offset: int = Field(0, ge=0, description="first SKU id; cohorts use fresh ranges")
-    dynamics: DynamicsConfig = Field(default_factory=DynamicsConfig)
+    dynamics: DynamicsConfig = Field(default_factory=lambda: DynamicsConfig())
 
     @field_validator("categories")
     @classmethod

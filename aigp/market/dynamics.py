@@ -12,8 +12,8 @@ Per SKU i on day t (age k = t - launch), with p_t = L_i d_t the effective price:
     v_t = EMA(orders) from v_{-1} = v_c, ctr_rank_t = EMA(clicks / E), r_{t+1} = EMA(p)   (delayed effects)
 
 with α_i = α_c + α_b·brand + α_q·q_i, β_i = β_c + β_q·q_i + u_i (u_i: listing appeal — page, title, seller —
-unrelated to quality, so conversion alone cannot tell a good product from a well-presented one), η_i = η_c exp(-ξ q_i) (good products are less
-price sensitive), P̃_t = L_i · m_c · competitor_index_t (what comparable products sell at) and loss
+unrelated to quality, so conversion alone cannot tell a good product from a well-presented one),
+η_i = η_c exp(-ξ q_i) (good products are less price sensitive), P̃_t = L_i · m_c · competitor_index_t (what comparable products sell at) and loss
 aversion g⁻ > g⁺. A sold-out SKU gets no traffic and costs nothing.
 
 ``draws=None`` gives the certainty-equivalent day (noise at its mean, counts at their expectation),
@@ -135,7 +135,7 @@ class DayDraws:
     reviews: np.ndarray
 
     @classmethod
-    def draw(cls, seed: int, sku_id: np.ndarray, day_key: np.ndarray) -> DayDraws:
+    def draw(cls, seed: int | np.ndarray, sku_id: np.ndarray, day_key: np.ndarray) -> DayDraws:
         n = noise.normal
         u = noise.uniform
         return cls(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,7 @@ class Market:
 
     # ------------------------------------------------------------------------------------------------
     def _run_chunk(self, index: np.ndarray, policies: Mapping[str, Policy], groups: np.ndarray,
-                   sink: LogSink | None, bar: object) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+                   sink: LogSink | None, bar: Any) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         cohort = Cohort(self, index)
         members = {g: rows for g in policies if (rows := np.flatnonzero(groups == g)).size}
         gmv_7 = spend_7 = orders_7 = None
@@ -128,7 +129,7 @@ class Market:
                 gmv_7, spend_7 = cohort.state.cum_gmv.copy(), cohort.state.cum_spend.copy()
                 orders_7 = cohort.panel.orders.sum(1)
             if bar is not None:
-                bar.update(1)  # type: ignore[attr-defined]
+                bar.update(1)
         return cohort.summary(groups, policies, gmv_7, spend_7, orders_7), cohort.panel.change.copy(), \
             cohort.panel.discount.copy()
 
@@ -367,7 +368,7 @@ class _ReviewState:
         return out
 
 
-def _static_columns(sk: SkuTable) -> dict[str, object]:
+def _static_columns(sk: SkuTable) -> dict[str, Any]:
     tiers = sk.gmv_tiers()
     return {
         "sku_id": sk.sku_id,
@@ -395,7 +396,7 @@ def _typed(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _progress(total: int, enabled: bool, label: str) -> object:
+def _progress(total: int, enabled: bool, label: str) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
