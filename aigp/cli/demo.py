@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 
+from aigp.cli import llm as llm_stages
 from aigp.cli._common import console, user_errors
 
 Stage = Callable[[dict[str, Any]], str]  # returns a one-line summary
@@ -51,6 +52,8 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
 STAGES: list[tuple[str, Stage]] = [
     ("simulate the market", stage_simulate),
     ("simulated A/B of the baselines", stage_ab_baselines),
+    ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
+    ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
 ]
 
 

@@ -1,0 +1,14 @@
+"""The LLM pricing policy core (paper §3.2, App. B.2): prompts, knowledge base, diagnosis, the action parser Ψ,
+untrusted-text handling, the offline base-model factory, the teacher, the judge and the distillation set.
+
+Entry points (see ``docs/llm_core.md``):
+
+- ``aigp.llm.prompt``: ``build_prompt(row, PromptConfig(act_only=..., include_knowledge=..., ...))`` and
+  ``parse_prompt(prompt)``;
+- ``aigp.llm.parser``: ``parse_action(output, prev_discount)`` (Ψ) and ``parse_actions`` for a batch;
+- ``aigp.llm.model_factory``: ``build_base_model(out_dir, size, corpus)`` and ``resolve_model(spec)``;
+- ``aigp.llm.teacher``: ``KnowledgeBaseTeacher`` (built-in), ``OpenAICompatibleClient`` (vLLM / KServe),
+  ``TeacherPolicy`` (the teacher as a simulator policy);
+- ``aigp.llm.judge``: ``RuleJudge``, ``LLMJudge``, ``CombinedJudge`` and the planted-defect set;
+- ``aigp.llm.distill``: ``generate``, ``judge_filter``, ``write_distillation_set``.
+"""
