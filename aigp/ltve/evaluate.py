@@ -1,0 +1,391 @@
+"""Evaluate an LTVE on the held-out cohort: the paper's metrics and what only a simulator can check.
+
+The cohort is the SKUs launched on or after the training cutoff recorded in the model. Metrics:
+
+- **MAE / EAMA** (ε = 0.05) of the Q-greedy action vs the logged expert action. The Q-greedy action is the
+  argmax of Q over ``grid_size`` evenly spaced changes spanning A_safe(s) (one batched forward pass). Expert
+  rows are the paper's "held-out expert set": SKUs in the top 30% of their category by 14-day GMV. Where the
+  log names the behaviour policy, the same numbers are reported for the simulated operations expert.
+- **CDA**: share of expert rows with Q(s, a_expert) > Q(s, a_cf), a_cf = a_expert ± ``counterfactual_shift``
+  (random sign; the other sign where A_safe excludes it). Slices: cold-start (on shelf <= 3 days) and
+  boundary counterfactuals (a_cf drawn uniformly from the feasible part of 0.15 <= |a| <= 0.2).
+- **Q deciles vs realised outcomes** (paper Fig. 3): Q(s, a_logged) of up to 50k rows split into 10 deciles;
+  per decile the mean realised GMV and the integrated ROI over the *subsequent* 7 / 14 days (truncated at the
+  episode end) and MAR at the window's end (GMV since launch >= tier1 · days/14 and ROI since launch >= target),
+  after dropping each decile's top and bottom 5% of rows by the window's GMV; Spearman of decile vs value.
+- **Monte-Carlo ground truth** (simulator logs only): for sampled expert rows, K candidate first actions (the
+  logged one, its counterfactual, a grid over A_safe) are branched in the simulator from the exact logged
+  state (``aigp.market.rollout.branch_outcomes``), continued with the expert policy for R fresh futures, and
+  scored with the model's own reward; Spearman of Q vs the Monte-Carlo return (pooled and within state),
+  pairwise ranking accuracy, CDA against the truly better of (expert, counterfactual) and regret of the Q-choice.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+from scipy.stats import spearmanr
+
+from aigp.action import MAX_DAILY_CHANGE, feasible_change_bounds, project_to_safe
+from aigp.config import StrictConfig
+from aigp.io import write_json, write_parquet, write_text
+from aigp.ltve.artifact import LTVEModel
+from aigp.ltve.dataset import ACTION, expert_skus, launch_dates, prepare_frame
+from aigp.ltve.reward import daily_rewards
+from aigp.schema import ENTITY_KEY
+
+HORIZONS = (7, 14)
+OUTCOMES = ("gmv", "roi", "mar")
+
+
+class MonteCarloConfig(StrictConfig):
+    enabled: bool = Field(True, description="run the simulator check when a market log directory is given")
+    states: int = Field(300, ge=1, description="expert rows branched")
+    grid: int = Field(7, ge=2, description="evenly spaced A_safe candidates besides the logged and counterfactual")
+    rollouts: int = Field(16, ge=1, description="fresh futures per (state, candidate)")
+    continuation: str = Field("expert", description="policy pricing the days after the branched one")
+    seed: int = Field(1, ge=0, description="branch seed (never the market's own)")
+
+
+class EvaluationConfig(StrictConfig):
+    grid_size: int = Field(41, ge=2, description="candidates spanning A_safe for the Q-greedy action")
+    eama_epsilon: float = Field(0.05, gt=0, description="EAMA tolerance ε")
+    counterfactual_shift: float = Field(0.1, gt=0, le=MAX_DAILY_CHANGE, description="|a_cf - a_expert| for CDA")
+    boundary_action: float = Field(0.15, gt=0, le=MAX_DAILY_CHANGE, description="|a| of a boundary action")
+    cold_start_days: int = Field(3, ge=0, description="cold-start slice: days_since_launch <= this")
+    expert_top_share: float = Field(0.3, gt=0, le=1, description="expert set: top share by 14-day GMV in category")
+    decile_rows: int = Field(50_000, ge=100, description="rows sampled for the decile analysis (paper: 50k)")
+    decile_trim: float = Field(0.05, ge=0, lt=0.5, description="share dropped at each end of a decile")
+    seed: int = Field(0, ge=0)
+    monte_carlo: MonteCarloConfig = Field(default_factory=MonteCarloConfig)
+
+
+@dataclass
+class EvaluationReport:
+    metrics: dict[str, float]
+    deciles: pd.DataFrame
+    monte_carlo: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(self.metrics.items())]
+        table = "\n".join(lines)
+        deciles = self.deciles.round(4).to_markdown(index=False) if _has_tabulate() else self.deciles.to_string()
+        notes = "".join(f"- {n}\n" for n in self.notes)
+        return f"# LTVE evaluation\n\n{notes}\n{table}\n\n## Q deciles vs realised outcomes\n\n{deciles}\n"
+
+    def plot(self, path: str | Path) -> Path:
+        return plot_deciles(self.deciles, self.metrics, path)
+
+    def html(self) -> str:
+        buffer = io.BytesIO()
+        _decile_figure(self.deciles, self.metrics).savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        image = base64.b64encode(buffer.getvalue()).decode()
+        rows = "".join(f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>" for k, v in sorted(self.metrics.items()))
+        notes = "".join(f"<li>{n}</li>" for n in self.notes)
+        return (f"<html><body><h1>LTVE evaluation</h1><ul>{notes}</ul><table>{rows}</table>"
+                f"<h2>Q deciles vs realised outcomes (paper Fig. 3)</h2><img src='data:image/png;base64,{image}'/>"
+                f"</body></html>")
+
+    def write(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "metrics.json", self.metrics)
+        write_text(out / "report.md", self.markdown())
+        write_text(out / "report.html", self.html())
+        write_parquet(out / "deciles.parquet", self.deciles)
+        if self.monte_carlo is not None:
+            write_parquet(out / "monte_carlo.parquet", self.monte_carlo)
+        self.plot(out / "q_deciles.png")
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------
+def evaluation_cohort(frame: pd.DataFrame, model: LTVEModel) -> pd.DataFrame:
+    """Rows of the SKUs launched on or after the model's training cutoff."""
+    cutoff = pd.Timestamp(model.info["split"]["cutoff"])
+    frame = prepare_frame(frame)
+    launch = launch_dates(frame).groupby(frame[ENTITY_KEY]).transform("first")
+    cohort = frame[(launch >= cutoff).to_numpy()].reset_index(drop=True)
+    if cohort.empty:
+        raise ValueError(f"no SKU in the frame launched on or after the training cutoff {cutoff.date()}")
+    return cohort
+
+
+def counterfactual_actions(prev_discount: np.ndarray, action: np.ndarray, shift: float,
+                           rng: np.random.Generator) -> np.ndarray:
+    """a ± shift with a random sign, the other sign where A_safe excludes the first (one always fits)."""
+    low, high = feasible_change_bounds(prev_discount)
+    sign = np.where(rng.random(len(action)) < 0.5, -1.0, 1.0)
+    first = action + sign * shift
+    ok = (first >= low - 1e-9) & (first <= high + 1e-9)
+    return project_to_safe(prev_discount, np.where(ok, first, action - sign * shift)).change
+
+
+def boundary_actions(prev_discount: np.ndarray, threshold: float, rng: np.random.Generator) -> np.ndarray:
+    """A random feasible change with threshold <= |a| <= 0.2 (every d_{t-1} in [0.5, 1] admits one side)."""
+    low, high = feasible_change_bounds(prev_discount)
+    up_ok, down_ok = high >= threshold, low <= -threshold
+    up = rng.random(len(low)) < 0.5
+    up = np.where(up_ok & down_ok, up, up_ok)
+    magnitude = threshold + (MAX_DAILY_CHANGE - threshold) * rng.random(len(low))
+    return project_to_safe(prev_discount, np.where(up, magnitude, -magnitude)).change
+
+
+def forward_outcomes(frame: pd.DataFrame, horizons: tuple[int, ...] = HORIZONS,
+                     horizon_days: int = 14) -> pd.DataFrame:
+    """Per row: GMV and ROI over days t..t+h-1 (within the episode) and MAR at the end of that window."""
+    sku = frame[ENTITY_KEY].to_numpy()
+    age = frame["days_since_launch"].to_numpy(np.int64)
+    m = len(frame)
+    starts = np.flatnonzero(np.r_[True, sku[1:] != sku[:-1]])
+    last = np.repeat(np.r_[starts[1:], m] - 1, np.diff(np.r_[starts, m]))
+    gmv, spend = frame["out_gmv"].to_numpy(np.float64), frame["out_spend"].to_numpy(np.float64)
+    cg, cs = np.r_[0.0, np.cumsum(gmv)], np.r_[0.0, np.cumsum(spend)]
+    rows = np.arange(m)
+    out = {}
+    for h in horizons:
+        end = np.minimum.reduce([rows + h - 1, last, rows + (horizon_days - 1 - age)])
+        window_gmv, window_spend = cg[end + 1] - cg[rows], cs[end + 1] - cs[rows]
+        days = age + (end - rows) + 1  # days since launch at the window's end
+        total_gmv = frame["cum_gmv"].to_numpy(np.float64) + window_gmv
+        total_spend = frame["cum_spend"].to_numpy(np.float64) + window_spend
+        roi_total = np.divide(total_gmv, total_spend, out=np.zeros(m), where=total_spend > 0)
+        mar = (total_gmv >= frame["gmv_tier1"].to_numpy(np.float64) * days / horizon_days) & (
+            roi_total >= frame["roi_target"].to_numpy(np.float64))
+        out[f"gmv_{h}d"], out[f"spend_{h}d"], out[f"mar_{h}d"] = window_gmv, window_spend, mar.astype(np.float64)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def decile_table(q: np.ndarray, outcomes: pd.DataFrame, trim: float, horizons: tuple[int, ...] = HORIZONS
+                 ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Mean outcome per Q decile (trimmed by the window's GMV) and Spearman of decile index vs value."""
+    decile = pd.qcut(pd.Series(q).rank(method="first"), 10, labels=False).to_numpy() + 1
+    rows = []
+    for d in range(1, 11):
+        sel = outcomes[decile == d]
+        row: dict[str, float] = {"decile": d, "rows": len(sel), "q_mean": float(q[decile == d].mean())}
+        for h in horizons:
+            g = sel[f"gmv_{h}d"]
+            lo, hi = g.quantile(trim), g.quantile(1 - trim)
+            kept = sel[(g >= lo) & (g <= hi)] if trim > 0 else sel
+            row[f"gmv_{h}d"] = float(kept[f"gmv_{h}d"].mean())
+            spent = kept[f"spend_{h}d"].sum()
+            row[f"roi_{h}d"] = float(kept[f"gmv_{h}d"].sum() / spent) if spent > 0 else float("nan")
+            row[f"mar_{h}d"] = float(kept[f"mar_{h}d"].mean())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    rho = {f"spearman_decile_{o}_{h}d": _spearman(table["decile"], table[f"{o}_{h}d"])
+           for o in OUTCOMES for h in horizons}
+    return table, rho
+
+
+def plot_deciles(table: pd.DataFrame, metrics: dict[str, float], path: str | Path) -> Path:
+    from aigp.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        _decile_figure(table, metrics).savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def _decile_figure(table: pd.DataFrame, metrics: dict[str, float]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    labels = {"gmv": "mean GMV over the next h days (CNY)", "roi": "integrated ROI", "mar": "MAR at window end"}
+    for ax, outcome in zip(axes, OUTCOMES, strict=True):
+        for h, style in zip(HORIZONS, ("o-", "s--"), strict=True):
+            rho = metrics.get(f"spearman_decile_{outcome}_{h}d", float("nan"))
+            ax.plot(table["decile"], table[f"{outcome}_{h}d"], style, label=f"{h}d (ρ={rho:.2f})")
+        ax.set_xlabel("Q-score decile")
+        ax.set_ylabel(labels[outcome])
+        ax.set_xticks(range(1, 11))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("LTVE Q-score deciles vs realised outcomes (held-out cohort)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------
+def evaluate_model(model: LTVEModel, frame: pd.DataFrame, config: EvaluationConfig | None = None, *,
+                   log_dir: str | Path | None = None, cohort_ready: bool = False,
+                   progress: bool = False) -> EvaluationReport:
+    """All offline metrics on the held-out cohort of ``frame``; the Monte-Carlo check when ``log_dir`` is a
+    simulator log (the one ``frame`` came from)."""
+    config = config or EvaluationConfig()
+    cohort = prepare_frame(frame) if cohort_ready else evaluation_cohort(frame, model)
+    rng = np.random.default_rng(config.seed)
+    h = model.reward_config.horizon_days
+    cohort = cohort[cohort["days_since_launch"] < h].reset_index(drop=True)
+    experts = np.isin(cohort[ENTITY_KEY].to_numpy(), expert_skus(cohort, config.expert_top_share, h))
+    metrics: dict[str, float] = {"rows": float(len(cohort)), "skus": float(cohort[ENTITY_KEY].nunique()),
+                                 "expert_rows": float(experts.sum())}
+    expert = cohort[experts].reset_index(drop=True)
+    metrics |= action_metrics(model, expert, config, rng)
+    if "behaviour_policy" in cohort.columns:
+        ops = cohort[(cohort["behaviour_policy"] == "expert").to_numpy()].reset_index(drop=True)
+        if len(ops):
+            metrics |= {f"{k}_ops_expert": v for k, v in action_metrics(model, ops, config, rng).items()}
+
+    sample = cohort.sample(n=min(config.decile_rows, len(cohort)), random_state=config.seed)
+    q = model.q_logged(sample)
+    outcomes = forward_outcomes(cohort, HORIZONS, h).loc[sample.index]
+    deciles, rho = decile_table(q, outcomes, config.decile_trim)
+    metrics |= rho
+    for h_ in HORIZONS:
+        metrics[f"spearman_rows_gmv_{h_}d"] = _spearman(q, outcomes[f"gmv_{h_}d"])
+    notes = [f"model kind={model.kind}, n_steps={model.config.n_steps}, cohort: SKUs launched on or after "
+             f"{model.info.get('split', {}).get('cutoff', '?')}"]
+    mc = None
+    if log_dir is not None and config.monte_carlo.enabled:
+        mc, mc_metrics = monte_carlo_check(model, expert, log_dir, config, rng, progress=progress)
+        metrics |= mc_metrics
+    return EvaluationReport(metrics, deciles, mc, notes)
+
+
+def action_metrics(model: LTVEModel, rows: pd.DataFrame, config: EvaluationConfig,
+                   rng: np.random.Generator) -> dict[str, float]:
+    """MAE and EAMA of the Q-greedy action vs the logged action, and CDA with its robustness slices."""
+    if rows.empty:
+        return {}
+    logged = rows[ACTION].to_numpy(np.float64)
+    prev = rows["prev_discount"].to_numpy(np.float64)
+    greedy, _ = model.greedy(rows, config.grid_size)
+    error = np.abs(greedy - logged)
+    cf = counterfactual_actions(prev, logged, config.counterfactual_shift, rng)
+    boundary = boundary_actions(prev, config.boundary_action, rng)
+    q = model.q_values(rows, np.stack([logged, cf, boundary], axis=1))
+    cold = rows["days_since_launch"].to_numpy() <= config.cold_start_days
+    wins, wins_boundary = q[:, 0] > q[:, 1], q[:, 0] > q[:, 2]
+    return {
+        "mae": float(error.mean()),
+        "eama": float((error < config.eama_epsilon).mean()),
+        "cda": float(wins.mean()),
+        "cda_cold_start": float(wins[cold].mean()) if cold.any() else float("nan"),
+        "cda_boundary": float(wins_boundary.mean()),
+        "greedy_mean_action": float(greedy.mean()),
+        "greedy_boundary_share": float((np.abs(greedy) >= config.boundary_action - 1e-6).mean()),
+    }
+
+
+def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str | Path, config: EvaluationConfig,
+                      rng: np.random.Generator, *, progress: bool = False) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Q vs Monte-Carlo returns of branched candidate actions from exactly the logged states."""
+    from aigp.market.logs import open_logs
+    from aigp.market.policies import BEHAVIOUR_CLASSES, behaviour_policies, build_baselines
+    from aigp.market.rollout import branch_outcomes
+    from aigp.market.simulator import Market
+
+    mc_cfg = config.monte_carlo
+    if mc_cfg.continuation not in BEHAVIOUR_CLASSES and mc_cfg.continuation not in ("random", "oracle"):
+        raise ValueError(f"monte_carlo.continuation={mc_cfg.continuation!r}: expected a policy that needs no "
+                         f"fitted model: {sorted(BEHAVIOUR_CLASSES)} or random / oracle")
+    logs = open_logs(log_dir)
+    market = Market(logs.config)
+    horizon = market.config.horizon_days
+    rows = expert_rows[expert_rows["days_since_launch"] < horizon]
+    rows = rows.sample(n=min(mc_cfg.states, len(rows)), random_state=mc_cfg.seed).reset_index(drop=True)
+    ids = market.skus.sku_id
+    index = np.searchsorted(ids, rows[ENTITY_KEY].to_numpy())
+    if (index >= len(ids)).any() or (ids[np.minimum(index, len(ids) - 1)] != rows[ENTITY_KEY].to_numpy()).any():
+        raise ValueError(f"{log_dir}: the frame has SKUs this market log does not simulate; pass the log the "
+                         "frame was built from")
+    prev = rows["prev_discount"].to_numpy(np.float64)
+    logged = rows[ACTION].to_numpy(np.float64)
+    cf = counterfactual_actions(prev, logged, config.counterfactual_shift, rng)
+    low, high = feasible_change_bounds(prev)
+    grid = low[:, None] + (high - low)[:, None] * np.linspace(0, 1, mc_cfg.grid)[None, :]
+    candidates = np.column_stack([logged, cf, grid])
+    continuation = build_baselines([mc_cfg.continuation], dynamics=market.config.dynamics)[mc_cfg.continuation]
+    out = branch_outcomes(market, index, rows["days_since_launch"].to_numpy(np.int64), candidates,
+                          history_policies=behaviour_policies(), history_groups=market.behaviour_groups(),
+                          continuation=continuation, n_rollouts=mc_cfg.rollouts, branch_seed=mc_cfg.seed)
+    returns = discounted_returns(model, rows, out.gmv, out.spend)  # (n, K, R)
+    truth = returns.mean(2)
+    r = returns.shape[2]
+    se = returns.std(2, ddof=1) / math.sqrt(r) if r > 1 else np.zeros(truth.shape)
+    q = model.q_values(rows, out.first_change)
+    n, k = q.shape
+
+    within = [_spearman(q[i], truth[i]) for i in range(n)]
+    iu = np.triu_indices(k, 1)
+    dq, dt = q[:, iu[0]] - q[:, iu[1]], truth[:, iu[0]] - truth[:, iu[1]]
+    clear = np.abs(dt) > 2 * np.sqrt(se[:, iu[0]] ** 2 + se[:, iu[1]] ** 2)
+    pair_truth = truth[:, 0] - truth[:, 1]  # expert minus counterfactual
+    pair_clear = np.abs(pair_truth) > 2 * np.sqrt(se[:, 0] ** 2 + se[:, 1] ** 2)
+    choice = q.argmax(1)
+    best = truth.argmax(1)
+    metrics = {
+        "mc_states": float(n),
+        "mc_candidates": float(k),
+        "mc_rollouts": float(returns.shape[2]),
+        "mc_spearman": _spearman(q.ravel(), truth.ravel()),
+        "mc_spearman_within_state": float(np.nanmean(within)),
+        "mc_pairwise_accuracy": float((np.sign(dq[clear]) == np.sign(dt[clear])).mean()) if clear.any() else math.nan,
+        "mc_cda": float((q[:, 0] > q[:, 1]).mean()),
+        "mc_expert_truly_better": float((pair_truth > 0).mean()),
+        "mc_cda_vs_truth": float((np.sign(q[:, 0] - q[:, 1]) == np.sign(pair_truth))[pair_clear].mean())
+        if pair_clear.any() else math.nan,
+        "mc_regret": float((truth[np.arange(n), best] - truth[np.arange(n), choice]).mean()),
+        "mc_true_best_within_eps_of_expert": float(
+            (np.abs(out.first_change[np.arange(n), best] - logged) < config.eama_epsilon).mean()),
+        "mc_return_se": float(se.mean()),
+    }
+    table = pd.DataFrame({
+        "state": np.repeat(np.arange(n), k), ENTITY_KEY: np.repeat(rows[ENTITY_KEY].to_numpy(), k),
+        "days_since_launch": np.repeat(rows["days_since_launch"].to_numpy(), k),
+        "candidate": np.tile(np.arange(k), n), "action": out.first_change.ravel(), "q": q.ravel(),
+        "mc_return": truth.ravel(), "mc_se": se.ravel(),
+    })
+    return table, metrics
+
+
+def discounted_returns(model: LTVEModel, rows: pd.DataFrame, gmv: np.ndarray, spend: np.ndarray) -> np.ndarray:
+    """Σ_d γ^d r_{t+d} of branched daily outcomes (n, K, R, days) with the model's reward; NaN days (past the
+    horizon) contribute nothing."""
+    n = len(rows)
+    days = gmv.shape[-1]
+    age = rows["days_since_launch"].to_numpy(np.int64)[:, None, None, None] + np.arange(days)
+    valid = ~np.isnan(gmv)
+    shape = (n, 1, 1, 1)
+    r = daily_rewards(np.nan_to_num(gmv), np.nan_to_num(spend),
+                      rows["gmv_tier1"].to_numpy(np.float64).reshape(shape),
+                      rows["category"].astype(str).to_numpy().reshape(shape), age, model.references,
+                      model.reward_config)
+    discount = model.config.gamma ** np.arange(days)
+    return (np.where(valid, r, 0.0) * discount).sum(-1)
+
+
+def _spearman(x: Any, y: Any) -> float:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(spearmanr(x[ok], y[ok]).statistic)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
