@@ -54,15 +54,16 @@ def list_versions(
         typer.echo(json.dumps([_summary(v) for v in versions], indent=2))
         return
     table = Table(title="model registry", show_lines=False)
-    for column in ("model", "version", "state", "gate", "aliases", "data window", "code", "pipeline run",
-                   "metrics", "created (UTC)"):
-        table.add_column(column)
+    # key columns never shrink below their longest value; the rest folds on narrow terminals
+    for column, min_width in (("model", 0), ("v", 0), ("state", 11), ("gate", 6), ("aliases", 10), ("data window", 0),
+                              ("code", 0), ("pipeline run", 0), ("metrics", 0)):
+        table.add_column(column, min_width=min_width or None, overflow="fold")
     for v in versions:
         metrics = ", ".join(f"{k}={val:.4g}" for k, val in list(v.metrics.items())[:4])
         table.add_row(v.name, str(v.version), _state(v.state.value),
                       "[green]passed[/]" if v.gate_status == "passed" else f"[red]{v.gate_status}[/]",
-                      ", ".join(v.aliases), f"{v.data_window[0]} .. {v.data_window[1]}", v.code_version[:12],
-                      v.pipeline_run_id or "-", metrics, v.created_at)
+                      ", ".join(v.aliases), f"{v.data_window[0]}..{v.data_window[1]}", v.code_version[:8],
+                      v.pipeline_run_id or "-", metrics)
     _out().print(table if versions else "no versions registered")
 
 
