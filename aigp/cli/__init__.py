@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from aigp.cli import ab, demo, llm, ltve, market, registry
+from aigp.cli import ab, demo, features, llm, ltve, market, registry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="AIGP pricing platform: simulate, build features, train, gate, serve and monitor.")
 app.command("simulate")(market.simulate)
 app.add_typer(ab.app, name="ab")
+app.add_typer(features.app, name="features")
 app.add_typer(ltve.app, name="ltve")
 app.command("distill")(llm.distill)
 app.add_typer(registry.app, name="registry")

@@ -1,0 +1,311 @@
+"""Python API of the feature store: open, apply, materialize, training sets and online lookups.
+
+    store = open_store(FeatureStoreConfig.build(feature_data="runs/features"))   # embedded: SQLite
+    store.apply()
+    store.materialize(date(2026, 3, 1), date(2026, 3, 8))                        # [start, end)
+    train = store.training_set(date(2026, 3, 1), date(2026, 3, 8), "ltve_training")
+    online = store.online_features([17, 42], "llm_prompt")                       # + features_missing
+
+The store is Feast, configured in code from the same definitions ``feast apply`` reads
+(:mod:`aigp.feature_repo.definitions`): DuckDB offline store over the ingested parquet tables, a file
+registry, and the SQLite (default) or Redis online store. Defaults match ``feature_store.yaml``, so
+``aigp features ...`` and ``feast ...`` run in ``feature_repo/`` work on the same store.
+
+Materialization reads each view through Feast's offline store (latest row per SKU in a window, the query
+Feast's own engine runs) one date window at a time, so memory is bounded by the rows of one window
+whatever the range (Feast's engine loads the whole range: feast-dev/feast#2594). Windows are whole
+days, merged while they hold at most ``max_window_rows`` rows; the rows go to the online store through
+the bulk writers of :mod:`aigp.feature_repo.online_writers`, in Feast's own layout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from aigp.feature_repo.definitions import SERVICES, Definitions, build_definitions, feature_data_dir
+from aigp.feature_repo.online_writers import open_writer
+from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
+from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+from feast.repo_config import RegistryConfig
+from pydantic import Field
+
+from aigp.config import StrictConfig
+from aigp.ingest import DECISION_EVENTS, read_manifest, table_file
+from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP, FEATURES, Group
+
+log = logging.getLogger(__name__)
+
+REPO_DIR = Path(__file__).resolve().parent
+DEFAULT_STATE_DIR = REPO_DIR / "data"  # feature_store.yaml keeps its registry and SQLite store here
+FEATURES_MISSING = "features_missing"
+MISSING_FEATURES = "missing_features"
+_ONE_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+class FeatureStoreConfig(StrictConfig):
+    """Where the feature store's data and state live, and which online store serves."""
+
+    feature_data: Path = Field(default_factory=lambda: Path(feature_data_dir()),
+                               description="source tables written by `aigp features ingest` "
+                                           "(default: $AIGP_FEATURE_DATA or feature_repo/data/sources)")
+    state_dir: Path = Field(DEFAULT_STATE_DIR, description="registry.db and the SQLite online.db")
+    online_store: Literal["sqlite", "redis"] = Field("sqlite", description="embedded SQLite or Redis")
+    redis_connection_string: str = Field("127.0.0.1:6379", description="Feast syntax: host:port[,password=..]")
+    project: str = Field("aigp", pattern=r"^[a-z][a-z0-9_]*$", description="Feast project name")
+    max_window_rows: int = Field(250_000, ge=1, description="rows one materialization window may hold "
+                                                            "(a single day is never split)")
+
+
+def repo_config(config: FeatureStoreConfig) -> RepoConfig:
+    state = config.state_dir.resolve()
+    if config.online_store == "sqlite":
+        online = {"type": "sqlite", "path": str(state / "online.db")}
+    else:
+        online = {"type": "redis", "connection_string": config.redis_connection_string}
+    return RepoConfig(
+        project=config.project, provider="local",
+        registry=RegistryConfig(registry_type="file", path=str(state / "registry.db")),
+        online_store=online, offline_store={"type": "duckdb"},
+        entity_key_serialization_version=3, repo_path=state,
+    )
+
+
+@dataclass(frozen=True)
+class ViewMaterialization:
+    view: str
+    windows: int
+    rows_read: int
+    rows_written: int
+    max_window_rows: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MaterializationReport:
+    start: dt.datetime
+    end: dt.datetime
+    views: list[ViewMaterialization] = field(default_factory=list)
+
+    @property
+    def rows_written(self) -> int:
+        return sum(v.rows_written for v in self.views)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(v.rows_read for v in self.views)
+
+    @property
+    def seconds(self) -> float:
+        return round(sum(v.seconds for v in self.views), 3)
+
+    def as_dict(self) -> dict:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "rows_read": self.rows_read,
+                "rows_written": self.rows_written, "seconds": self.seconds,
+                "views": {v.view: {"windows": v.windows, "rows_read": v.rows_read, "rows_written": v.rows_written,
+                                   "max_window_rows": v.max_window_rows, "seconds": v.seconds} for v in self.views}}
+
+
+class AigpFeatureStore:
+    """A Feast store over the ingested feature data (see the module docstring)."""
+
+    def __init__(self, config: FeatureStoreConfig):
+        self.config = config
+        self.feature_data = config.feature_data.resolve()
+        self.definitions: Definitions = build_definitions(str(self.feature_data))
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.repo_config = repo_config(config)
+        self.feast = FeatureStore(config=self.repo_config)
+
+    # --- registry ---------------------------------------------------------------------------------------
+    def apply(self) -> None:
+        """Register the entity, sources, views and services (and create the online tables)."""
+        self.feast.apply(self.definitions.objects())
+
+    # --- online store -----------------------------------------------------------------------------------
+    def materialize(self, start: dt.date | dt.datetime, end: dt.date | dt.datetime, *,
+                    progress: bool = False) -> MaterializationReport:
+        """Load the rows stamped in ``[start, end)`` into the online store, one date window at a time.
+
+        Daily views take their rows in the range; the SKU attributes (stamped at launch) are loaded for
+        every SKU launched before ``end``, so a SKU priced in the range always has them. Idempotent.
+        """
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            raise ValueError(f"end={end.isoformat()} must be after start={start.isoformat()}")
+        manifest = read_manifest(self.feature_data)
+        offline = get_offline_store_from_config(self.repo_config.offline_store)
+        registered = {v.name for v in self.feast.list_feature_views()}
+        if set(g.value for g in Group) - registered:
+            raise ValueError(f"feature views {sorted(set(g.value for g in Group) - registered)} are not "
+                             "registered; run `aigp features apply` first")
+        plans = {group: self._windows(manifest, group, start, end) for group in Group}
+        bar = _progress(sum(len(w) for w in plans.values()), progress)
+        report = MaterializationReport(start, end)
+        writer = open_writer(self.repo_config)
+        try:
+            for group, windows in plans.items():
+                view = self.definitions.views[group]
+                t0 = time.perf_counter()
+                read = written = biggest = 0
+                for w_start, w_end in windows:
+                    table = offline.pull_latest_from_table_or_query(
+                        config=self.repo_config, data_source=view.batch_source, join_key_columns=[ENTITY_KEY],
+                        feature_name_columns=[f.name for f in view.features], timestamp_field=EVENT_TIMESTAMP,
+                        created_timestamp_column=None, start_date=w_start, end_date=w_end - _ONE_MICROSECOND,
+                    ).to_arrow()
+                    read += table.num_rows
+                    biggest = max(biggest, table.num_rows)
+                    written += writer.write(view, table)
+                    del table
+                    if bar is not None:
+                        bar.update(1)
+                if windows:
+                    self.feast.registry.apply_materialization(view, self.config.project, windows[0][0],
+                                                              windows[-1][1], commit=False)
+                report.views.append(ViewMaterialization(view.name, len(windows), read, written, biggest,
+                                                        round(time.perf_counter() - t0, 3)))
+                log.info("materialized %s: %d window(s), %d rows read, %d written", view.name, len(windows),
+                         read, written)
+            self.feast.registry.commit()
+        finally:
+            writer.close()
+            if bar is not None:
+                bar.close()
+        return report
+
+    def _windows(self, manifest: dict, group: Group, start: dt.datetime,
+                 end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+        per_day = manifest["tables"][group.value]["rows_per_day"]
+        first = dt.datetime.min.replace(tzinfo=dt.UTC) if group is Group.SKU else start
+        days = [(d, n) for d, n in sorted(per_day.items()) if first <= _day_end(d) and _day_start(d) < end and n]
+        windows: list[tuple[dt.datetime, dt.datetime]] = []
+        rows = 0
+        for day, n in days:
+            lo, hi = max(_day_start(day), first), min(_day_end(day), end)
+            if windows and rows + n <= self.config.max_window_rows:  # merge across empty days too
+                windows[-1] = (windows[-1][0], hi)
+                rows += n
+            else:
+                windows.append((lo, hi))
+                rows = n
+        return windows
+
+    def online_features(self, sku_ids: Sequence[int], service: str) -> pd.DataFrame:
+        """One row per requested SKU (in request order) with the service's features, ``features_missing``
+        (True when any feature has no value) and ``missing_features`` (their names)."""
+        names = self._service_features(service)
+        ids = [int(i) for i in sku_ids]
+        if not ids:
+            return _typed(pd.DataFrame({ENTITY_KEY: pd.Series(dtype="int64"), **{n: [] for n in names},
+                                        FEATURES_MISSING: pd.Series(dtype=bool), MISSING_FEATURES: []}), names)
+        response = self.feast.get_online_features(features=self.feast.get_feature_service(service),
+                                                  entity_rows=[{ENTITY_KEY: i} for i in ids]).to_dict()
+        frame = pd.DataFrame({ENTITY_KEY: ids, **{n: response[n] for n in names}})
+        missing = frame[names].isna().to_numpy()
+        frame[FEATURES_MISSING] = missing.any(axis=1)
+        name_array = np.array(names, dtype=object)
+        frame[MISSING_FEATURES] = [list(name_array[row]) for row in missing]
+        return _typed(frame, names)
+
+    # --- offline store ----------------------------------------------------------------------------------
+    def training_set(self, start: dt.date | dt.datetime, end: dt.date | dt.datetime, service: str) -> pd.DataFrame:
+        """Point-in-time training set: every decision in ``[start, end)`` (its action and outcome columns)
+        joined with the service's features as they were at its decision time. Rows in = rows out."""
+        start, end = _utc(start), _utc(end)
+        names = self._service_features(service)
+        entity_df = pd.read_parquet(self.feature_data / table_file(DECISION_EVENTS),
+                                    filters=[(EVENT_TIMESTAMP, ">=", pd.Timestamp(start)),
+                                             (EVENT_TIMESTAMP, "<", pd.Timestamp(end))])
+        if entity_df.empty:
+            raise ValueError(f"no decisions in [{start.date()}, {end.date()}) in {self.feature_data}")
+        job = self.feast.get_historical_features(entity_df=entity_df,
+                                                 features=self.feast.get_feature_service(service))
+        frame = job.to_df()
+        if len(frame) != len(entity_df):
+            raise RuntimeError(f"training set has {len(frame)} rows for {len(entity_df)} decisions: the offline "
+                               "store dropped or duplicated rows")
+        frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype("datetime64[us, UTC]")
+        labels = [c for c in entity_df.columns if c not in (ENTITY_KEY, EVENT_TIMESTAMP)]
+        frame = frame[[ENTITY_KEY, EVENT_TIMESTAMP, *labels, *names]]
+        frame = frame.sort_values([EVENT_TIMESTAMP, ENTITY_KEY], kind="stable").reset_index(drop=True)
+        return _typed(frame, names)
+
+    def _service_features(self, service: str) -> list[str]:
+        if service not in SERVICES:
+            raise ValueError(f"unknown feature service {service!r}; expected one of {sorted(SERVICES)}")
+        service_obj: FeatureService = self.definitions.services[service]
+        return [f.name for projection in service_obj.feature_view_projections for f in projection.features]
+
+    def view(self, group: Group) -> FeatureView:
+        return self.definitions.views[group]
+
+
+def open_store(config: FeatureStoreConfig | None = None, **overrides: object) -> AigpFeatureStore:
+    """Open the feature store described by ``config`` (and/or field overrides)."""
+    config = config.with_updates(**overrides) if config else FeatureStoreConfig.build(**overrides)
+    return AigpFeatureStore(config)
+
+
+def _typed(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Schema dtypes; features that may be missing become nullable (NaN floats, pandas Int64/boolean)."""
+    dtypes = {"float32": "float32", "int64": "Int64", "bool": "boolean", "string": "object"}
+    for name in names:
+        frame[name] = frame[name].astype(dtypes[FEATURES[name].dtype])
+    return frame
+
+
+def _utc(value: dt.date | dt.datetime) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _day_start(day: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+
+
+def _day_end(day: str) -> dt.datetime:
+    return _day_start(day) + dt.timedelta(days=1)
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="materializing", unit="window")
+
+
+def materialize_step(logs_dir: str | Path, feature_data: str | Path, start: dt.date | dt.datetime,
+                     end: dt.date | dt.datetime, config: FeatureStoreConfig | None = None, *,
+                     progress: bool = False) -> dict:
+    """The pipeline's feature step: ingest a market log into ``feature_data``, apply the repo and materialize
+    ``[start, end)``. Returns its metrics (also written to ``feature_data/materialization.json``)."""
+    from aigp.ingest import ingest_logs
+    from aigp.io import write_json
+
+    ingested = ingest_logs(logs_dir, feature_data, overwrite=True, progress=progress)
+    store = open_store(config, feature_data=Path(feature_data))
+    store.apply()
+    report = store.materialize(start, end, progress=progress)
+    metrics = {
+        "skus": ingested.skus,
+        "decisions": ingested.rows[DECISION_EVENTS],
+        "ingest_seconds": ingested.seconds,
+        "rows_read": report.rows_read,
+        "rows_written": report.rows_written,
+        "windows": sum(v.windows for v in report.views),
+        "max_window_rows": max(v.max_window_rows for v in report.views),
+        "materialize_seconds": report.seconds,
+    }
+    write_json(Path(feature_data) / "materialization.json",
+               {"metrics": metrics, "report": report.as_dict(), "online_store": store.config.online_store})
+    return metrics
