@@ -167,7 +167,7 @@ def deploy(manifest: dict[str, Any], out: str | os.PathLike[str], api: Any = Non
     ``use_cluster``: True = must apply (error without a cluster), False = only write, None = apply when a
     cluster is configured. ``api`` is a ``CustomObjectsApi`` (found from the environment when omitted).
     """
-    path = write_text(out, to_yaml(manifest))
+    path = write_text(Path(out), to_yaml(manifest))
     if use_cluster is False:
         return DeployResult(path, False, "written", f"wrote {path} (not applied: --no-apply)")
     api = api if api is not None else kube_api_from_environment()

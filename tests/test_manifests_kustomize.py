@@ -25,11 +25,12 @@ DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w
                                          "initContainers": [{"name": "i", "image": "busybox"}]}}}}
 CRD = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "llm"},
        "spec": {"predictor": {"containers": [{"name": "k", "image": "reg:5000/team/web@sha256:abc"}]}}}
-ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "reader"}, "rules": []}
+ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "reader"},
+        "rules": []}
 
 
 def test_resources_namespace_labels_images_patches_in_kustomize_order(tmp_path: Path) -> None:
-    base = _write(tmp_path / "base", {
+    _write(tmp_path / "base", {
         "res.yaml": [DEPLOY, CRD, ROLE],
         "kustomization.yaml": {"resources": ["res.yaml"], "labels": [{"pairs": {"team": "pricing"},
                                                                        "includeSelectors": False}]},

@@ -386,7 +386,7 @@ class ModelRegistry:
         self._record(model_name, version, "register", None, VersionState.CANDIDATE.value, by,
                      f"registered by the offline gate ({gate_report.status})",
                      {"gate_status": gate_report.status, "pipeline_run_id": pipeline_run_id,
-                      "source_dir": str(model_dir)})
+                      "source_dir": str(model_dir.resolve())})
         return self.get(model_name, version)
 
     # --- reading ----------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ class ModelRegistry:
 
     def list_versions(self, model_name: str | None = None) -> list[ModelVersionInfo]:
         names = [model_name] if model_name else sorted(m.name for m in self._client.search_registered_models())
-        out = []
+        out: list[ModelVersionInfo] = []
         for name in names:
             aliases = self._aliases(name)
             out.extend(self._info(mv, aliases) for mv in self._search(name))
