@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import shutil
@@ -21,6 +22,7 @@ def mlflow_store(target_dir: Path) -> str:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
         root = Path(tempfile.mkdtemp(prefix="aigp-mlflow-template-"))
+        atexit.register(shutil.rmtree, root, True)
         SqlAlchemyStore(f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri())
         _TEMPLATE_DB = root / "mlflow.db"
     target_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import yaml
 from _k8s_schema import is_kserve, kserve_errors, kubernetes_errors
 from aigp.serving.inference_service import LLMServingConfig, predictor_args, render_inference_service
 
-from aigp.kustomize import build
+from aigp.kustomize import CLUSTER_SCOPED, build
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -106,10 +106,12 @@ def test_overlay_renders_and_validates(overlay: str) -> None:
     tag = {"local-dev": "dev", "production": "0.1.0"}[overlay]
     errors = [e for doc in resources for e in _schema_errors(doc)]
     assert not errors, "\n".join(errors)
-    assert {r["metadata"].get("namespace") for r in resources} == {namespace}
+    assert {r["metadata"].get("namespace") for r in resources if r["kind"] not in CLUSTER_SCOPED} == {namespace}
     assert all(r["metadata"]["labels"]["app.kubernetes.io/part-of"] == "aigp" for r in resources)
     images = {c["image"] for r in resources for c in _containers(r)}
-    assert images == {f"{PLATFORM_IMAGE}:{tag}", f"{GPU_IMAGE}:{tag}", "redis:7.4-alpine"}
+    ours = {f"{PLATFORM_IMAGE}:{tag}", f"{GPU_IMAGE}:{tag}"}
+    assert ours | {"redis:7.4-alpine"} <= images
+    assert {i for i in images if i.startswith("registry.local/aigp/")} == ours  # every project image retagged
     llm = _by_name(resources, "InferenceService", "aigp-llm")
     args = llm["spec"]["predictor"]["model"]["args"]
     max_len = {"local-dev": 2048, "production": 8192}[overlay]
