@@ -69,6 +69,28 @@ def _price_response() -> list[dict]:
     return rows
 
 
+def _price_sales_fits() -> list[dict]:
+    """The policy each fit produces, on two history sizes (same test SKUs)."""
+    from aigp.ab.experiment import sku_outcomes
+    from aigp.market import Market, MarketConfig
+    from aigp.market.logs import logged_history
+    from aigp.market.policies import PriceSalesPolicy
+
+    market = Market(MarketConfig.build(n_skus=COHORT, seed=11, sku_id_offset=10_000_000,
+                                       start_date=dt.date(2026, 8, 15), launch_days=28))
+    rows = []
+    for history in (HISTORY, 20_000):
+        decisions, skus, _ = logged_history(MarketConfig.build(n_skus=history, seed=11))
+        for label, tests in (("price-test rows", ("random_walk",)), ("all logged rows", None)):
+            policy = PriceSalesPolicy.fit(decisions, skus, seed=0, price_test_policies=tests)
+            run = market.run({"price_sales": policy})
+            o = sku_outcomes(run.summary, 14)
+            rows.append({"history SKUs": f"{history:,}", "fitted on": label, "GMV / SKU": round(o.gmv.mean()),
+                         "ROI": round(o.gmv.sum() / o.spend.sum(), 2), "MAR": f"{o.mar.mean():.1%}",
+                         "days at list price": f"{np.mean(run.discounts > 0.99):.0%}"})
+    return rows
+
+
 def _feedback() -> list[dict]:
     from aigp.ab.experiment import sku_outcomes
     from aigp.market import Market, MarketConfig
@@ -131,14 +153,17 @@ def _information() -> dict:
 
 def main() -> None:
     response = _price_response()
+    fits = _price_sales_fits()
     feedback = _feedback()
     info = _information()
     body = (
         "### 1. Price response: order uplift for a discount change of -0.2 / -0.1 / 0 / +0.1 (x orders at hold)\n\n"
         + markdown_table(response)
+        + "\n\nThe resulting price-sales policy by fit (same test SKUs, 14 days):\n\n" + markdown_table(fits)
         + "\n\nThe price-sales baseline is fitted on price-test rows (the random-walk share of the logs): on all "
-        "rows the logged prices are confounded with how a SKU is doing and the model sees almost no price "
-        "response, so its optimiser prices nearly everything at list price.\n\n"
+        "rows the logged prices are confounded with how a SKU is doing, and whether the model still sees the "
+        "price response depends on the sample; when it does not, its optimiser prices nearly everything at list "
+        "price.\n\n"
         "### 2. Ranking feedback strength (same SKUs under each policy, 14 days)\n\n"
         + markdown_table(feedback)
         + "\n\nStronger ranking feedback (new products' traffic following early sales velocity) is what makes "
