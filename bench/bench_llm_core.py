@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--history-skus", type=int, default=20_000, help="logged SKUs price-sales is fitted on")
     args = parser.parse_args()
 
+    from transformers import AutoTokenizer
+
     from aigp.ab.experiment import ABConfig, run_counterfactual
     from aigp.llm.judge import RuleJudge, agreement, filter_report, planted_defect_set
     from aigp.llm.model_factory import SIZES, BaseModelConfig, build_base_model, model_metadata, token_counter
@@ -65,7 +67,6 @@ def main() -> None:
     from aigp.market.config import MarketConfig
     from aigp.market.logs import logged_history, simulate_to_directory
     from aigp.market.policies import build_baselines
-    from transformers import AutoTokenizer
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench_llm_core_"))
@@ -88,15 +89,25 @@ def main() -> None:
     build_seconds = time.perf_counter() - t0
     count = token_counter(AutoTokenizer.from_pretrained(small_dir))
     tokens = {name: [count(p.system) + count(p.user) for p in ps] for name, ps in prompts.items()}
+    budget = SIZES["small"].prompt_budget
+    budgeted = [build_prompt(r, PromptConfig(max_prompt_tokens=budget), count_tokens=count) for r in records]
+    tokens[f"full, budget {budget} (`small`)"] = [p.tokens or 0 for p in budgeted]
     t0 = time.perf_counter()
     full_responses = [teacher.respond(p, temperature=0.0).text for p in prompts["full"]]
     teacher_rate = len(full_responses) / (time.perf_counter() - t0)
     tokens["teacher response (full)"] = [count(t) for t in full_responses]
     tokens["teacher response ([ACT_ONLY])"] = [count(teacher.respond(p).text) for p in prompts["[ACT_ONLY]"][:100]]
     length_rows = [{"text": name, **_pct(v)} for name, v in tokens.items()]
-    sequence = int(np.median(tokens["full"]) + np.median(tokens["teacher response (full)"]))
+    response = np.median(tokens["teacher response (full)"])
+    trims: dict[str, int] = {}
+    for p in budgeted:
+        for step in p.trimmed:
+            trims[step] = trims.get(step, 0) + 1
+    trim_summary = ", ".join(f"{k} {v / len(budgeted):.0%}" for k, v in trims.items()) or "none"
     sft_rows = []
-    for size, path in (("tiny", tiny_dir), ("small", small_dir)):
+    for size, path, prompt_tokens in (("tiny", tiny_dir, np.median(tokens["full"])),
+                                      ("small", small_dir, np.median(tokens[f"full, budget {budget} (`small`)"]))):
+        sequence = int(prompt_tokens + response)
         seconds = _sft_seconds(path, sequence)
         sft_rows.append({"size": size, "parameters": f"{model_metadata(path)['parameters']:,}",
                          "context": SIZES[size].max_position_embeddings, "sequence (tokens)": sequence,
@@ -146,9 +157,10 @@ def main() -> None:
         "### Prompt length (tokens of the `small` tokenizer, vocabulary "
         f"{model_metadata(small_dir)['vocab_size']:,}, trained on {len(corpus):,} texts)\n\n"
         + markdown_table(length_rows)
-        + f"\n\nBase models built in {build_seconds:.0f} s (two tokenizers + two models). One SFT example is a full "
-        "prompt plus a teacher response; cost of a forward + backward pass at that length (full fine-tuning, "
-        "LoRA is cheaper on the backward):\n\n" + markdown_table(sft_rows)
+        + f"\n\nBase models built in {build_seconds:.0f} s (two tokenizers + two models). One SFT example is a prompt "
+        f"(`tiny`: full; `small`: within its {budget}-token budget, trimmed steps: {trim_summary}) plus a teacher "
+        "response; cost of one forward + backward pass at that length (full fine-tuning; LoRA skips the weight "
+        "gradients). Timings depend on what else runs on the 2 cores:\n\n" + markdown_table(sft_rows)
         + "\n\n### Teacher keep rate (built-in knowledge-base teacher, rule judge)\n\n" + markdown_table(keep_rows)
         + f"\n\nThroughput on this machine: teacher {teacher_rate:.0f} responses/s, judge {judge_rate:.0f} "
         "responses/s (one process).\n\n"

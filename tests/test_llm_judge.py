@@ -86,3 +86,10 @@ def test_judge_rubric_round_trip_and_output_parsing() -> None:
                       "reasoning_decision_consistency": 1}
     assert "x" in issues and any("reasoning_decision_consistency" in i for i in issues)
     assert parse_judge_output("no json")[0] == {d: 1 for d in DIMENSIONS}
+
+
+def test_braces_in_prose_are_part_of_the_reasoning() -> None:
+    prompt = build_prompt(MID)
+    clean = TEACHER.respond(prompt, temperature=0.0).text
+    with_set = clean.replace("1. Milestone pace: ", "1. Milestone pace: over the set {days 0..13} ", 1)
+    assert JUDGE.judge(prompt, with_set).kept

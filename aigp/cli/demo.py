@@ -52,8 +52,8 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
 STAGES: list[tuple[str, Stage]] = [
     ("simulate the market", stage_simulate),
     ("simulated A/B of the baselines", stage_ab_baselines),
-    ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
     ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
+    ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
 ]
 
 

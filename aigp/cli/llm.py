@@ -38,7 +38,9 @@ def distill(
     act_only: Annotated[bool, typer.Option(help="[ACT_ONLY] prompts (JSON action only)")] = False,
     no_kb: Annotated[bool, typer.Option(help="ablation: prompts without the knowledge base")] = False,
     no_diag: Annotated[bool, typer.Option(help="ablation: prompts without the diagnosis report")] = False,
-    max_prompt_tokens: Annotated[int | None, typer.Option(help="prompt token budget (estimated)")] = None,
+    max_prompt_tokens: Annotated[int | None, typer.Option(help="prompt token budget")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="model whose tokenizer counts the budget")] = (
+        None),
     teacher_url: Annotated[str | None, typer.Option(help="OpenAI-compatible teacher API root (default: built-in)")] = (
         None),
     teacher_model: Annotated[str | None, typer.Option(help="served teacher model name")] = None,
@@ -60,6 +62,7 @@ def distill(
                                      "max_prompt_tokens": max_prompt_tokens}.items() if v is not None})
     overrides = {"n_prompts": n, "seed": seed, "start": start.date() if start else None,
                  "end": end.date() if end else None, "samples_per_prompt": samples, "temperature": temperature,
+                 "tokenizer": tokenizer,
                  "teacher_endpoint": _endpoint(teacher_url, teacher_model, "teacher", concurrency),
                  "judge_endpoint": _endpoint(judge_url, judge_model, "judge", concurrency)}
     cfg = cfg.with_updates(prompt=prompt, **{k: v for k, v in overrides.items() if v is not None})
@@ -89,32 +92,38 @@ def distill(
 # demo stages (registered in aigp/cli/demo.py STAGES)
 
 
-def stage_distill(ctx: dict) -> str:
-    """Teacher reasoning for 300 logged decisions, judged; the kept pairs are the SFT data."""
-    from aigp.llm.distill import DistillConfig, run_distill
-
-    cfg = DistillConfig(n_prompts=ctx.get("distill_prompts", 300), seed=ctx["seed"])
-    result = run_distill(ctx["logs"].path, ctx["root"] / "distill", cfg, progress=True)
-    ctx["distill"] = result
-    report = result.filter.report
-    return (f"{report.kept} of {result.generations} teacher responses kept ({report.keep_rate:.0%}, 5/5 on all four "
-            f"judge dimensions) -> {result.out_dir}")
-
-
 def stage_base_model(ctx: dict) -> str:
-    """The `small` base model: a tokenizer trained on the distillation prompts and responses, a Qwen3 config."""
-    from aigp.llm.distill import read_jsonl
+    """The `small` base model: a tokenizer trained on prompts (full and [ACT_ONLY]) and teacher responses
+    from the logs, a Qwen3 config; SFT and DPO start from it."""
     from aigp.llm.model_factory import BaseModelConfig, build_base_model, model_metadata
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
+    from aigp.llm.teacher import KnowledgeBaseTeacher
 
-    records = read_jsonl(ctx["distill"].out_dir / "distill.jsonl") + read_jsonl(ctx["distill"].out_dir /
-                                                                                 "rejected.jsonl")
-    corpus = [m["content"] for r in records for m in r["prompt"] + (r["completion"] or [])]
-    rows = load_prompt_rows(ctx["logs"].path, n=100, seed=ctx["seed"] + 1)
-    corpus += [build_prompt(row, PromptConfig(act_only=True)).user for row in rows.to_dict("records")]
+    teacher, corpus = KnowledgeBaseTeacher(), []
+    for row in load_prompt_rows(ctx["logs"].path, n=ctx.get("corpus_prompts", 300), seed=ctx["seed"] + 1).to_dict(
+            "records"):
+        for cfg in (PromptConfig(), PromptConfig(act_only=True)):
+            prompt = build_prompt(row, cfg)
+            corpus += [prompt.system, prompt.user, teacher.respond(prompt).text]
     path = build_base_model(ctx["root"] / "base_model", corpus, BaseModelConfig(size="small", seed=ctx["seed"]),
                             overwrite=True)
     ctx["base_model"] = path
     meta = model_metadata(path)
     return f"Qwen3 `small`: {meta['parameters']:,} parameters, vocabulary {meta['vocab_size']:,} -> {path}"
+
+
+def stage_distill(ctx: dict) -> str:
+    """Teacher reasoning for 300 logged decisions within the base model's prompt budget, judged; the kept
+    pairs are the SFT data."""
+    from aigp.llm.distill import DistillConfig, run_distill
+    from aigp.llm.model_factory import SIZES
+
+    cfg = DistillConfig.build(n_prompts=ctx.get("distill_prompts", 300), seed=ctx["seed"],
+                              prompt={"max_prompt_tokens": SIZES["small"].prompt_budget},
+                              tokenizer=str(ctx["base_model"]))
+    result = run_distill(ctx["logs"].path, ctx["root"] / "distill", cfg, progress=True)
+    ctx["distill"] = result
+    report = result.filter.report
+    return (f"{report.kept} of {result.generations} teacher responses kept ({report.keep_rate:.0%}, 5/5 on all four "
+            f"judge dimensions) -> {result.out_dir}")

@@ -6,9 +6,11 @@ Entry points (see ``docs/llm_core.md``):
 - ``aigp.llm.prompt``: ``build_prompt(row, PromptConfig(act_only=..., include_knowledge=..., ...))`` and
   ``parse_prompt(prompt)``;
 - ``aigp.llm.parser``: ``parse_action(output, prev_discount)`` (Ψ) and ``parse_actions`` for a batch;
-- ``aigp.llm.model_factory``: ``build_base_model(out_dir, size, corpus)`` and ``resolve_model(spec)``;
-- ``aigp.llm.teacher``: ``KnowledgeBaseTeacher`` (built-in), ``OpenAICompatibleClient`` (vLLM / KServe),
+- ``aigp.llm.model_factory``: ``build_base_model(out_dir, corpus, BaseModelConfig(size=...))``, ``load_model(spec)``
+  and ``resolve_model(spec)`` (local path, S3 URI or HF id);
+- ``aigp.llm.teacher``: ``KnowledgeBaseTeacher`` (built-in), ``teacher_backend`` (to serve it),
   ``TeacherPolicy`` (the teacher as a simulator policy);
 - ``aigp.llm.judge``: ``RuleJudge``, ``LLMJudge``, ``CombinedJudge`` and the planted-defect set;
-- ``aigp.llm.distill``: ``generate``, ``judge_filter``, ``write_distillation_set``.
+- ``aigp.llm.distill``: ``generate``, ``judge_filter``, ``write_distillation_set``, ``sft_records``;
+- ``aigp.llm.client`` / ``aigp.llm.local_endpoint``: the OpenAI-compatible client and a loopback server.
 """

@@ -58,6 +58,8 @@ class DistillConfig(StrictConfig):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="the built-in teacher")
     teacher_endpoint: EndpointConfig | None = Field(None, description="a served teacher instead of the built-in")
     judge_endpoint: EndpointConfig | None = Field(None, description="an LLM judge in addition to the rule checks")
+    tokenizer: str | None = Field(None, description="model path / URI whose tokenizer counts prompt.max_prompt_tokens "
+                                  "(the student's); None = a character-based estimate")
 
 
 def _row_value(row: dict[str, Any], name: str) -> Any:
@@ -73,7 +75,14 @@ def generate(rows: pd.DataFrame, config: DistillConfig, *, window: dict[str, Any
              progress: bool = False) -> list[dict[str, Any]]:
     """Teacher completions for every row (``samples_per_prompt`` each), one record per completion;
     ``window`` (see :func:`data_window`) is recorded in every record as its provenance."""
-    prompts = [build_prompt(row, config.prompt) for row in rows.to_dict("records")]
+    count = None
+    if config.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        from aigp.llm.model_factory import resolve_model, token_counter
+
+        count = token_counter(AutoTokenizer.from_pretrained(resolve_model(config.tokenizer)))
+    prompts = [build_prompt(row, config.prompt, count_tokens=count) for row in rows.to_dict("records")]
     meta = rows.to_dict("records")
     records: list[dict[str, Any]] = []
     started = time.perf_counter()

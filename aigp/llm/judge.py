@@ -33,7 +33,7 @@ import numpy as np
 from aigp.llm import defects
 from aigp.llm.client import OpenAICompatibleClient
 from aigp.llm.diagnosis import SIGNAL_DECIMALS, compute_signals, pace_word, review_label, review_score, roi_for_rest
-from aigp.llm.parser import ParsedAction, last_json_object, parse_action
+from aigp.llm.parser import ParsedAction, has_action_field, json_objects, last_json_object, parse_action
 from aigp.llm.prompt import FACTOR_TITLES, Prompt, PromptFacts, parse_prompt, required_factors, user_text
 
 DIMENSIONS = (defects.DATA, defects.COMPLETE, defects.COHERENT, defects.CONSISTENT)
@@ -96,9 +96,9 @@ def _half_unit(printed: str) -> float:
 
 
 def split_response(response: str) -> str:
-    """The reasoning part of a response: everything before its first JSON object."""
-    start = response.find("{")
-    return response if start < 0 else response[:start]
+    """The reasoning part of a response: everything before its first JSON action (braces in prose stay)."""
+    starts = [start for start, _, obj in json_objects(response) if has_action_field(obj)]
+    return response[:min(starts)] if starts else response
 
 
 class RuleJudge:

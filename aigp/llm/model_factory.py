@@ -73,12 +73,13 @@ SIZES: dict[str, ModelSize] = {
     # 1k vocabulary) and a response fit the context untrimmed.
     "tiny": ModelSize(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096),
-    # Demo: with its 4k vocabulary a full prompt is ~1.34k tokens (p50) and a teacher response ~0.5k
-    # (bench/bench_llm_core.py measures both); the budget trims the knowledge base to its 2 core entries
-    # and the 7-day row, so prompt + response fit 2048 positions and one SFT example is ~1.65k tokens.
+    # Demo: with its 4k vocabulary a full prompt is ~1.3k tokens (p50) and a teacher response ~0.5k
+    # (bench/bench_llm_core.py measures both). Attention cost grows with the square of the length, so the
+    # prompt budget trims the knowledge base to its 2 core entries (overview + ROI arithmetic), the 7-day row
+    # and the diagnosis (recomputable from the fields): one SFT example is then ~1.4k tokens.
     "small": ModelSize(vocab_size=4096, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
-                       prompt_budget=1152),
+                       prompt_budget=896),
 }
 
 
@@ -169,64 +170,30 @@ def model_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 
-def resolve_model(spec: str | Path, *, cache_dir: str | Path = "runs/model_cache") -> str:
+def resolve_model(spec: str | Path, *, cache_dir: str | Path | None = None) -> str:
     """Where ``from_pretrained`` should load ``spec`` from.
 
     - a local directory with a ``config.json``: itself;
-    - ``s3://bucket/prefix``: downloaded once (boto3; ``AWS_ENDPOINT_URL`` etc. from the environment) into
-      ``cache_dir/bucket/prefix`` and that directory returned;
+    - ``s3://bucket/prefix``: an atomic, cached download (``aigp.storage.resolve_local``; endpoint and
+      credentials from the environment, cache under ``cache_dir`` or ``AIGP_CACHE_DIR``);
     - anything else: passed through as a Hugging Face model id (needs the hub or its cache).
     """
+    from aigp import storage
+
     text = str(spec)
     path = Path(text).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory")
-        return str(path)
-    if text.startswith("s3://"):
-        return str(_download_s3(text, Path(cache_dir)))
-    if text.startswith(("/", "./", "../", "~")) or text.count("/") > 1:
-        raise FileNotFoundError(f"model path {text!r} does not exist")
-    return text
+    if storage.is_s3_uri(text):
+        path = storage.resolve_local(text, cache_dir=cache_dir)
+    elif not path.is_dir():
+        if text.startswith(("/", "./", "../", "~", "file://")) or text.count("/") > 1:
+            raise FileNotFoundError(f"model path {text!r} does not exist")
+        return text
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{text} has no config.json: not a Hugging Face model directory")
+    return str(path)
 
 
-def _download_s3(uri: str, cache_dir: Path) -> Path:
-    import boto3
-
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    prefix = prefix.strip("/")
-    if not bucket or not prefix:
-        raise ValueError(f"expected s3://bucket/prefix, got {uri!r}")
-    target = cache_dir / bucket / prefix
-    done = target / ".complete"
-    if done.exists():
-        return target
-    s3 = boto3.client("s3")
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    found = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix) + 1:]
-            if not rel or rel.endswith("/"):
-                continue
-            dest = partial / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(dest))
-            found += 1
-    if not found:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise FileNotFoundError(f"no objects under {uri}")
-    if not (partial / "config.json").exists():
-        shutil.rmtree(partial, ignore_errors=True)
-        raise FileNotFoundError(f"{uri} has no config.json: not a Hugging Face model")
-    (partial / ".complete").write_text(str(found))
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
-
-
-def load_model(spec: str | Path, *, cache_dir: str | Path = "runs/model_cache") -> tuple[Any, Any]:
+def load_model(spec: str | Path, *, cache_dir: str | Path | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) from a local path, an S3 URI or a HF id, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -238,16 +205,7 @@ def load_model(spec: str | Path, *, cache_dir: str | Path = "runs/model_cache") 
 
 
 def upload_model(path: str | Path, uri: str) -> int:
-    """Upload a model directory to ``s3://bucket/prefix`` (the inverse of the S3 branch of resolve_model)."""
-    import boto3
+    """Upload a model directory to ``s3://bucket/prefix`` (``aigp.storage.upload``); returns the files sent."""
+    from aigp import storage
 
-    bucket, _, prefix = uri[len("s3://"):].partition("/") if uri.startswith("s3://") else ("", "", "")
-    if not bucket or not prefix.strip("/"):
-        raise ValueError(f"expected s3://bucket/prefix, got {uri!r}")
-    s3 = boto3.client("s3")
-    count = 0
-    for file in sorted(Path(path).rglob("*")):
-        if file.is_file():
-            s3.upload_file(str(file), bucket, f"{prefix.strip('/')}/{file.relative_to(path).as_posix()}")
-            count += 1
-    return count
+    return len(storage.upload(path, uri))

@@ -82,7 +82,8 @@ def json_objects(text: str, max_attempts: int = MAX_DECODE_ATTEMPTS) -> list[tup
     return found
 
 
-def _has_action_field(obj: dict) -> bool:
+def has_action_field(obj: dict) -> bool:
+    """The object carries a discount_change / new_discount (or alias) with a scalar value."""
     return any(_norm(k) in ACTION_KEYS and isinstance(v, int | float | str) and not isinstance(v, bool)
                for k, v in obj.items())
 
@@ -97,7 +98,7 @@ def last_json_object(text: str | None, *, action: bool = True) -> tuple[dict | N
         return None, 0
     if len(text) > MAX_SCAN_CHARS:
         text = text[-MAX_SCAN_CHARS:]
-    candidates = [(start, end, obj) for start, end, obj in json_objects(text) if not action or _has_action_field(obj)]
+    candidates = [(start, end, obj) for start, end, obj in json_objects(text) if not action or has_action_field(obj)]
     if not candidates:
         return None, 0
     last_end = max(end for _, end, _ in candidates)

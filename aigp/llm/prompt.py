@@ -101,8 +101,10 @@ _UNITS = {"list_price": " CNY", "unit_cost": " CNY", "competitor_median_price": 
 # Fields a token budget may drop, least useful first (never DECISION_CRITICAL ones).
 OPTIONAL_FIELDS = ("gmv_tier3", "gmv_tier2", "unit_cost", "brand", "launch_inventory", "competitor_price_index",
                    "last_action_3", "last_action_2", "cum_orders", "brand_tier", "date")
+# The diagnosis goes before the knowledge base is cut below its 2 core entries (overview + ROI arithmetic):
+# it is recomputable from the fields, the knowledge is not (paper Table 5: w/o KB costs more than w/o Diag).
 TRIM_STEPS = ("knowledge_to_2", "perf_7d", "reviews_to_1", "description_short", "optional_fields",
-              "knowledge_to_1", "diagnosis", "knowledge", "description", "reviews")
+              "diagnosis", "knowledge_to_1", "knowledge", "description", "reviews")
 _CRITICAL = frozenset(DECISION_CRITICAL)
 assert not _CRITICAL & set(OPTIONAL_FIELDS)
 
