@@ -24,6 +24,7 @@ from aigp.config import StrictConfig
 from aigp.market.config import MarketConfig
 from aigp.market.observation import Policy
 from aigp.market.simulator import Market, RunResult
+from aigp.market.sinks import LogSink
 
 METRICS = ("gmv", "roi", "mar")
 MILESTONE_DAYS = 14
@@ -184,8 +185,10 @@ def analyse(frames_by_horizon: Mapping[int, Mapping[str, pd.DataFrame]], config:
     return pd.DataFrame(metric_rows), pd.DataFrame(uplift_rows)
 
 
-def run_ab(config: ABConfig, policies: Mapping[str, Policy], *, progress: bool = False) -> ABResult:
-    """Run the simulated A/B: ``policies`` maps each group of ``config.allocation`` to its policy."""
+def run_ab(config: ABConfig, policies: Mapping[str, Policy], *, progress: bool = False,
+           sink: LogSink | None = None) -> ABResult:
+    """Run the simulated A/B: ``policies`` maps each group of ``config.allocation`` to its policy; ``sink``
+    receives the cohort's daily decision log (e.g. ``aigp.ab.report.DailyOutcomeSink``)."""
     missing = [g for g in config.allocation if g not in policies]
     if missing:
         raise ValueError(f"no policy for group(s) {missing}")
@@ -194,7 +197,7 @@ def run_ab(config: ABConfig, policies: Mapping[str, Policy], *, progress: bool =
     empty = [g for g in config.allocation if not (groups == g).any()]
     if empty:
         raise ValueError(f"group(s) {empty} received no SKUs; enlarge the cohort or their share")
-    run = market.run({g: policies[g] for g in config.allocation}, groups, progress=progress)
+    run = market.run({g: policies[g] for g in config.allocation}, groups, progress=progress, sink=sink)
     frames = {h: {g: sku_outcomes(run.summary[groups == g], h).reset_index(drop=True) for g in config.allocation}
               for h in config.horizons}
     metrics, uplift = analyse(frames, config)

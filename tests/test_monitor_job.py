@@ -1,0 +1,228 @@
+"""The monitoring job end to end: `aigp monitor run` with Evidently, its HTML pages (parsed, with their
+plots), summary, Prometheus exporter and rules, the runbook, S3 paths, the drill command."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from aigp.monitoring.drills import DrillConfig, inject_ctr_shift, simulated_traffic
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from aigp.cli import app
+from aigp.io import write_parquet
+from aigp.monitor import ALERTS, STALE_ALERT, MonitorConfig, load_decisions
+
+ROOT = Path(__file__).resolve().parent.parent
+END = "2026-03-20"  # the conftest market's last launch day (steady volume up to there)
+runner = CliRunner()
+
+
+class _Page(HTMLParser):
+    """Collects the images and text of a page; raises on nothing, so parse problems show as missing parts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.text: list[str] = []
+        self.tags = 0
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.tags += 1
+        if tag == "img":
+            self.images.append(dict(attrs).get("src", ""))
+
+    def handle_data(self, data) -> None:
+        self.text.append(data)
+
+
+def _parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+def _metrics(text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+@pytest.fixture(scope="module")
+def live_decisions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Live traffic in serving's format (no category column) whose click-through rates shifted."""
+    cfg = DrillConfig(current_skus=400, launch_days=20)
+    frame = inject_ctr_shift(simulated_traffic(cfg, 4, 400), np.random.default_rng(0), logit_shift=0.5)
+    path = tmp_path_factory.mktemp("monitor_job") / "decisions.parquet"
+    write_parquet(path, frame.drop(columns=["category"]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(market_logs, live_decisions, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("monitor_run") / "report"
+    config = out.parent / "monitor.yaml"
+    config.write_text("min_window_decisions: 100\n")
+    result = runner.invoke(app, ["monitor", "run", "--reference", str(market_logs.path), "--current",
+                                 str(live_decisions), "--out", str(out), "--window", "14", "--end", END,
+                                 "--reference-end", END, "--config", str(config),
+                                 "--skus", str(market_logs.path / "skus.parquet")])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_run_writes_every_output(run_dir) -> None:
+    for name in ("drift_report.html", "drift_report.json", "index.html", "metrics.prom", "summary.json"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert len(list((run_dir / "plots").glob("*.png"))) >= 6
+    assert not list(run_dir.rglob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_summary_page_opens_and_embeds_the_plots(run_dir) -> None:
+    page = _parse(run_dir / "index.html")
+    pngs = [base64.b64decode(src.split(",", 1)[1]) for src in page.images if src.startswith("data:image/png;base64,")]
+    assert len(pngs) >= 6 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    text = " ".join(page.text)
+    for heading in ("Alerts", "Safety", "Stability", "Drift", "Category mix", "Configuration"):
+        assert heading in text
+    assert "AigpPricingFeatureDrift" in text and "firing" in text
+    html_text = (run_dir / "index.html").read_text()
+    assert re.search(r'<tr class="firing"><td[^>]*>AigpPricingFeatureDrift</td>', html_text)
+
+
+def test_evidently_report_opens_and_agrees_with_the_core(run_dir, market_logs, live_decisions) -> None:
+    page = _parse(run_dir / "drift_report.html")  # a self-contained page: the report is a script with its data
+    report = (run_dir / "drift_report.html").read_text()
+    assert page.tags >= 5 and report.count("<script") >= 3 and len(report) > 100_000
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert report.count("Wasserstein distance (normed)") >= len(summary["drift"]["columns"])
+    assert all(column in report for column in summary["drift"]["columns"])
+    assert summary["engine"] == "evidently"
+    assert "ctr_1d" in summary["drift"]["drifted_alert_features"] and "feature_drift" in summary["firing"]
+    drifted = sum(d["drifted"] for d in summary["drift"]["columns"].values())
+    assert summary["evidently_drifted_count"] == drifted  # Evidently's own count = ours
+    # The same windows without Evidently: every per-column score is the same number.
+    from aigp.monitoring.job import analyse
+
+    cfg = MonitorConfig.build(**summary["config"])
+    reference = load_decisions(market_logs.path)
+    current = load_decisions(live_decisions, skus=market_logs.path / "skus.parquet")
+    _, figures, _, evidently, _ = analyse(reference, current, cfg, end=END, reference_end=END, html=False)
+    assert evidently is None
+    for column, d in summary["drift"]["columns"].items():
+        assert figures.drift[column].score == pytest.approx(d["score"], rel=1e-9, abs=1e-12), column
+
+
+def test_metrics_match_the_summary(run_dir) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = _metrics((run_dir / "metrics.prom").read_text())
+    alerts = {a["name"]: a for a in summary["alerts"]}
+    for spec in ALERTS:
+        value = metrics[(spec.metric, ())]
+        expected = alerts[spec.name]["value"]
+        assert (np.isnan(value) and expected is None) or value == pytest.approx(expected), spec.name
+        assert metrics[("aigp_pricing_alert_firing", (("alert", spec.prometheus), ("severity", spec.severity)))] \
+            == float(alerts[spec.name]["firing"])
+    assert metrics[("aigp_pricing_feature_drifted", (("alerting", "true"), ("column", "ctr_1d"),
+                                                     ("kind", "daily_performance")))] == 1.0
+    assert metrics[("aigp_pricing_decisions", ())] == summary["safety"]["decisions"]
+    assert metrics[(STALE_ALERT.metric, ())] == pytest.approx(summary["finished_at_unix"])
+
+
+def test_export_textfile_and_http_endpoint(run_dir, tmp_path) -> None:
+    from aigp.monitoring.exporter import serve, summary_registry
+
+    result = runner.invoke(app, ["monitor", "export", str(run_dir / "summary.json"), "--textfile",
+                                 str(tmp_path / "aigp.prom")])
+    assert result.exit_code == 0, result.output
+    textfile = _metrics((tmp_path / "aigp.prom").read_text())
+    registry = summary_registry(json.loads((run_dir / "summary.json").read_text()))
+    server, thread = serve(registry, 0)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10) as response:
+            served = _metrics(response.read().decode())
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    assert served[("aigp_pricing_fallback_rate", ())] == textfile[("aigp_pricing_fallback_rate", ())]
+    assert served.keys() == textfile.keys()
+    assert runner.invoke(app, ["monitor", "export", str(run_dir / "summary.json")]).exit_code == 2
+
+
+def test_committed_rules_match_the_default_config_and_the_runbook() -> None:
+    from aigp.monitoring.rules import MANIFEST, prometheus_rule, rules_yaml
+
+    assert MANIFEST.read_text() == rules_yaml(MonitorConfig()), "regenerate: aigp monitor rules --out " + str(MANIFEST)
+    kustomization = yaml.safe_load((MANIFEST.parent / "kustomization.yaml").read_text())
+    assert MANIFEST.name in kustomization["resources"]
+    rules = prometheus_rule(MonitorConfig())["spec"]["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == {a.prometheus for a in (*ALERTS, STALE_ALERT)}
+    drift = next(r for r in rules if r["alert"] == "AigpPricingFeatureDrift")
+    assert drift["expr"] == "aigp_pricing_drifted_features >= 1"
+    over = next(r for r in rules if r["alert"] == "AigpPricingOverDiscounting")
+    assert over["expr"] == "aigp_pricing_action_mean_shift <= -0.015"
+    runbook = (ROOT / "monitoring" / "RUNBOOK.md").read_text()
+    sections = re.split(r"^## ", runbook, flags=re.M)
+    for rule in rules:
+        section = next((s for s in sections if s.startswith(rule["alert"])), None)
+        assert section is not None, f"RUNBOOK.md has no section for {rule['alert']}"
+        for part in ("Meaning", "Confirm", "Act"):
+            assert f"**{part}.**" in section, f"{rule['alert']} lacks {part}"
+        assert rule["annotations"]["runbook_url"].endswith("#" + rule["alert"].lower())
+    loose = MonitorConfig(over_discount_shift=0.05)
+    over = next(r for r in prometheus_rule(loose)["spec"]["groups"][0]["rules"] if r["alert"] == over["alert"])
+    assert over["expr"].endswith("<= -0.05")
+
+
+def test_cli_errors_and_fail_on_alert(run_dir, market_logs, live_decisions, tmp_path) -> None:
+    base = ["monitor", "run", "--reference", str(market_logs.path), "--current", str(live_decisions), "--out",
+            str(tmp_path / "o"), "--no-html", "--window", "14", "--end", END, "--reference-end", END]
+    result = runner.invoke(app, [*base, "--fail-on-alert"])
+    assert result.exit_code == 3, result.output
+    result = runner.invoke(app, [*base[:-2], "--reference-end", "the day before"])
+    assert result.exit_code == 2 and "not a date" in result.output
+    result = runner.invoke(app, [*base, "--end", "2027-01-01"])
+    assert result.exit_code == 2 and "no decisions between" in result.output
+
+
+def test_s3_inputs_and_dated_outputs(market_logs, live_decisions, tmp_path, monkeypatch) -> None:
+    moto = pytest.importorskip("moto")
+    from aigp.monitoring.job import run_from_paths
+
+    from aigp.storage import s3_client, upload
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    with moto.mock_aws():
+        client = s3_client()
+        client.create_bucket(Bucket="aigp-decisions")
+        upload(market_logs.path, "s3://aigp-decisions/reference", client=client)
+        upload(live_decisions, "s3://aigp-decisions/decisions/part-0.parquet", client=client)
+        result = run_from_paths("s3://aigp-decisions/reference", "s3://aigp-decisions/decisions",
+                                "s3://aigp-decisions/monitoring", config=MonitorConfig(min_window_decisions=100),
+                                window_days=14, end=END, reference_end=END, html=False, dated=True)
+        keys = {o["Key"] for o in client.list_objects_v2(Bucket="aigp-decisions", Prefix="monitoring/")["Contents"]}
+    assert f"monitoring/{END}/summary.json" in keys and f"monitoring/{END}/index.html" in keys
+    assert result.location == f"s3://aigp-decisions/monitoring/{END}"
+    assert "feature_drift" in result.firing
+
+
+def test_drill_command_passes(tmp_path) -> None:
+    result = runner.invoke(app, ["monitor", "drill", "outage", "--out", str(tmp_path / "drill"), "--no-html"])
+    assert result.exit_code == 0, result.output
+    assert "drill passed" in result.output
+    summary = json.loads((tmp_path / "drill" / "summary.json").read_text())
+    assert summary["firing"] == ["decision_volume"]
