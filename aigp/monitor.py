@@ -837,8 +837,9 @@ def calibrate(null_figures: list[WindowFigures], config: MonitorConfig, *, quant
             # a distance threshold; for 'ks' (p-values) read the false-alarm rate instead
             "drift_threshold": q(max_score) * margin if config.drift_method == "wasserstein" else None,
             "category_mix_psi": q([f.psi for f in null_figures]) * margin,
-            "over_discount_shift": q([-f.mean_change_shift for f in null_figures]) * margin,
-            "big_jump_increase": q([f.big_jump_increase for f in null_figures]) * margin,
+            # one-sided alerts, calibrated on the size of the no-drift movement in either direction
+            "over_discount_shift": q([abs(f.mean_change_shift) for f in null_figures]) * margin,
+            "big_jump_increase": q([abs(f.big_jump_increase) for f in null_figures]) * margin,
         },
         "false_alarm_rate": float(np.mean([bool(f) for f in fired])),
         "false_alarms_by_alert": {a.name: int(sum(a.name in f for f in fired)) for a in ALERTS},

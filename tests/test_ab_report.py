@@ -135,3 +135,22 @@ def test_report_errors_name_what_is_wrong(experiment, tmp_path) -> None:
     assert result.exit_code == 2 and "roi_target" in result.output
     result = runner.invoke(app, ["ab", "report", str(tmp_path / "nothing"), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_simulate_then_report(tmp_path) -> None:
+    """`ab simulate --out` writes what `ab report` reads (config, per-SKU and per SKU-day outcomes)."""
+    config = tmp_path / "ab.yaml"
+    config.write_text("cohort_skus: 200\ncohort_launch_days: 3\nhistory_skus: 300\nhistory_launch_days: 10\n"
+                      "bootstrap: 100\n")
+    result = runner.invoke(app, ["ab", "simulate", "--config", str(config), "--out", str(tmp_path / "ab")])
+    assert result.exit_code == 0, result.output
+    daily = pd.read_parquet(tmp_path / "ab" / DAILY_FILE)
+    assert len(daily) == 200 * 14
+    result = runner.invoke(app, ["ab", "report", str(tmp_path / "ab"), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "report" / "ab_report.json").read_text())
+    assert saved["config"]["control"] == "price_sales" and saved["config"]["bootstrap"] == 100
+    assert {r["group"] for r in saved["metrics"]} == {"random", "static", "expert", "price_sales", "oracle"}
+    page = _Images()
+    page.feed((tmp_path / "report" / "ab_report.html").read_text())
+    assert len(page.pngs) == 2  # cumulative GMV and |a| per group (no Q-scores given)

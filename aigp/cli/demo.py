@@ -15,6 +15,7 @@ import typer
 from rich.panel import Panel
 
 from aigp.cli import llm as llm_stages
+from aigp.cli import monitor as monitor_stages
 from aigp.cli._common import console, user_errors
 
 Stage = Callable[[dict[str, Any]], str]  # returns a one-line summary
@@ -54,6 +55,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("simulated A/B of the baselines", stage_ab_baselines),
     ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
+    ("monitor live pricing (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
 ]
 
 

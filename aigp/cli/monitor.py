@@ -136,3 +136,43 @@ def drill(
         console.print("[bold red]drill failed[/]: the alerts differ from the expected ones")
         raise typer.Exit(code=1)
     console.print("[green]drill passed[/]")
+
+
+def stage_monitor(ctx: dict) -> str:
+    """`make demo` stage: monitor a window of live pricing against the training window, and write the A/B
+    report of the baselines' experiment (when the demo ran it)."""
+    import datetime as dt
+
+    from aigp.monitor import MonitorConfig, load_decisions
+    from aigp.monitoring.drills import DrillConfig, simulated_traffic
+    from aigp.monitoring.job import run_monitoring
+
+    logs = ctx["logs"]
+    market = logs.config
+    reference = load_decisions(logs.path)
+    # Live traffic: what serving logs for a fresh market over the same dates (a serving stage may provide it).
+    live = ctx.get("decisions")
+    if live is None:
+        drill = DrillConfig(launch_days=market.launch_days, start_date=market.start_date)
+        current = simulated_traffic(drill, market.seed + 100, max(500, market.n_skus // 2))
+    else:
+        current = load_decisions(live)
+    start = market.start_date + dt.timedelta(days=market.horizon_days - 1)  # steady state: all ages on sale
+    end = market.start_date + dt.timedelta(days=market.launch_days - 1)
+    cfg = MonitorConfig(window_days=(end - start).days + 1)
+    out = ctx["root"] / "monitoring"
+    result = run_monitoring(reference, current, cfg, out, end=end, reference_start=start, reference_end=end,
+                            log=lambda msg: console.print(f"[dim]monitor[/] {msg}"))
+    for alert in result.alerts:
+        if alert.firing:
+            console.print(f"[bold red]FIRING[/] {alert.prometheus}: {alert.message}")
+    line = (f"{result.figures.current_rows:,} decisions vs {result.figures.reference_rows:,}; alerts firing: "
+            f"{', '.join(result.firing) or 'none'} -> {out / 'index.html'}")
+    if "ab_baselines" in ctx:
+        from aigp.ab.report import build_report, report_config, write_report
+
+        ab = ctx["ab_baselines"]
+        skus = ab.run.summary.assign(group=ab.groups)
+        files = write_report(build_report(skus, report_config(skus, ab.config)), ctx["root"] / "ab_report")
+        line += f"; A/B report -> {files['html']}"
+    return line
