@@ -1,28 +1,33 @@
-"""Bulk writes of materialized rows into Feast's own online-store layouts (SQLite and Redis).
+"""Feast's online-store layouts (SQLite and Redis): bulk writes of materialized rows and batched reads.
 
-Feast's stock materialization turns every value into a Python protobuf object and writes the SQLite
-store one ``execute`` per (SKU, feature): about 20 µs a value, 4 minutes for 200k SKUs x 56 features
-(``bench/bench_feature_store.py`` measures it). These writers produce the same bytes in bulk:
+Feast's Python SDK turns every value into a protobuf object on both paths. Writing, its SQLite store runs
+one ``execute`` per (SKU, feature): about 20 µs a value, 4 minutes for 200k SKUs x 56 features; reading
+256 SKUs x 56 features through ``get_online_features`` takes a few hundred milliseconds (both measured in
+``bench/bench_feature_store.py``). This module does the same work in bulk, in Feast's own layouts:
 
 - values are serialized column by column (``float_val`` / ``bool_val`` wire bytes with numpy; ``int64``
   and strings through ``ValueProto`` with a per-value cache), entity keys with numpy from the
   serialization Feast itself produces for one key (checked on every batch);
 - SQLite: one ``executemany`` into a staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` into the
-  view's table (``<project>_<view>``: one row per entity and feature, as Feast lays it out);
+  view's table (``<project>_<view>``: one row per entity and feature, as Feast lays it out), in key order;
+  a read is one ``SELECT ... WHERE entity_key IN (...)`` per view;
 - Redis: one pipelined ``HSET`` per entity into Feast's hash (key = entity key + project, field =
-  murmur3 of ``view:feature``, ``_ts:<view>`` = the event time).
+  murmur3 of ``view:feature``, ``_ts:<view>`` = the event time); a read is one ``HMGET`` per entity for
+  every requested feature of every view (they share the entity's hash).
 
-Reads stay Feast's own (``FeatureStore.get_online_features``); a test materializes the same window with
-Feast's engine and with these writers and compares what Feast reads back. Both writers keep the newest
-row: a row older than the stored one is skipped, one at the same instant replaces it, so re-running a
-window is idempotent and re-running an old window never rolls the online store back.
+Tests materialize the same window with Feast's engine and with these writers and compare the stored rows,
+and compare these reads with ``FeatureStore.get_online_features``. Both writers keep the newest row: a row
+older than the stored one is skipped, one at the same instant replaces it, so re-running a window is
+idempotent and re-running an old window never rolls the online store back.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import struct
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -38,7 +43,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP, FEATURES
 
 # Protobuf wire bytes of fixed-size Value fields: field number << 3 | wire type.
-_FLOAT_TAG = np.uint8(6 << 3 | 5)  # float_val = 6, 32-bit
+_FLOAT_TAG = 6 << 3 | 5  # float_val = 6, 32-bit
+_FLOAT = struct.Struct("<f")
 _BOOL_BYTES = {True: ValueProto(bool_val=True).SerializeToString(),
                False: ValueProto(bool_val=False).SerializeToString()}
 T = TypeVar("T")
@@ -122,25 +128,21 @@ def _feature_columns(view: FeatureView, table: pa.Table) -> list[tuple[str, str]
 class SqliteWriter:
     """Bulk upserts into Feast's SQLite online store (one row per entity and feature)."""
 
-    def __init__(self, config: RepoConfig, cache_mib: int = 256):
-        path = Path(config.online_store.path)
-        if not path.is_absolute():
-            path = Path(config.repo_path or ".") / path
-        self.path = path
+    def __init__(self, config: RepoConfig, cache_mib: int = 256, batch_rows: int = 20_000):
+        self.path = _sqlite_path(config)
         self.config = config
-        self.conn = sqlite3.connect(str(path), timeout=60)
+        self.batch_rows = batch_rows
+        self.conn = sqlite3.connect(str(self.path), timeout=60)
         self.conn.execute("PRAGMA temp_store = MEMORY")
-        # Rows go in primary-key order (ORDER BY k, f); a large page cache keeps the index pages in memory.
+        # Rows arrive in primary-key order; a large page cache keeps the index pages being appended to in memory.
         self.conn.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
 
     def write(self, view: FeatureView, table: pa.Table) -> int:
+        """One transaction per call; entities go in key order, ``batch_rows`` at a time (bounded memory)."""
         if table.num_rows == 0:
             return 0
         features = _feature_columns(view, table)
-        keys = serialize_sku_keys(table[ENTITY_KEY].to_numpy(), self.config.entity_key_serialization_version)
-        stamps = _sqlite_timestamps(table[EVENT_TIMESTAMP])
-        columns = [serialize_column(table[name], dtype) for name, dtype in features]
-        texts = {i: table[name].to_pylist() for i, (name, dtype) in enumerate(features) if dtype == "string"}
+        texts = [i for i, (_, dtype) in enumerate(features) if dtype == "string"]
         target = _quote(compute_table_id(self.config.project, view,
                                          self.config.registry.enable_online_feature_view_versioning))
         stage_cols = ["entity_key BLOB", "event_ts INTEGER"] + [f"v{i} BLOB" for i in range(len(features))] + [
@@ -150,22 +152,30 @@ class SqliteWriter:
             "event_ts AS ts FROM stage"
             for i, (name, _) in enumerate(features)
         ]
-        rows = zip(keys, stamps, *columns, *texts.values(), strict=True)
+        insert_stage = f"INSERT INTO stage VALUES ({', '.join('?' * len(stage_cols))})"
+        upsert = (
+            f"INSERT INTO {target} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            f"SELECT k, f, v, t, ts, NULL FROM ({' UNION ALL '.join(selects)}) WHERE true ORDER BY k, f "
+            "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
+            f"WHERE excluded.event_ts >= {target}.event_ts"
+        )
+        table = table.take(pa.array(_key_order(table[ENTITY_KEY].to_numpy())))
+        before = self.conn.total_changes
         with self.conn:
             self.conn.execute("DROP TABLE IF EXISTS temp.stage")
             self.conn.execute(f"CREATE TEMP TABLE stage ({', '.join(stage_cols)})")
-            self.conn.executemany(f"INSERT INTO stage VALUES ({', '.join('?' * len(stage_cols))})", rows)
-            before = self.conn.total_changes
-            self.conn.execute(
-                f"INSERT INTO {target} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-                f"SELECT k, f, v, t, ts, NULL FROM ({' UNION ALL '.join(selects)}) WHERE true ORDER BY k, f "
-                "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-                "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
-                f"WHERE excluded.event_ts >= {target}.event_ts"
-            )
-            written = (self.conn.total_changes - before) // max(1, len(features))
+            for lo in range(0, table.num_rows, self.batch_rows):
+                batch = table.slice(lo, self.batch_rows)
+                keys = serialize_sku_keys(batch[ENTITY_KEY].to_numpy(), self.config.entity_key_serialization_version)
+                columns = [serialize_column(batch[name], dtype) for name, dtype in features]
+                text_columns = [batch[features[i][0]].to_pylist() for i in texts]
+                rows = zip(keys, _sqlite_timestamps(batch[EVENT_TIMESTAMP]), *columns, *text_columns, strict=True)
+                self.conn.executemany(insert_stage, rows)
+                self.conn.execute(upsert)
+                self.conn.execute("DELETE FROM temp.stage")
             self.conn.execute("DROP TABLE temp.stage")
-        return written
+        return (self.conn.total_changes - before - _stage_changes(table.num_rows)) // max(1, len(features))
 
     def close(self) -> None:
         self.conn.close()
@@ -218,6 +228,114 @@ class RedisWriter:
         self.client.close()
 
 
+# --- readers -------------------------------------------------------------------------------------------
+class OnlineReader(Protocol):
+    def read(self, sku_ids: list[int], features: list[tuple[FeatureView, list[str]]]) -> dict[str, list]:
+        """Each requested feature's serialized value per SKU, in request order; None where the store has
+        none (:func:`decode_column` turns them into values)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqliteReader:
+    def __init__(self, config: RepoConfig, mmap_mib: int = 4096):
+        self.config = config
+        self.conn = sqlite3.connect(str(_sqlite_path(config)), timeout=60, check_same_thread=False)
+        # Lookups touch random pages of a large file: read them through the OS page cache (memory map).
+        self.conn.execute(f"PRAGMA mmap_size = {mmap_mib * 1024 * 1024}")
+
+    def read(self, sku_ids: list[int], features: list[tuple[FeatureView, list[str]]]) -> dict[str, list]:
+        keys = serialize_sku_keys(np.asarray(sku_ids, dtype=np.int64), self.config.entity_key_serialization_version)
+        unique = list(dict.fromkeys(keys))  # a SKU requested twice is read once
+        position = {k: i for i, k in enumerate(unique)}
+        out: dict[str, list] = {}
+        for view, names in features:
+            table = _quote(compute_table_id(self.config.project, view,
+                                            self.config.registry.enable_online_feature_view_versioning))
+            found: dict[str, list] = {n: [None] * len(unique) for n in names}
+            for lo in range(0, len(unique), 900):  # SQLite's bound-parameter limit
+                chunk = unique[lo:lo + 900]
+                rows = self.conn.execute(
+                    f"SELECT entity_key, feature_name, value FROM {table} "
+                    f"WHERE entity_key IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+                for key, name, value in rows:
+                    if name in found:
+                        found[name][position[key]] = value
+            for name in names:
+                column = found[name]
+                out[name] = [column[position[k]] for k in keys]
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RedisReader:
+    def __init__(self, config: RepoConfig):
+        from feast.infra.online_stores.redis import RedisOnlineStore
+
+        self.config = config
+        self.client = RedisOnlineStore()._get_client(config.online_store)
+        self.project = config.project.encode("utf-8")
+
+    def read(self, sku_ids: list[int], features: list[tuple[FeatureView, list[str]]]) -> dict[str, list]:
+        keys = [k + self.project for k in serialize_sku_keys(np.asarray(sku_ids, dtype=np.int64),
+                                                             self.config.entity_key_serialization_version)]
+        names: list[str] = []
+        fields: list[bytes] = []
+        for view, requested in features:
+            prefix = compute_versioned_name(view, self.config.registry.enable_online_feature_view_versioning)
+            for name in requested:
+                names.append(name)
+                fields.append(_mmh3(f"{prefix}:{name}"))
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.execute_command("HMGET", key, *fields)
+            rows = pipe.execute()
+        return {name: [row[j] for row in rows] for j, name in enumerate(names)}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+_FLOAT_NAN = bytes([_FLOAT_TAG]) + _FLOAT.pack(float("nan"))
+
+
+def decode_column(serialized: list[bytes | None], dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values of serialized ``ValueProto``s (as Feast returns them) and a mask of the missing ones.
+
+    float32 columns decode in one ``numpy.frombuffer`` (NaN where missing); others value by value
+    (None where missing).
+    """
+    missing = np.fromiter((not b for b in serialized), dtype=bool, count=len(serialized))
+    if dtype == "float32":
+        filled = [b if b else _FLOAT_NAN for b in serialized]
+        if all(len(b) == 5 and b[0] == _FLOAT_TAG for b in filled):
+            wire = np.frombuffer(b"".join(filled), dtype=[("tag", "u1"), ("value", "<f4")])
+            return wire["value"].copy(), missing
+        values = [np.nan if b is None else _decode_cached(b) for b in filled]
+        return np.asarray(values, dtype=np.float32), missing
+    return np.array([_decode_cached(b) if b else None for b in serialized], dtype=object), missing
+
+
+@lru_cache(maxsize=65_536)
+def _decode_cached(serialized: bytes) -> object:
+    value = ValueProto()
+    value.ParseFromString(serialized)
+    kind = value.WhichOneof("val")
+    return None if kind is None else getattr(value, kind)
+
+
+def open_reader(config: RepoConfig) -> OnlineReader:
+    kind = getattr(config.online_store, "type", None)
+    if kind == "sqlite":
+        return SqliteReader(config)
+    if kind == "redis":
+        return RedisReader(config)
+    raise ValueError(f"no reader for online store type {kind!r}; expected sqlite or redis")
+
+
 def open_writer(config: RepoConfig) -> OnlineWriter:
     kind = getattr(config.online_store, "type", None)
     if kind == "sqlite":
@@ -225,6 +343,20 @@ def open_writer(config: RepoConfig) -> OnlineWriter:
     if kind == "redis":
         return RedisWriter(config)
     raise ValueError(f"no bulk writer for online store type {kind!r}; expected sqlite or redis")
+
+
+def _sqlite_path(config: RepoConfig) -> Path:
+    path = Path(config.online_store.path)
+    return path if path.is_absolute() else Path(config.repo_path or ".") / path
+
+
+def _key_order(sku_ids: np.ndarray) -> np.ndarray:
+    """Order of the SKUs by their serialized entity key (the little-endian id bytes compared as a string)."""
+    return np.argsort(np.asarray(sku_ids, dtype=np.int64).view(np.uint64).byteswap(), kind="stable")
+
+
+def _stage_changes(rows: int) -> int:
+    return 2 * rows  # each staged row is inserted once and deleted once
 
 
 def _micros_of(serialized: bytes) -> int:

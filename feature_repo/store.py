@@ -15,7 +15,7 @@ Materialization reads each view through Feast's offline store (latest row per SK
 Feast's own engine runs) one date window at a time, so memory is bounded by the rows of one window
 whatever the range (Feast's engine loads the whole range: feast-dev/feast#2594). Windows are whole
 days, merged while they hold at most ``max_window_rows`` rows; the rows go to the online store through
-the bulk writers of :mod:`aigp.feature_repo.online_writers`, in Feast's own layout.
+the bulk writers of :mod:`aigp.feature_repo.online_layout`, in Feast's own layout.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from aigp.feature_repo.definitions import SERVICES, Definitions, build_definitions, feature_data_dir
-from aigp.feature_repo.online_writers import open_writer
+from aigp.feature_repo.online_layout import OnlineReader, decode_column, open_reader, open_writer
 from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
 from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
 from feast.repo_config import RegistryConfig
@@ -123,6 +123,7 @@ class AigpFeatureStore:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.repo_config = repo_config(config)
         self.feast = FeatureStore(config=self.repo_config)
+        self._online_reader: OnlineReader | None = None
 
     # --- registry ---------------------------------------------------------------------------------------
     def apply(self) -> None:
@@ -200,20 +201,22 @@ class AigpFeatureStore:
 
     def online_features(self, sku_ids: Sequence[int], service: str) -> pd.DataFrame:
         """One row per requested SKU (in request order) with the service's features, ``features_missing``
-        (True when any feature has no value) and ``missing_features`` (their names)."""
+        (True when any feature has no value) and ``missing_features`` (their names).
+
+        Reads Feast's online layout directly in one batch (see ``online_layout``); the values equal
+        ``FeatureStore.get_online_features`` (tested), several times faster for a batch of SKUs."""
         names = self._service_features(service)
         ids = [int(i) for i in sku_ids]
-        if not ids:
-            return _typed(pd.DataFrame({ENTITY_KEY: pd.Series(dtype="int64"), **{n: [] for n in names},
-                                        FEATURES_MISSING: pd.Series(dtype=bool), MISSING_FEATURES: []}), names)
-        response = self.feast.get_online_features(features=self.feast.get_feature_service(service),
-                                                  entity_rows=[{ENTITY_KEY: i} for i in ids]).to_dict()
-        frame = pd.DataFrame({ENTITY_KEY: ids, **{n: response[n] for n in names}})
-        missing = frame[names].isna().to_numpy()
-        frame[FEATURES_MISSING] = missing.any(axis=1)
+        response = self._reader().read(ids, self._service_views(service)) if ids else {}
+        columns: dict[str, object] = {ENTITY_KEY: np.asarray(ids, dtype=np.int64)}
+        missing = np.zeros((len(ids), len(names)), dtype=bool)
+        for j, name in enumerate(names):
+            values, missing[:, j] = decode_column(response.get(name, []), FEATURES[name].dtype)
+            columns[name] = _column(values, FEATURES[name].dtype)
+        columns[FEATURES_MISSING] = missing.any(axis=1)
         name_array = np.array(names, dtype=object)
-        frame[MISSING_FEATURES] = [list(name_array[row]) for row in missing]
-        return _typed(frame, names)
+        columns[MISSING_FEATURES] = [name_array[row].tolist() if row.any() else [] for row in missing]
+        return pd.DataFrame(columns)
 
     # --- offline store ----------------------------------------------------------------------------------
     def training_set(self, start: dt.date | dt.datetime, end: dt.date | dt.datetime, service: str) -> pd.DataFrame:
@@ -227,7 +230,7 @@ class AigpFeatureStore:
         if entity_df.empty:
             raise ValueError(f"no decisions in [{start.date()}, {end.date()}) in {self.feature_data}")
         job = self.feast.get_historical_features(entity_df=entity_df,
-                                                 features=self.feast.get_feature_service(service))
+                                                 features=self.definitions.services[service])
         frame = job.to_df()
         if len(frame) != len(entity_df):
             raise RuntimeError(f"training set has {len(frame)} rows for {len(entity_df)} decisions: the offline "
@@ -237,6 +240,22 @@ class AigpFeatureStore:
         frame = frame[[ENTITY_KEY, EVENT_TIMESTAMP, *labels, *names]]
         frame = frame.sort_values([EVENT_TIMESTAMP, ENTITY_KEY], kind="stable").reset_index(drop=True)
         return _typed(frame, names)
+
+    def _reader(self) -> OnlineReader:
+        if self._online_reader is None:
+            self._online_reader = open_reader(self.repo_config)
+        return self._online_reader
+
+    def _service_views(self, service: str) -> list[tuple[FeatureView, list[str]]]:
+        self._service_features(service)  # validates the name
+        by_name = {v.name: v for v in self.definitions.views.values()}
+        return [(by_name[p.name], [f.name for f in p.features])
+                for p in self.definitions.services[service].feature_view_projections]
+
+    def close(self) -> None:
+        if self._online_reader is not None:
+            self._online_reader.close()
+            self._online_reader = None
 
     def _service_features(self, service: str) -> list[str]:
         if service not in SERVICES:
@@ -260,6 +279,15 @@ def _typed(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     for name in names:
         frame[name] = frame[name].astype(dtypes[FEATURES[name].dtype])
     return frame
+
+
+def _column(values: np.ndarray, dtype: str) -> object:
+    """One online feature column in the schema dtype, missing values kept (NaN, pandas NA, None)."""
+    if dtype == "int64":
+        return pd.array(values, dtype="Int64")
+    if dtype == "bool":
+        return pd.array(values, dtype="boolean")
+    return values  # float32 with NaN, or strings with None
 
 
 def _utc(value: dt.date | dt.datetime) -> dt.datetime:

@@ -21,7 +21,7 @@ feast = pytest.importorskip("feast")
 
 from aigp.feature_repo import definitions as repo_definitions  # noqa: E402
 from aigp.feature_repo.definitions import FEAST_TYPES, build_definitions  # noqa: E402
-from aigp.feature_repo.online_writers import serialize_column, serialize_sku_keys  # noqa: E402
+from aigp.feature_repo.online_layout import serialize_column, serialize_sku_keys  # noqa: E402
 from aigp.feature_repo.store import (  # noqa: E402
     FEATURES_MISSING,
     MISSING_FEATURES,
@@ -326,6 +326,16 @@ def test_online_features_are_the_latest_state_of_each_sku(online_store, sources,
         for name in (c for c in src.columns if c not in (ENTITY_KEY, EVENT_TIMESTAMP)):
             assert (got[name].to_numpy() == want[name].to_numpy()).all(), f"{online_store.config.online_store} {name}"
     assert str(got["list_price"].dtype) == "float32" and str(got["inventory"].dtype) == "Int64"
+    _assert_same_as_feast_sdk(online_store, got)
+
+
+def _assert_same_as_feast_sdk(store, got: pd.DataFrame) -> None:
+    """Our batched read of Feast's layout returns what Feast's own get_online_features returns."""
+    sdk = store.feast.get_online_features(features=store.definitions.services["llm_prompt"],
+                                          entity_rows=[{ENTITY_KEY: int(i)} for i in got[ENTITY_KEY]]).to_dict()
+    for name in FEATURES:
+        ours = [None if pd.isna(v) else v for v in got[name].tolist()]
+        assert ours == sdk[name], name
 
 
 def test_missing_sku_comes_back_with_an_explicit_marker(online_store, sources, days) -> None:
@@ -341,6 +351,7 @@ def test_missing_sku_comes_back_with_an_explicit_marker(online_store, sources, d
     assert got.loc[1, ENTITY_KEY] == 10**9 and got.loc[1, ["list_price", "review_digest"]].isna().all()
     assert set(got.loc[2, MISSING_FEATURES]) == {f for f in FEATURES if f not in STATIC_FEATURES}
     assert got.loc[2, "list_price"] == sources[Group.SKU.value].set_index(ENTITY_KEY).loc[stale, "list_price"]
+    _assert_same_as_feast_sdk(online_store, got)
     empty = online_store.online_features([], "ltve_training")
     assert len(empty) == 0 and FEATURES_MISSING in empty.columns
 
@@ -466,3 +477,14 @@ def test_feast_cli_apply_and_materialize_on_the_repo_as_is(feature_data, days, t
     with sqlite3.connect(repo / "data" / "online.db") as conn:
         stored = conn.execute("SELECT COUNT(DISTINCT entity_key) FROM aigp_pricing_history").fetchone()[0]
     assert stored == len(priced) > 0
+
+
+def test_demo_stage(market_logs, tmp_path) -> None:
+    from aigp.cli.features import stage_features
+
+    ctx = {"root": tmp_path, "logs": market_logs}
+    line = stage_features(ctx)
+    train = pd.read_parquet(tmp_path / "ltve_training_set.parquet")
+    assert len(train) == len(market_logs.read("decisions.parquet"))
+    assert f"training set {len(train):,} x" in line and "0 with missing features" in line
+    assert ctx["feature_store"].config.state_dir == tmp_path / "feature_store"

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 
+from aigp.cli import features as feature_stages
 from aigp.cli import llm as llm_stages
 from aigp.cli import monitor as monitor_stages
 from aigp.cli._common import console, user_errors
@@ -53,6 +54,7 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
 STAGES: list[tuple[str, Stage]] = [
     ("simulate the market", stage_simulate),
     ("simulated A/B of the baselines", stage_ab_baselines),
+    ("feature store (ingest, Feast apply, materialize, training set, online lookup)", feature_stages.stage_features),
     ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
     ("monitor live pricing (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),

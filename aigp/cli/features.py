@@ -107,3 +107,31 @@ def training_set(start: Day, end: Day,
     frame = _store(feature_data, state_dir).training_set(start, end, service)
     write_parquet(out, frame)
     console.print(f"{len(frame):,} decisions x {frame.shape[1]} columns -> {out}")
+
+
+def stage_features(ctx: dict[str, Any]) -> str:
+    """`aigp demo` stage: ingest the demo's market log, apply, materialize its last week into SQLite, build
+    the LTVE training set and look up the SKUs priced on the last day."""
+    import pandas as pd
+
+    from aigp.feature_repo.store import open_store
+    from aigp.ingest import DECISION_EVENTS, ingest_logs, read_manifest
+    from aigp.io import write_parquet
+
+    root = ctx["root"]
+    report = ingest_logs(ctx["logs"].path, root / "features", overwrite=True, progress=True)
+    store = open_store(feature_data=root / "features", state_dir=root / "feature_store")
+    store.apply()
+    days = read_manifest(root / "features")["tables"][DECISION_EVENTS]
+    end = pd.Timestamp(days["last_day"]) + pd.Timedelta(days=1)
+    materialized = store.materialize(end - pd.Timedelta(days=7), end, progress=True)
+    train = store.training_set(pd.Timestamp(days["first_day"]), end, "ltve_training")
+    write_parquet(root / "ltve_training_set.parquet", train)
+    last = pd.read_parquet(root / "features" / "pricing_history.parquet",
+                           filters=[("event_timestamp", "==", (end - pd.Timedelta(days=1)).tz_localize("UTC"))])
+    online = store.online_features(last["sku_id"].tolist(), "llm_prompt")
+    ctx["feature_store"] = store
+    return (f"{report.rows[DECISION_EVENTS]:,} decisions ingested; {materialized.rows_written:,} rows materialized "
+            f"in {materialized.seconds:.1f} s; training set {len(train):,} x {train.shape[1]} -> "
+            f"{root / 'ltve_training_set.parquet'}; online: {len(online):,} SKUs priced on the last day, "
+            f"{int(online['features_missing'].sum())} with missing features")
