@@ -223,3 +223,19 @@ def test_cli_train_and_evaluate(logs, tmp_path, monkeypatch) -> None:
     bad = runner.invoke(app, ["ltve", "evaluate", "--model", str(tmp_path / "missing"), "--logs", str(logs.path),
                               "--out", str(report_dir), "--no-track"])
     assert bad.exit_code == 2 and "not an LTVE artifact" in " ".join(bad.output.split())
+
+
+def test_demo_stage_trains_and_evaluates(logs, tmp_path) -> None:
+    from aigp.cli.ltve import stage_ltve
+
+    ctx = {"logs": logs, "root": tmp_path, "ltve_steps": 20}
+    line = stage_ltve(ctx)
+    assert "EAMA" in line and load_model(ctx["ltve"]).learner.total_steps == 20
+    assert (tmp_path / "ltve_eval" / "q_deciles.png").exists()
+
+
+def test_monte_carlo_check_refuses_a_log_the_simulator_does_not_reproduce(trained, frame, logs) -> None:
+    tampered = frame.assign(out_gmv=frame["out_gmv"] + 7.0)
+    cfg = EvaluationConfig(decile_rows=500, monte_carlo={"states": 4, "rollouts": 2, "grid": 2})
+    with pytest.raises(ValueError, match="another simulator version or seed"):
+        evaluate_model(trained.model, tampered, cfg, log_dir=logs.path)

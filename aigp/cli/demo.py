@@ -16,6 +16,7 @@ from rich.panel import Panel
 
 from aigp.cli import features as feature_stages
 from aigp.cli import llm as llm_stages
+from aigp.cli import ltve as ltve_stages
 from aigp.cli import monitor as monitor_stages
 from aigp.cli._common import console, user_errors
 
@@ -54,6 +55,7 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
 STAGES: list[tuple[str, Stage]] = [
     ("simulate the market", stage_simulate),
     ("simulated A/B of the baselines", stage_ab_baselines),
+    ("Long-Term Value Estimator (train + held-out evaluation)", ltve_stages.stage_ltve),
     ("feature store (ingest, Feast apply, materialize, training set, online lookup)", feature_stages.stage_features),
     ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),

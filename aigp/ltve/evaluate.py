@@ -2,6 +2,9 @@
 
 The cohort is the SKUs launched on or after the training cutoff recorded in the model. Metrics:
 
+Action metrics use rows with stock left (``inventory > 0``): a sold-out SKU gets no traffic, so its action
+changes nothing and no action can be better than another.
+
 - **MAE / EAMA** (ε = 0.05) of the Q-greedy action vs the logged expert action. The Q-greedy action is the
   argmax of Q over ``grid_size`` evenly spaced changes spanning A_safe(s) (one batched forward pass). Expert
   rows are the paper's "held-out expert set": SKUs in the top 30% of their category by 14-day GMV. Where the
@@ -15,9 +18,11 @@ The cohort is the SKUs launched on or after the training cutoff recorded in the 
   after dropping each decile's top and bottom 5% of rows by the window's GMV; Spearman of decile vs value.
 - **Monte-Carlo ground truth** (simulator logs only): for sampled expert rows, K candidate first actions (the
   logged one, its counterfactual, a grid over A_safe) are branched in the simulator from the exact logged
-  state (``aigp.market.rollout.branch_outcomes``), continued with the expert policy for R fresh futures, and
-  scored with the model's own reward; Spearman of Q vs the Monte-Carlo return (pooled and within state),
-  pairwise ranking accuracy, CDA against the truly better of (expert, counterfactual) and regret of the Q-choice.
+  state (``aigp.market.rollout.branch_outcomes``), continued with each SKU's own logging policy (the future the
+  critic's data has; configurable) for R fresh futures, and scored with the model's own reward; Spearman of Q
+  vs the Monte-Carlo return (pooled and within state), pairwise ranking accuracy, CDA against the truly better
+  of (expert, counterfactual) and regret of the Q-choice. A few decisions are first replayed with the market's
+  own seed: they must reproduce the logged GMV, or the log is from another simulator version.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ class MonteCarloConfig(StrictConfig):
     states: int = Field(300, ge=1, description="expert rows branched")
     grid: int = Field(7, ge=2, description="evenly spaced A_safe candidates besides the logged and counterfactual")
     rollouts: int = Field(16, ge=1, description="fresh futures per (state, candidate)")
-    continuation: str = Field("expert", description="policy pricing the days after the branched one")
+    continuation: str = Field("logged", description="policy pricing the days after the branched one: 'logged' "
+                              "(each SKU's own logging policy, what the critic's data continues with) or a name")
     seed: int = Field(1, ge=0, description="branch seed (never the market's own)")
 
 
@@ -62,6 +68,7 @@ class EvaluationConfig(StrictConfig):
     boundary_action: float = Field(0.15, gt=0, le=MAX_DAILY_CHANGE, description="|a| of a boundary action")
     cold_start_days: int = Field(3, ge=0, description="cold-start slice: days_since_launch <= this")
     expert_top_share: float = Field(0.3, gt=0, le=1, description="expert set: top share by 14-day GMV in category")
+    expert_rows: int = Field(30_000, ge=1, description="expert rows sampled for MAE/EAMA/CDA (paper: 30k)")
     decile_rows: int = Field(50_000, ge=100, description="rows sampled for the decile analysis (paper: 50k)")
     decile_trim: float = Field(0.05, ge=0, lt=0.5, description="share dropped at each end of a decile")
     seed: int = Field(0, ge=0)
@@ -232,13 +239,16 @@ def evaluate_model(model: LTVEModel, frame: pd.DataFrame, config: EvaluationConf
     rng = np.random.default_rng(config.seed)
     h = model.reward_config.horizon_days
     cohort = cohort[cohort["days_since_launch"] < h].reset_index(drop=True)
-    experts = np.isin(cohort[ENTITY_KEY].to_numpy(), expert_skus(cohort, config.expert_top_share, h))
+    in_stock = cohort["inventory"].to_numpy() > 0
+    experts = np.isin(cohort[ENTITY_KEY].to_numpy(), expert_skus(cohort, config.expert_top_share, h)) & in_stock
     metrics: dict[str, float] = {"rows": float(len(cohort)), "skus": float(cohort[ENTITY_KEY].nunique()),
                                  "expert_rows": float(experts.sum())}
-    expert = cohort[experts].reset_index(drop=True)
+    expert = cohort[experts]
+    expert = expert.sample(n=min(config.expert_rows, len(expert)), random_state=config.seed).reset_index(drop=True)
     metrics |= action_metrics(model, expert, config, rng)
     if "behaviour_policy" in cohort.columns:
-        ops = cohort[(cohort["behaviour_policy"] == "expert").to_numpy()].reset_index(drop=True)
+        ops = cohort[(cohort["behaviour_policy"] == "expert").to_numpy() & in_stock].reset_index(drop=True)
+        ops = ops.sample(n=min(config.expert_rows, len(ops)), random_state=config.seed).reset_index(drop=True)
         if len(ops):
             metrics |= {f"{k}_ops_expert": v for k, v in action_metrics(model, ops, config, rng).items()}
 
@@ -292,9 +302,9 @@ def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str 
     from aigp.market.simulator import Market
 
     mc_cfg = config.monte_carlo
-    if mc_cfg.continuation not in BEHAVIOUR_CLASSES and mc_cfg.continuation not in ("random", "oracle"):
-        raise ValueError(f"monte_carlo.continuation={mc_cfg.continuation!r}: expected a policy that needs no "
-                         f"fitted model: {sorted(BEHAVIOUR_CLASSES)} or random / oracle")
+    allowed = ("logged", *BEHAVIOUR_CLASSES, "random", "oracle")
+    if mc_cfg.continuation not in allowed:
+        raise ValueError(f"monte_carlo.continuation={mc_cfg.continuation!r}: expected one of {list(allowed)}")
     logs = open_logs(log_dir)
     market = Market(logs.config)
     horizon = market.config.horizon_days
@@ -311,15 +321,28 @@ def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str 
     low, high = feasible_change_bounds(prev)
     grid = low[:, None] + (high - low)[:, None] * np.linspace(0, 1, mc_cfg.grid)[None, :]
     candidates = np.column_stack([logged, cf, grid])
-    continuation = build_baselines([mc_cfg.continuation], dynamics=market.config.dynamics)[mc_cfg.continuation]
-    out = branch_outcomes(market, index, rows["days_since_launch"].to_numpy(np.int64), candidates,
-                          history_policies=behaviour_policies(), history_groups=market.behaviour_groups(),
-                          continuation=continuation, n_rollouts=mc_cfg.rollouts, branch_seed=mc_cfg.seed)
-    returns = discounted_returns(model, rows, out.gmv, out.spend)  # (n, K, R)
+    history = behaviour_policies()
+    groups = market.behaviour_groups()
+    if mc_cfg.continuation == "logged":
+        continuations = {str(g): history[str(g)] for g in np.unique(groups[index])}
+        members = {name: np.flatnonzero(groups[index] == name) for name in continuations}
+    else:
+        policy = build_baselines([mc_cfg.continuation], dynamics=market.config.dynamics)[mc_cfg.continuation]
+        continuations, members = {mc_cfg.continuation: policy}, {mc_cfg.continuation: np.arange(len(rows))}
+    ages = rows["days_since_launch"].to_numpy(np.int64)
+    verify_replay(market, rows, index, history, groups, log_dir)
+    first = np.zeros(candidates.shape)
+    returns = np.zeros((*candidates.shape, mc_cfg.rollouts))
+    for name, member in members.items():
+        out = branch_outcomes(market, index[member], ages[member], candidates[member], history_policies=history,
+                              history_groups=groups, continuation=continuations[name], n_rollouts=mc_cfg.rollouts,
+                              branch_seed=mc_cfg.seed)
+        first[member] = out.first_change
+        returns[member] = discounted_returns(model, rows.iloc[member], out.gmv, out.spend)  # (n, K, R)
     truth = returns.mean(2)
     r = returns.shape[2]
     se = returns.std(2, ddof=1) / math.sqrt(r) if r > 1 else np.zeros(truth.shape)
-    q = model.q_values(rows, out.first_change)
+    q = model.q_values(rows, first)
     n, k = q.shape
 
     within = [_spearman(q[i], truth[i]) for i in range(n)]
@@ -343,16 +366,37 @@ def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str 
         if pair_clear.any() else math.nan,
         "mc_regret": float((truth[np.arange(n), best] - truth[np.arange(n), choice]).mean()),
         "mc_true_best_within_eps_of_expert": float(
-            (np.abs(out.first_change[np.arange(n), best] - logged) < config.eama_epsilon).mean()),
+            (np.abs(first[np.arange(n), best] - logged) < config.eama_epsilon).mean()),
         "mc_return_se": float(se.mean()),
     }
     table = pd.DataFrame({
         "state": np.repeat(np.arange(n), k), ENTITY_KEY: np.repeat(rows[ENTITY_KEY].to_numpy(), k),
         "days_since_launch": np.repeat(rows["days_since_launch"].to_numpy(), k),
-        "candidate": np.tile(np.arange(k), n), "action": out.first_change.ravel(), "q": q.ravel(),
+        "candidate": np.tile(np.arange(k), n), "action": first.ravel(), "q": q.ravel(),
         "mc_return": truth.ravel(), "mc_se": se.ravel(),
     })
     return table, metrics
+
+
+def verify_replay(market: Any, rows: pd.DataFrame, index: np.ndarray, history: dict, groups: np.ndarray,
+                  log_dir: str | Path, checks: int = 16) -> None:
+    """Replay a few logged decisions with the market's own seed: the day's GMV must be the logged one.
+
+    A log written by another simulator version (or another seed) would silently give a wrong "truth"."""
+    from aigp.market.policies import StaticPolicy
+    from aigp.market.rollout import branch_outcomes
+
+    take = np.arange(min(checks, len(rows)))
+    out = branch_outcomes(market, index[take], rows["days_since_launch"].to_numpy(np.int64)[take],
+                          rows[ACTION].to_numpy(np.float64)[take, None], history_policies=history,
+                          history_groups=groups, continuation=StaticPolicy(), n_rollouts=1,
+                          seeds=np.array([market.config.seed]))
+    replayed, logged = out.gmv[:, 0, 0, 0], rows["out_gmv"].to_numpy(np.float64)[take]
+    if not np.allclose(replayed, logged, rtol=1e-4, atol=1e-2):
+        bad = int(np.flatnonzero(~np.isclose(replayed, logged, rtol=1e-4, atol=1e-2))[0])
+        raise ValueError(f"{log_dir}: replaying sku_id={rows[ENTITY_KEY].iloc[bad]} gives GMV {replayed[bad]:.2f}, the "
+                         f"log says {logged[bad]:.2f}: the log was written by another simulator version or seed; "
+                         "re-simulate it before the Monte-Carlo check")
 
 
 def discounted_returns(model: LTVEModel, rows: pd.DataFrame, gmv: np.ndarray, spend: np.ndarray) -> np.ndarray:
