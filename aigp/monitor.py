@@ -36,6 +36,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from scipy import stats
 
+from aigp.action import TOLERANCE
 from aigp.config import StrictConfig
 from aigp.decisions import FEATURE_COLUMNS, FallbackReason, validate_decisions
 from aigp.market.simulator import SMALL_MOVE  # the paper's Fig. 5: |a| < 0.04 is a small adjustment
@@ -49,8 +50,8 @@ CATEGORY = "category"
 # Fallbacks where the predictor gave no reply: they are not parse failures.
 NO_REPLY = (FallbackReason.MISSING_FEATURES.value, FallbackReason.PREDICTOR_TIMEOUT.value,
             FallbackReason.PREDICTOR_ERROR.value)
-# Float noise of discounts stored with 4 decimals: |a| >= x is decided with this slack.
-_EPS = 1e-9
+# Float noise of discounts stored with 4 decimals (float32 in the logs): |a| >= x is decided with this slack.
+_EPS = TOLERANCE
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def safety_figures(frame: pd.DataFrame) -> dict[str, Any]:
     """Fallback, parse-failure and projection rates, fallbacks by reason, and latency percentiles."""
     fallback = frame["fallback"].to_numpy(bool)
     parse_ok = frame["parse_ok"].to_numpy(bool)
-    reason = frame["fallback_reason"].astype(str).fillna("").to_numpy()
+    reason = frame["fallback_reason"].fillna("").astype(str).to_numpy()
     replied = ~(fallback & np.isin(reason, NO_REPLY))  # the predictor returned something
     proposed = parse_ok & ~fallback  # a parsed model proposal went through projection
     latency = frame["latency_ms"].to_numpy(np.float64)
@@ -345,7 +346,7 @@ def stability_figures(change: np.ndarray, *, big_jump: float = 0.15) -> dict[str
     signed = signed[np.isfinite(signed)]
     edges = np.arange(0.0, 0.2 + BIN_WIDTH / 2, BIN_WIDTH)
     # |a| on a bin edge belongs to the bin above (0.04 is not < 0.04); 0.2 itself goes to the last bin.
-    index = np.minimum(np.floor(a / BIN_WIDTH + 1e-6).astype(int), len(edges) - 2)
+    index = np.minimum(np.floor((a + _EPS) / BIN_WIDTH).astype(int), len(edges) - 2)
     counts = np.bincount(index, minlength=len(edges) - 1)
     return {
         "n": int(n),

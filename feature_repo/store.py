@@ -186,7 +186,7 @@ class AigpFeatureStore:
                  end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
         per_day = manifest["tables"][group.value]["rows_per_day"]
         first = dt.datetime.min.replace(tzinfo=dt.UTC) if group is Group.SKU else start
-        days = [(d, n) for d, n in sorted(per_day.items()) if first <= _day_end(d) and _day_start(d) < end and n]
+        days = [(d, n) for d, n in sorted(per_day.items()) if first < _day_end(d) and _day_start(d) < end and n]
         windows: list[tuple[dt.datetime, dt.datetime]] = []
         rows = 0
         for day, n in days:

@@ -55,8 +55,8 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
 STAGES: list[tuple[str, Stage]] = [
     ("simulate the market", stage_simulate),
     ("simulated A/B of the baselines", stage_ab_baselines),
-    ("Long-Term Value Estimator (train + held-out evaluation)", ltve_stages.stage_ltve),
     ("feature store (ingest, Feast apply, materialize, training set, online lookup)", feature_stages.stage_features),
+    ("Long-Term Value Estimator (train + held-out evaluation)", ltve_stages.stage_ltve),
     ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
     ("monitor live pricing (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),

@@ -252,13 +252,21 @@ def evaluate_model(model: LTVEModel, frame: pd.DataFrame, config: EvaluationConf
         if len(ops):
             metrics |= {f"{k}_ops_expert": v for k, v in action_metrics(model, ops, config, rng).items()}
 
+    forward = forward_outcomes(cohort, HORIZONS, h)
     sample = cohort.sample(n=min(config.decile_rows, len(cohort)), random_state=config.seed)
     q = model.q_logged(sample)
-    outcomes = forward_outcomes(cohort, HORIZONS, h).loc[sample.index]
+    outcomes = forward.loc[sample.index]
     deciles, rho = decile_table(q, outcomes, config.decile_trim)
     metrics |= rho
     for h_ in HORIZONS:
         metrics[f"spearman_rows_gmv_{h_}d"] = _spearman(q, outcomes[f"gmv_{h_}d"])
+    # The same on launch-day decisions only: one per SKU, all with the whole episode ahead, so the windows are
+    # the SKU's first 7 / 14 days (the paper's business horizons) and MAR is the SKU's milestone outcome.
+    launch = cohort[cohort["days_since_launch"] == 0]
+    launch = launch.sample(n=min(config.decile_rows, len(launch)), random_state=config.seed)
+    if len(launch) >= 100:
+        _, rho_launch = decile_table(model.q_logged(launch), forward.loc[launch.index], config.decile_trim)
+        metrics |= {k.replace("spearman_decile", "spearman_launch_decile"): v for k, v in rho_launch.items()}
     notes = [f"model kind={model.kind}, n_steps={model.config.n_steps}, cohort: SKUs launched on or after "
              f"{model.info.get('split', {}).get('cutoff', '?')}"]
     mc = None
