@@ -1,0 +1,510 @@
+"""The offline gate: is a trained pricing policy good enough to become a registry candidate that a person may
+approve?
+
+A candidate is evaluated on a held-out time window of decision logs (rows it never trained on):
+
+- the paper's offline metrics (Avg Q, MAE, EAMA, EAMA-R, KIPS; :mod:`aigp.policy_metrics`) of its projected
+  actions on the window's expert rows;
+- the format/parse failure rate of its raw outputs, and its A_safe compliance *before* projection (the
+  projection hides an unsafe proposal; the gate does not);
+- the rule judge's score (:class:`aigp.llm.judge.RuleJudge`, four dimensions, 1-5) of a sample of its
+  full-reasoning outputs;
+- where the data comes from the simulator, a paired counterfactual A/B (:func:`aigp.ab.run_counterfactual`):
+  the candidate and the price-sales baseline price the same fresh cohort.
+
+Thresholds (:class:`GateConfig`) are absolute floors plus non-inferiority margins against the current
+champion evaluated on the same rows (paired; when there is no champion the margins are skipped and the
+report says so). Every check is a :class:`GateCheck` with its value, threshold and a reason; the verdict
+is ``passed`` only when no check fails. :func:`write_gate_report` writes ``gate_report.json`` and
+``gate_report.html`` (tables and plots) and returns the registry's :class:`GateReport` -- the one type the
+registry accepts (``aigp.registry.model_registry.GateReport``).
+
+The model itself is reached through a *proposer*: ``proposer(model_dir, rows) -> DataFrame`` with one row
+per input row and the columns ``change`` (projected into A_safe), ``raw_change`` (as proposed, NaN when
+unparsable), ``parse_ok`` and ``compliant``, plus optionally ``response`` (the raw text) and ``prompt``.
+The default is :func:`aigp.align.policy.propose_on_rows`; tests pass any function of that shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from aigp.config import StrictConfig
+from aigp.io import write_json, write_text
+from aigp.policy_metrics import EXPERT_ACTION, OfflineMetricsConfig, expert_rows, offline_policy_metrics
+
+GATE_JSON = "gate_report.json"
+GATE_HTML = "gate_report.html"
+PROPOSAL_COLUMNS = ("change", "raw_change", "parse_ok", "compliant")
+
+Proposer = Callable[[str, pd.DataFrame], pd.DataFrame]
+
+
+class GateThresholds(StrictConfig):
+    """Absolute floors (None = not checked). Rates are shares in [0, 1]; the judge score is 1-5."""
+
+    max_parse_failure_rate: float | None = Field(0.05, ge=0, le=1, description="unparsable outputs")
+    min_compliance_rate: float | None = Field(0.95, ge=0, le=1, description="proposals inside A_safe before projection")
+    min_judge_score: float | None = Field(3.0, ge=1, le=5, description="mean rule-judge score over the 4 dimensions")
+    max_mae: float | None = Field(0.15, ge=0, description="mean |π(s) − a_expert|")
+    min_eama: float | None = Field(None, ge=0, le=1)
+    min_eama_r: float | None = Field(None, ge=0, le=1)
+    min_kips: float | None = Field(None, ge=0, le=1)
+    min_q_gain: float | None = Field(None, description="Avg Q of the candidate minus Avg Q of the expert's actions")
+    min_ab_gmv_uplift: float | None = Field(-0.05, description="simulated A/B: GMV uplift over price-sales (relative, "
+                                                               "longest horizon); the floor of its point estimate")
+
+
+class NonInferiorityMargins(StrictConfig):
+    """How much worse than the champion (same rows) a candidate may be; None = not compared."""
+
+    avg_q: float | None = Field(0.0, ge=0, description="candidate Avg Q >= champion's − margin")
+    mae: float | None = Field(0.02, ge=0, description="candidate MAE <= champion's + margin")
+    eama: float | None = Field(0.03, ge=0)
+    eama_r: float | None = Field(0.03, ge=0)
+    kips: float | None = Field(0.03, ge=0)
+    parse_failure_rate: float | None = Field(0.02, ge=0)
+    compliance_rate: float | None = Field(0.02, ge=0)
+    judge_score: float | None = Field(0.25, ge=0)
+
+
+class GateABConfig(StrictConfig):
+    """The simulated paired A/B (only when the held-out data comes from the simulator)."""
+
+    enabled: bool = True
+    cohort_skus: int = Field(40, ge=10, description="SKUs of the fresh cohort both policies price")
+    cohort_launch_days: int = Field(3, ge=1)
+    horizons: tuple[int, ...] = Field((7, 14), min_length=1)
+    bootstrap: int = Field(200, ge=50)
+    seed: int = Field(11, ge=0)
+
+
+class GateConfig(StrictConfig):
+    """The offline gate: what to evaluate on, and the thresholds. Load with ``GateConfig.from_yaml``."""
+
+    eval_rows: int = Field(200, ge=1, description="expert rows of the held-out window evaluated (seeded sample)")
+    judge_samples: int = Field(16, ge=0, description="full-reasoning outputs judged (0 = judge off)")
+    seed: int = Field(0, ge=0)
+    metrics: OfflineMetricsConfig = Field(default_factory=OfflineMetricsConfig)
+    floors: GateThresholds = Field(default_factory=GateThresholds)
+    non_inferiority: NonInferiorityMargins = Field(default_factory=NonInferiorityMargins)
+    ab: GateABConfig = Field(default_factory=GateABConfig)
+
+
+# --------------------------------------------------------------------------------------------------------
+# checks
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    kind: Literal["floor", "non-inferiority"]
+    metric: str
+    value: float | None
+    threshold: float | None
+    direction: Literal[">=", "<="]
+    status: Literal["passed", "failed", "skipped"]
+    reason: str
+
+
+# metric -> (direction a good value goes, floor field)
+_FLOORS: dict[str, tuple[str, str]] = {
+    "parse_failure_rate": ("<=", "max_parse_failure_rate"),
+    "compliance_rate": (">=", "min_compliance_rate"),
+    "judge_score": (">=", "min_judge_score"),
+    "mae": ("<=", "max_mae"),
+    "eama": (">=", "min_eama"),
+    "eama_r": (">=", "min_eama_r"),
+    "kips": (">=", "min_kips"),
+    "q_gain": (">=", "min_q_gain"),
+    "ab_gmv_uplift": (">=", "min_ab_gmv_uplift"),
+}
+_HIGHER_IS_BETTER = {"avg_q": True, "mae": False, "eama": True, "eama_r": True, "kips": True,
+                     "parse_failure_rate": False, "compliance_rate": True, "judge_score": True}
+
+
+def _compare(value: float, threshold: float, direction: str) -> bool:
+    return value >= threshold - 1e-12 if direction == ">=" else value <= threshold + 1e-12
+
+
+def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None, config: GateConfig) -> list[GateCheck]:
+    """Every check of the gate on the candidate's metrics (and the champion's, same rows, for the margins).
+
+    A configured check whose metric is missing or not finite FAILS (a gate must not pass on what it could not
+    measure), except the A/B, which is skipped when no simulator data was available, and the judge, skipped
+    when ``judge_samples`` is 0."""
+    checks: list[GateCheck] = []
+    floors = config.floors
+    for metric, (direction, field_name) in _FLOORS.items():
+        threshold = getattr(floors, field_name)
+        if threshold is None:
+            continue
+        value = candidate.get(metric)
+        if value is None and (metric == "ab_gmv_uplift" or (metric == "judge_score" and config.judge_samples == 0)):
+            checks.append(GateCheck(f"floor:{metric}", "floor", metric, None, threshold, direction, "skipped",
+                                    f"{metric} not measured (no simulator data or judge off)"))
+            continue
+        if value is None or not math.isfinite(value):
+            checks.append(GateCheck(f"floor:{metric}", "floor", metric, value, threshold, direction, "failed",
+                                    f"{metric} could not be measured"))
+            continue
+        ok = _compare(value, threshold, direction)
+        checks.append(GateCheck(f"floor:{metric}", "floor", metric, float(value), threshold, direction,
+                                "passed" if ok else "failed",
+                                f"{metric}={value:.4g} {'meets' if ok else 'misses'} the floor "
+                                f"{direction} {threshold:.4g}"))
+    margins = config.non_inferiority
+    for metric, higher in _HIGHER_IS_BETTER.items():
+        margin = getattr(margins, metric)
+        if margin is None:
+            continue
+        direction = ">=" if higher else "<="
+        name = f"non-inferiority:{metric}"
+        if champion is None:
+            checks.append(GateCheck(name, "non-inferiority", metric, candidate.get(metric), None, direction,
+                                    "skipped", "no champion to compare with"))
+            continue
+        ref, value = champion.get(metric), candidate.get(metric)
+        if ref is None or not math.isfinite(ref):
+            checks.append(GateCheck(name, "non-inferiority", metric, value, None, direction, "skipped",
+                                    f"the champion has no {metric}"))
+            continue
+        threshold = ref - margin if higher else ref + margin
+        if value is None or not math.isfinite(value):
+            checks.append(GateCheck(name, "non-inferiority", metric, value, threshold, direction, "failed",
+                                    f"{metric} could not be measured for the candidate"))
+            continue
+        ok = _compare(value, threshold, direction)
+        checks.append(GateCheck(name, "non-inferiority", metric, float(value), threshold, direction,
+                                "passed" if ok else "failed",
+                                f"{metric}={value:.4g} vs champion {ref:.4g} (margin {margin:.4g}): "
+                                f"{'non-inferior' if ok else 'inferior'}"))
+    return checks
+
+
+# --------------------------------------------------------------------------------------------------------
+# evaluation
+def holdout_rows(frame: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
+    """The evaluated rows of a held-out cohort (SKUs launched after the training data, whole episodes): its
+    expert rows (``expert_rows``: realised return attached, computed on the whole window first), then a
+    seeded sample of ``eval_rows``."""
+    if "date" not in frame.columns:
+        if "event_timestamp" not in frame.columns:
+            raise ValueError("held-out rows need a 'date' or 'event_timestamp' column")
+        frame = frame.assign(date=pd.to_datetime(frame["event_timestamp"], utc=True).dt.date)
+    missing = [c for c in ("sku_id", "prev_discount", EXPERT_ACTION, "out_gmv", "out_spend", "gmv_tier1",
+                           "roi_target") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"held-out rows lack column(s) {missing}: expected a decision-log window with outcomes "
+                         "(e.g. the llm_prompt training set of build_training_sets)")
+    experts = expert_rows(frame, config.metrics)
+    if experts.empty:
+        raise ValueError("the held-out window has no expert rows (in-stock days of top-GMV SKUs)")
+    if len(experts) > config.eval_rows:
+        experts = experts.sample(n=config.eval_rows, random_state=config.seed).sort_index()
+    return experts.reset_index(drop=True)
+
+
+def heldout_from_logs(logs_dir: str | Path, launched_from: dt.date | None = None,
+                      launched_before: dt.date | None = None) -> pd.DataFrame:
+    """A held-out cohort straight from a market log directory (no feature store): every decision of the SKUs
+    launched in ``[launched_from, launched_before)`` (whole episodes: the expert set needs each SKU's 14
+    days), as prompt rows (features, text as of decision time) with the logged action and outcomes."""
+    from aigp.llm.rows import rows_from_logs
+    from aigp.market.logs import open_logs
+    from aigp.schema import ACTION_COLUMNS, DATE, ENTITY_KEY, OUTCOME_COLUMNS
+
+    rows = select_launch_window(rows_from_logs(logs_dir), launched_from, launched_before)
+    if rows.empty:
+        raise ValueError(f"{logs_dir}: no SKU launched in [{launched_from}, {launched_before})")
+    decisions = open_logs(logs_dir).read("decisions.parquet")
+    labels = [c for c in (*ACTION_COLUMNS, *OUTCOME_COLUMNS) if c in decisions.columns and c not in rows.columns]
+    return rows.merge(decisions[[ENTITY_KEY, DATE, *labels]], on=[ENTITY_KEY, DATE], how="left",
+                      validate="one_to_one")
+
+
+def select_launch_window(frame: pd.DataFrame, launched_from: dt.date | None = None,
+                         launched_before: dt.date | None = None) -> pd.DataFrame:
+    """Rows of the SKUs launched in ``[launched_from, launched_before)`` (None = open end)."""
+    from aigp.ltve.dataset import launch_dates
+
+    launch = launch_dates(frame).dt.date
+    keep = np.ones(len(frame), dtype=bool)
+    if launched_from is not None:
+        keep &= (launch >= launched_from).to_numpy()
+    if launched_before is not None:
+        keep &= (launch < launched_before).to_numpy()
+    return frame[keep].reset_index(drop=True)
+
+
+def check_proposals(rows: pd.DataFrame, proposals: pd.DataFrame) -> pd.DataFrame:
+    """Validate a proposer's output: one row per input row, the required columns, projected actions in A_safe."""
+    from aigp.action import is_safe
+
+    missing = [c for c in PROPOSAL_COLUMNS if c not in proposals.columns]
+    if missing:
+        raise ValueError(f"proposals lack column(s) {missing}; a proposer returns {PROPOSAL_COLUMNS}")
+    if len(proposals) != len(rows):
+        raise ValueError(f"proposals have {len(proposals)} rows for {len(rows)} evaluated rows")
+    proposals = proposals.reset_index(drop=True)
+    change = proposals["change"].to_numpy(np.float64)
+    if not np.isfinite(change).all() or not is_safe(rows["prev_discount"].to_numpy(np.float64), change).all():
+        raise ValueError("proposals' 'change' must be projected into A_safe (aigp.action.project_to_safe)")
+    return proposals
+
+
+def proposal_metrics(rows: pd.DataFrame, proposals: pd.DataFrame, *, ltve: Any | None = None,
+                     config: GateConfig | None = None) -> dict[str, float]:
+    """Offline metrics + parse-failure rate + compliance of one policy's proposals on ``rows``."""
+    config = config or GateConfig()
+    proposals = check_proposals(rows, proposals)
+    metrics = offline_policy_metrics(rows, proposals["change"].to_numpy(np.float64), ltve=ltve, config=config.metrics)
+    metrics["parse_failure_rate"] = float(1.0 - proposals["parse_ok"].astype(bool).mean())
+    metrics["compliance_rate"] = float(proposals["compliant"].astype(bool).mean())
+    if "avg_q" in metrics:
+        metrics["q_gain"] = metrics["avg_q"] - metrics["avg_q_expert"]
+    return metrics
+
+
+def judge_metrics(prompts: Sequence[Any], responses: Sequence[str | None]) -> dict[str, float]:
+    """Rule-judge score of full-reasoning outputs: ``judge_score`` = mean score over the four dimensions (1-5),
+    per-dimension means and the share judged perfect (what the SFT filter keeps)."""
+    from aigp.llm.judge import DIMENSIONS, RuleJudge
+
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
+    if not prompts:
+        return {}
+    verdicts = RuleJudge().judge_many(list(zip(prompts, responses, strict=True)))
+    out = {f"judge_{d}": float(np.mean([v.scores[d] for v in verdicts])) for d in DIMENSIONS}
+    out["judge_score"] = float(np.mean([out[f"judge_{d}"] for d in DIMENSIONS]))
+    out["judge_perfect_share"] = float(np.mean([v.kept for v in verdicts]))
+    out["judge_samples"] = float(len(verdicts))
+    return out
+
+
+def simulated_ab(candidate_policy: Any, logs_dir: str | Path, config: GateABConfig) -> dict[str, Any]:
+    """Paired counterfactual A/B of the candidate vs price-sales (fitted on the log) on a fresh cohort."""
+    from aigp.ab.experiment import ABConfig, run_counterfactual
+    from aigp.market.logs import open_logs
+    from aigp.market.policies import build_baselines
+
+    logs = open_logs(logs_dir)
+    ab_cfg = ABConfig.build(allocation={"candidate": 0.5, "price_sales": 0.5}, control="price_sales", ceiling=None,
+                            cohort_skus=config.cohort_skus, cohort_launch_days=config.cohort_launch_days,
+                            horizons=config.horizons, bootstrap=config.bootstrap, seed=config.seed,
+                            history_skus=max(100, int(logs.manifest["rows"]["skus"])))
+    baseline = build_baselines(["price_sales"], dynamics=logs.config.dynamics, seed=config.seed,
+                               history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet")))
+    result = run_counterfactual(ab_cfg, {"candidate": candidate_policy, "price_sales": baseline["price_sales"]})
+    h = max(config.horizons)
+    uplift = result.uplift.query("group == 'candidate' and horizon == @h").set_index("metric")
+    return {
+        "ab_gmv_uplift": float(uplift.loc["gmv", "uplift"]),
+        "ab_gmv_uplift_ci": [float(uplift.loc["gmv", "ci_low"]), float(uplift.loc["gmv", "ci_high"])],
+        "ab_roi_uplift": float(uplift.loc["roi", "uplift"]),
+        "ab_mar_uplift": float(uplift.loc["mar", "uplift"]),
+        "ab_horizon": float(h),
+        "ab_table": result.metrics.to_dict("records"),
+        "ab_markdown": result.markdown(),
+    }
+
+
+def is_simulator_log(path: str | Path | None) -> bool:
+    """True when ``path`` is a market-simulator log directory (its manifest and hidden truth are there)."""
+    return path is not None and (Path(path) / "manifest.json").exists() and (Path(path) / "sku_truth.parquet").exists()
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    checks: list[GateCheck]
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    context: dict[str, Any] = field(default_factory=dict)  # window, model, rows, champion version, A/B table
+    actions: dict[str, list[float]] = field(default_factory=dict)  # expert / candidate / champion changes (plots)
+
+    @property
+    def status(self) -> Literal["passed", "failed"]:
+        return "passed" if self.passed else "failed"
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.reason for c in self.checks if c.status == "failed"]
+
+    def summary(self) -> str:
+        """One line: the verdict and, on failure, why."""
+        if self.passed:
+            return f"passed ({sum(c.status == 'passed' for c in self.checks)} checks)"
+        return "failed: " + "; ".join(self.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "status": self.status, "reasons": self.reasons,
+                "checks": [asdict(c) for c in self.checks], "candidate": self.candidate,
+                "champion": self.champion, "context": self.context,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
+def evaluate_candidate(model_dir: str | Path, heldout: pd.DataFrame, config: GateConfig | None = None, *,
+                       ltve: Any | None = None, champion_dir: str | Path | None = None,
+                       champion_version: str = "", logs_dir: str | Path | None = None,
+                       proposer: Proposer | None = None, policy_factory: Callable[[str], Any] | None = None,
+                       context: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> GateResult:
+    """Run the gate on ``model_dir`` over the held-out decision-log window ``heldout``.
+
+    ``ltve``: the LTVE model (Avg Q); ``champion_dir``: the current champion's model, evaluated on the same
+    rows for the non-inferiority margins; ``logs_dir``: the simulator log the window comes from (enables the
+    A/B); ``proposer`` / ``policy_factory`` default to :mod:`aigp.align.policy`."""
+    config = config or GateConfig()
+    if proposer is None or (policy_factory is None and config.ab.enabled):
+        from aigp.align import policy as align_policy
+
+        proposer = proposer or (lambda path, rows: align_policy.propose_on_rows(path, rows))
+        policy_factory = policy_factory or (lambda path: align_policy.LLMPricingPolicy(path))
+    rows = holdout_rows(heldout, config)
+    log(f"gate: evaluating {model_dir} on {len(rows)} held-out expert rows")
+    proposals = check_proposals(rows, proposer(str(model_dir), rows))
+    candidate = proposal_metrics(rows, proposals, ltve=ltve, config=config)
+    candidate.update(_judge_sample(proposals, config))
+    actions = {"expert": rows[EXPERT_ACTION].astype(float).tolist(),
+               "candidate": proposals["change"].astype(float).tolist()}
+    champion = None
+    if champion_dir is not None:
+        log(f"gate: evaluating the champion {champion_version or champion_dir} on the same rows")
+        champ_proposals = check_proposals(rows, proposer(str(champion_dir), rows))
+        champion = proposal_metrics(rows, champ_proposals, ltve=ltve, config=config)
+        champion.update(_judge_sample(champ_proposals, config))
+        actions["champion"] = champ_proposals["change"].astype(float).tolist()
+    ctx: dict[str, Any] = {"model_dir": str(model_dir), "rows": len(rows), "champion_version": champion_version,
+                           "window": _window_of(rows), **(context or {})}
+    if config.ab.enabled and is_simulator_log(logs_dir) and policy_factory is not None:
+        log(f"gate: simulated paired A/B vs price-sales on {config.ab.cohort_skus} SKUs")
+        ab = simulated_ab(policy_factory(str(model_dir)), logs_dir, config.ab)  # type: ignore[arg-type]
+        candidate.update({k: v for k, v in ab.items() if k.startswith("ab_") and isinstance(v, float)})
+        ctx["ab"] = {k: v for k, v in ab.items() if not isinstance(v, float)}
+    elif config.ab.enabled:
+        ctx["ab_skipped"] = "the held-out data is not a simulator log: no simulated A/B"
+    checks = decide(candidate, champion, config)
+    result = GateResult(passed=not any(c.status == "failed" for c in checks), checks=checks, candidate=candidate,
+                        champion=champion, context=ctx, actions=actions)
+    log(f"gate: {result.summary()}")
+    return result
+
+
+def _judge_sample(proposals: pd.DataFrame, config: GateConfig) -> dict[str, float]:
+    if config.judge_samples == 0 or "response" not in proposals.columns or "prompt" not in proposals.columns:
+        return {}
+    sample = proposals.head(config.judge_samples)
+    return judge_metrics(sample["prompt"].tolist(), sample["response"].tolist())
+
+
+def _window_of(rows: pd.DataFrame) -> list[str]:
+    days = pd.to_datetime(rows["date"])
+    return [str(days.min().date()), str(days.max().date())]
+
+
+# --------------------------------------------------------------------------------------------------------
+# the report
+def write_gate_report(result: GateResult, out_dir: str | Path) -> Any:
+    """Write ``gate_report.json`` and ``gate_report.html`` (atomically) into ``out_dir``; return the registry's
+    :class:`~aigp.registry.model_registry.GateReport` pointing at them."""
+    from aigp.registry.model_registry import GateReport
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / GATE_JSON, out / GATE_HTML
+    write_json(json_path, _jsonable(result.as_dict()))
+    write_text(html_path, gate_html(result))
+    return GateReport(result.status, html_path, json_path, tuple(result.reasons))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (dt.date, Path)):
+        return str(value)
+    return value
+
+
+def gate_html(result: GateResult) -> str:
+    from aigp.htmlreport import figure_html, html_page, html_table
+
+    verdict = ("<p style=\"font-size:1.3em\"><b>PASSED</b>: the candidate may be approved by a person.</p>"
+               if result.passed else
+               "<p style=\"font-size:1.3em;color:#b00\"><b>FAILED</b>: the candidate cannot be approved.</p><ul>"
+               + "".join(f"<li>{_esc(r)}</li>" for r in result.reasons) + "</ul>")
+    check_rows = [{"check": c.name, "value": c.value, "threshold": c.threshold, "rule": c.direction,
+                   "status": c.status, "reason": c.reason,
+                   "css": {"failed": "firing", "passed": "quiet", "skipped": "skipped"}[c.status]}
+                  for c in result.checks]
+    names = sorted(set(result.candidate) | set(result.champion or {}))
+    metric_rows = [{"metric": n, "candidate": result.candidate.get(n),
+                    "champion": (result.champion or {}).get(n)} for n in names]
+    context_rows = [{"field": k, "value": json.dumps(_jsonable(v)) if not isinstance(v, str) else v}
+                    for k, v in result.context.items() if k != "ab"]
+    sections = [("Checks", html_table(check_rows, ["check", "value", "threshold", "rule", "status", "reason"],
+                                      row_class="css")),
+                ("Metrics (same held-out rows)", html_table(metric_rows)),
+                ("Plots", figure_html(_plot_actions(result), "proposed discount change vs the expert's")
+                 + figure_html(_plot_metrics(result), "offline metrics, candidate vs champion")),
+                ("Evaluation context", html_table(context_rows))]
+    ab = result.context.get("ab")
+    if ab:
+        sections.append(("Simulated paired A/B vs price-sales", html_table(ab["ab_table"])))
+    return html_page("Offline gate report", sections, intro=verdict)
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _plot_actions(result: GateResult) -> bytes:
+    from aigp.htmlreport import figure_png, matplotlib_agg
+
+    plt = matplotlib_agg()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    bins = np.linspace(-0.1, 0.1, 21)
+    for name, values in result.actions.items():
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.6, label=name)
+    ax.set_xlabel("discount change a")
+    ax.set_ylabel("rows")
+    ax.legend()
+    return figure_png(fig)
+
+
+def _plot_metrics(result: GateResult) -> bytes:
+    from aigp.htmlreport import figure_png, matplotlib_agg
+
+    plt = matplotlib_agg()
+    names = [n for n in ("mae", "eama", "eama_r", "kips", "compliance_rate", "parse_failure_rate")
+             if n in result.candidate]
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [result.candidate[n] for n in names], width=0.4, label="candidate")
+    if result.champion:
+        ax.bar(x + 0.2, [result.champion.get(n, np.nan) for n in names], width=0.4, label="champion")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    return figure_png(fig)
+
+
+def read_gate_result(json_path: str | Path) -> dict[str, Any]:
+    """The gate JSON report as a dict (what ``register_model`` and the CLI read)."""
+    return json.loads(Path(json_path).read_text())
