@@ -1,0 +1,175 @@
+"""Preference pairs ranked by the LTVE (paper §3.4): (a+, a-) with Q(a+) - Q(a-) >= ΔQ and |a+ - a-| >= Δa.
+
+All kept candidates of all prompts are scored in ONE batched call (``LTVEModel.q_values`` on an (N, K) matrix,
+padded per prompt with a copy of the prompt's first candidate and ignored). Per prompt every ordered pair that
+clears both thresholds is eligible; pairs below either threshold are ambiguous and dropped (a tiny Q gap is
+critic noise, a tiny action gap teaches nothing). The eligible pairs are taken largest Q gap first, each
+candidate at most once as the rejected side, up to ``max_pairs_per_prompt``.
+
+A pair becomes a TRL conversational preference record: the ``[ACT_ONLY]`` prompt and two one-message
+completions holding the canonical JSON action (``{"discount_change": a, "new_discount": d}``), so DPO's loss
+covers exactly the action tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from aigp.config import StrictConfig
+from aigp.io import write_json, write_parquet
+from aigp.llm.teacher import format_discount
+
+PAIRS_FILE = "pairs.jsonl"
+PAIRS_TABLE = "pairs.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+class PairsConfig(StrictConfig):
+    delta_q: float = Field(0.05, ge=0.0, description="ΔQ: minimum Q(a+) - Q(a-)")
+    delta_a: float = Field(0.02, ge=0.0, description="Δa: minimum |a+ - a-|")
+    max_pairs_per_prompt: int = Field(2, ge=1, le=32)
+    completion: Literal["action", "sample"] = Field(
+        "action", description="action: the canonical JSON action (the method, [ACT_ONLY]); sample: the sampled "
+        "text itself (FullSeq: full reasoning + action)")
+
+
+@dataclass(frozen=True)
+class PairSet:
+    pairs: pd.DataFrame  # prompt_id, chosen/rejected change + discount, q_chosen, q_rejected, q_gap
+    records: list[dict[str, Any]]  # TRL prompt/chosen/rejected records
+    metrics: dict[str, float]
+
+
+def action_text(change: float, prev_discount: float) -> str:
+    """The canonical [ACT_ONLY] answer for a discount change (the teacher's act-only format)."""
+    return f'{{"discount_change": {change:.2f}, "new_discount": {format_discount(prev_discount + change)}}}'
+
+
+def candidate_matrix(candidates: pd.DataFrame, n_prompts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(changes (N, K), valid mask (N, K)) of the kept candidates of prompts 0..N-1, padded with the first."""
+    kept = candidates[candidates["kept"]]
+    groups = {pid: g["change"].to_numpy(np.float64) for pid, g in kept.groupby("prompt_id")}
+    width = max([len(v) for v in groups.values()] + [1])
+    changes = np.zeros((n_prompts, width))
+    valid = np.zeros((n_prompts, width), dtype=bool)
+    for pid, values in groups.items():
+        changes[pid, :len(values)] = values
+        changes[pid, len(values):] = values[0]
+        valid[pid, :len(values)] = True
+    return changes, valid
+
+
+def candidate_texts(candidates: pd.DataFrame, shape: tuple[int, int]) -> list[list[str]]:
+    """The sampled texts in the column order of :func:`candidate_matrix`."""
+    kept = candidates[candidates["kept"]]
+    texts: list[list[str]] = [[] for _ in range(shape[0])]
+    for pid, g in kept.groupby("prompt_id"):
+        texts[int(pid)] = g["text"].astype(str).tolist()
+    return texts
+
+
+def select_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: PairsConfig) -> list[tuple]:
+    """(prompt, chosen index, rejected index) triples obeying both thresholds (see the module docstring)."""
+    out = []
+    for pid in range(changes.shape[0]):
+        idx = np.flatnonzero(valid[pid])
+        eligible = []
+        for i in idx:
+            for j in idx:
+                gap = q[pid, i] - q[pid, j]
+                if gap >= config.delta_q and abs(changes[pid, i] - changes[pid, j]) >= config.delta_a and gap > 0:
+                    eligible.append((gap, int(i), int(j)))
+        eligible.sort(key=lambda t: (-t[0], t[1], t[2]))
+        used_rejected: set[int] = set()
+        taken = 0
+        for _, i, j in eligible:
+            if taken >= config.max_pairs_per_prompt:
+                break
+            if j in used_rejected:
+                continue
+            used_rejected.add(j)
+            out.append((pid, i, j))
+            taken += 1
+    return out
+
+
+def build_pairs(rows: pd.DataFrame, candidates: pd.DataFrame, ltve: Any, config: PairsConfig | None = None
+                ) -> PairSet:
+    """Score the candidates with the LTVE and select pairs; ``rows`` are the state rows with prompt_id and
+    prompt_messages (``aigp.align.sampling``)."""
+    cfg = config or PairsConfig()
+    rows = rows.sort_values("prompt_id").reset_index(drop=True)
+    if not np.array_equal(rows["prompt_id"].to_numpy(), np.arange(len(rows))):
+        raise ValueError("rows.prompt_id must be 0..N-1 (as sample_candidates writes it)")
+    changes, valid = candidate_matrix(candidates, len(rows))
+    q = ltve.q_values(rows, changes.astype(np.float32))  # one batched call for every (state, candidate)
+    triples = select_pairs(changes, q, valid, cfg)
+    prev = rows["prev_discount"].to_numpy(np.float64)
+    table = pd.DataFrame([{
+        "prompt_id": pid, "sku_id": rows.at[pid, "sku_id"] if "sku_id" in rows else pid,
+        "prev_discount": prev[pid], "chosen_change": changes[pid, i], "rejected_change": changes[pid, j],
+        "q_chosen": q[pid, i], "q_rejected": q[pid, j], "q_gap": q[pid, i] - q[pid, j],
+    } for pid, i, j in triples], columns=["prompt_id", "sku_id", "prev_discount", "chosen_change", "rejected_change",
+                                         "q_chosen", "q_rejected", "q_gap"])
+    messages = rows["prompt_messages"].map(json.loads)
+    texts = candidate_texts(candidates, changes.shape)
+
+    def answer(pid: int, k: int, change: float) -> str:
+        return texts[pid][k] if cfg.completion == "sample" else action_text(change, prev[pid])
+
+    records = [{"prompt": messages[pid],
+                "chosen": [{"role": "assistant", "content": answer(pid, i, changes[pid, i])}],
+                "rejected": [{"role": "assistant", "content": answer(pid, j, changes[pid, j])}]}
+               for pid, i, j in triples]
+    return PairSet(table, records, pair_metrics(table, q, valid, cfg))
+
+
+def pair_metrics(table: pd.DataFrame, q: np.ndarray, valid: np.ndarray, cfg: PairsConfig) -> dict[str, float]:
+    n_prompts = q.shape[0]
+    spread = np.array([q[i, valid[i]].max() - q[i, valid[i]].min() if valid[i].sum() >= 2 else 0.0
+                       for i in range(n_prompts)])
+    gaps = table["q_gap"].to_numpy() if len(table) else np.zeros(0)
+    out = {"pairs/prompts": float(n_prompts), "pairs/pairs": float(len(table)),
+           "pairs/per_prompt": float(len(table) / max(n_prompts, 1)),
+           "pairs/prompts_with_pair": float(table["prompt_id"].nunique() / max(n_prompts, 1)) if len(table) else 0.0,
+           "pairs/candidate_q_spread_mean": float(spread.mean()) if n_prompts else 0.0,
+           "pairs/delta_q": cfg.delta_q, "pairs/delta_a": cfg.delta_a}
+    if len(gaps):
+        for p in (10, 50, 90):
+            out[f"pairs/q_gap_p{p}"] = float(np.percentile(gaps, p))
+        out["pairs/action_gap_mean"] = float(np.abs(table["chosen_change"] - table["rejected_change"]).mean())
+        out["pairs/chosen_change_mean"] = float(table["chosen_change"].mean())
+        out["pairs/rejected_change_mean"] = float(table["rejected_change"].mean())
+    return out
+
+
+def write_pairs(out_dir: str | Path, result: PairSet, *, config: PairsConfig) -> Path:
+    from aigp.io import write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(out / PAIRS_TABLE, result.pairs)
+    write_text(out / PAIRS_FILE, "".join(json.dumps(r) + "\n" for r in result.records))
+    write_json(out / MANIFEST_FILE, {"config": config.model_dump(mode="json"), "metrics": result.metrics})
+    return out
+
+
+def read_pair_records(path: str | Path) -> list[dict[str, Any]]:
+    root = Path(path)
+    file = root / PAIRS_FILE if root.is_dir() else root
+    if not file.is_file():
+        raise FileNotFoundError(f"{root}: no {PAIRS_FILE}; run `aigp train pairs`")
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def q_gap_histogram(gaps: Sequence[float], bins: Sequence[float]) -> list[tuple[str, int]]:
+    counts, edges = np.histogram(np.asarray(gaps, dtype=float), bins=np.asarray(bins, dtype=float))
+    return [(f"[{edges[i]:.3g}, {edges[i + 1]:.3g})", int(c)) for i, c in enumerate(counts)]

@@ -1,0 +1,119 @@
+"""A trained pricing LLM as a market policy, and its proposals on held-out decision-log rows.
+
+:class:`LLMPricingPolicy` implements ``aigp.market.observation.Policy`` the way the model is deployed (paper
+§3.4: the control token removed, full reasoning + action): each observation row becomes a prompt within the
+model's prompt budget, prompts are generated in batches (greedy by default), and Ψ
+(``aigp.llm.parser.parse_action``) projects each answer onto A_safe; an unparsable answer holds yesterday's
+discount and is counted. :func:`propose_on_rows` does the same on rows of a decision log (the offline gate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from aigp.align.generation import GenerationConfig, LoadedModel, generate
+from aigp.config import StrictConfig
+from aigp.llm.parser import parse_action
+from aigp.llm.prompt import PromptConfig, build_prompt
+
+
+class PolicyConfig(StrictConfig):
+    """How a trained model prices: the prompt (full reasoning by default, as deployed) and decoding."""
+
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    threads: int | None = Field(None, ge=1)
+
+
+PROPOSAL_COLUMNS = ("change", "raw_change", "parse_ok", "compliant", "reason", "output")
+
+
+def proposals(loaded: LoadedModel, rows: pd.DataFrame, config: PolicyConfig, *,
+              progress: bool = False) -> pd.DataFrame:
+    """One proposal per row: ``change`` (after Ψ's projection; 0 = hold on a parse failure), ``raw_change``
+    (the model's own proposal, NaN if unparsable), ``parse_ok``, ``compliant`` (the proposal was already
+    inside A_safe), Ψ's ``reason`` and the raw ``output``."""
+    prompt_cfg, count = loaded.prompt_config(config.prompt), loaded.counter()
+    records = rows.to_dict("records")
+    messages = [build_prompt(r, prompt_cfg, count_tokens=count).messages for r in records]
+    if progress:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(messages), desc=f"pricing ({prompt_cfg.mode})", unit="row", leave=False) as bar:
+            texts = generate(loaded, messages, config.generation, progress=bar.update)
+    else:
+        texts = generate(loaded, messages, config.generation)
+    out = []
+    for record, (text,) in zip(records, texts, strict=True):
+        parsed = parse_action(text, float(record["prev_discount"]))
+        out.append({"change": parsed.discount_change,
+                    "raw_change": np.nan if parsed.proposed_change is None else parsed.proposed_change,
+                    "parse_ok": not parsed.fallback, "compliant": parsed.in_safe, "reason": parsed.reason,
+                    "output": text})
+    return pd.DataFrame(out, columns=list(PROPOSAL_COLUMNS), index=rows.index)
+
+
+def propose_on_rows(model_dir: str | Path | LoadedModel, rows: pd.DataFrame, config: PolicyConfig | None = None,
+                    *, progress: bool = False) -> pd.DataFrame:
+    """The policy's proposed changes on decision-log / prompt rows (see :func:`proposals`)."""
+    from aigp.align.generation import set_threads
+
+    cfg = config or PolicyConfig()
+    set_threads(cfg.threads)
+    loaded = model_dir if isinstance(model_dir, LoadedModel) else LoadedModel.load(model_dir)
+    if rows.empty:
+        return pd.DataFrame(columns=list(PROPOSAL_COLUMNS))
+    return proposals(loaded, rows, cfg, progress=progress)
+
+
+class LLMPricingPolicy:
+    """A trained model behind ``Policy.act`` (requires text: prompts carry the description and reviews)."""
+
+    requires_text = True
+    requires_truth = False
+
+    def __init__(self, model_dir: str | Path | LoadedModel, config: PolicyConfig | None = None, *,
+                 name: str = "aigp_llm", progress: bool = False):
+        from aigp.align.generation import set_threads
+
+        self.config = config or PolicyConfig()
+        set_threads(self.config.threads)
+        self.loaded = model_dir if isinstance(model_dir, LoadedModel) else LoadedModel.load(model_dir)
+        self.name = name
+        self.progress = progress
+        self.decisions = 0
+        self.parse_failures = 0
+        self.projected = 0
+
+    def act(self, obs: Any) -> np.ndarray:
+        frame = obs.with_text_columns()
+        if frame.empty:
+            return np.zeros(0)
+        result = proposals(self.loaded, frame.reset_index(drop=True), self.config, progress=self.progress)
+        self.decisions += len(result)
+        self.parse_failures += int((~result["parse_ok"]).sum())
+        self.projected += int((result["parse_ok"] & ~result["compliant"]).sum())
+        return result["change"].to_numpy(np.float64)
+
+    @property
+    def parse_failure_rate(self) -> float:
+        return self.parse_failures / self.decisions if self.decisions else 0.0
+
+    def stats(self) -> dict[str, float]:
+        return {"decisions": float(self.decisions), "parse_failures": float(self.parse_failures),
+                "projected": float(self.projected), "parse_failure_rate": self.parse_failure_rate}
+
+    def __repr__(self) -> str:
+        return f"LLMPricingPolicy(name={self.name!r}, model={self.loaded.path!r})"
+
+
+def act_only_config(config: PolicyConfig | None = None, max_new_tokens: int = 32) -> PolicyConfig:
+    """The same policy asked for the JSON action only (the [ACT_ONLY] mode DPO trains)."""
+    cfg = config or PolicyConfig()
+    return cfg.with_updates(prompt=cfg.prompt.with_updates(act_only=True),
+                            generation=cfg.generation.with_updates(max_new_tokens=max_new_tokens))

@@ -1,0 +1,32 @@
+"""KFP component: LTVE-ranked preference pairs from sampled candidates (all logic in ``aigp.align``)."""
+
+from aigp.components._image import AIGP_IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
+def build_pairs(
+    candidates: Input[Dataset],
+    ltve_model: Input[Model],
+    pairs: Output[Dataset],
+    metrics: Output[Metrics],
+    config_yaml: str = "",
+    mlflow_experiment: str = "",
+) -> None:
+    """Score every candidate with ``ltve_model`` in one batched call and keep (a+, a-) with
+    Q(a+) - Q(a-) >= delta_q and |a+ - a-| >= delta_a; ``pairs`` gets pairs.jsonl (TRL prompt/chosen/rejected),
+    pairs.parquet and manifest.json.
+
+    ``config_yaml``: a PairsConfig as YAML ("" = defaults); ``mlflow_experiment`` non-empty logs to MLflow.
+    """
+    import yaml
+
+    from aigp.align.pairs import PairsConfig
+    from aigp.align.steps import pairs_step
+
+    cfg = PairsConfig.build(**(yaml.safe_load(config_yaml) or {}))
+    result = pairs_step(candidates.path, ltve_model.path, pairs.path, cfg, experiment=mlflow_experiment or None)
+    pairs.metadata.update({"pairs": len(result.records)})
+    for name, value in result.metrics.items():
+        metrics.log_metric(name.replace("/", "_"), float(value))
