@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from aigp.cli import ab, demo, features, llm, ltve, market, monitor, registry
+from aigp.cli import ab, demo, features, llm, ltve, market, monitor, price, registry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="AIGP pricing platform: simulate, build features, train, gate, serve and monitor.")
@@ -15,6 +15,7 @@ app.add_typer(ltve.app, name="ltve")
 app.command("distill")(llm.distill)
 app.add_typer(registry.app, name="registry")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(price.app, name="price")
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,498 @@
+"""The local LLM predictor: a KServe model serving a registered model with transformers, behind the same
+OpenAI-compatible routes vLLM exposes, so the pricing transformer's client code is the same here and in
+production (KServe's Hugging Face runtime with the vLLM backend, ``manifests/base/serving``).
+
+Routes (added to KServe's app; KServe's own OpenAI routes need vllm, ``FEASIBILITY.md`` §3):
+
+- ``POST /openai/v1/completions``: ``prompt`` is a string or a list of strings (one choice per prompt,
+  ``index`` = position, as vLLM answers), ``max_tokens``, ``temperature``, ``top_p``, ``n``, ``seed``, ``stop``;
+- ``POST /openai/v1/chat/completions``: ``messages`` rendered with the tokenizer's chat template;
+- ``GET /openai/v1/models``; and KServe's v1 ``:predict`` with ``{"instances": [{"prompt": ...}]}``.
+
+Errors follow vLLM: 404 for an unknown model name, 400 for a malformed request or a prompt plus
+``max_tokens`` longer than the model's context, with ``{"error": {"message", "type", "code"}}``.
+
+Generation is batched across requests (:class:`BatchedGenerator`): a worker thread takes every waiting
+sequence with the same sampling settings (up to ``max_batch_size``, waiting at most ``batch_wait_ms`` for
+more to arrive), left-pads them and runs one ``model.generate``; a request's prompts join whichever batch
+is forming, so concurrent one-SKU requests batch as well as one request with many prompts.
+
+    python -m aigp.serving.predictor --model_name=aigp-pricing --model_dir=/mnt/models --http_port=8080
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from kserve import Model
+from kserve.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+OPENAI_PREFIX = "/openai/v1"
+DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for /completions
+
+
+class RequestError(ValueError):
+    """A client error: answered with ``status`` and an OpenAI-style error body."""
+
+    def __init__(self, message: str, status: int = 400, kind: str = "BadRequestError"):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    seed: int | None
+
+    @property
+    def key(self) -> tuple:
+        # Greedy decoding ignores the seed, so greedy requests batch together whatever seed they carry.
+        return (0.0, 1.0, None) if self.temperature == 0 else (self.temperature, self.top_p, self.seed)
+
+
+@dataclass
+class _Job:
+    ids: list[int]
+    max_new: int
+    sampling: Sampling
+    stop: tuple[str, ...]
+    future: Future = field(default_factory=Future)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str  # "stop" (end of turn or a stop string) or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class BatchedGenerator:
+    """Greedy or sampled generation, batched across callers by a worker thread."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 32, batch_wait_ms: float = 5.0):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_ms / 1000.0
+        self.context = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.batches = 0  # generate() calls so far (tests and the benchmark read it)
+        self.sequences = 0
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="aigp-generate", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def submit(self, ids: list[int], max_tokens: int, sampling: Sampling, stop: Sequence[str] = ()) -> Future:
+        if not ids:
+            raise RequestError("the prompt is empty after tokenization")
+        if len(ids) + max_tokens > self.context:
+            raise RequestError(f"This model's maximum context length is {self.context} tokens. However, you "
+                               f"requested {len(ids) + max_tokens} tokens ({len(ids)} in the prompt, {max_tokens} "
+                               "for the completion). Please reduce the length of the prompt or completion.")
+        job = _Job(ids, max_tokens, sampling, tuple(stop))
+        self._queue.put(job)
+        return job.future
+
+    # --- the worker ---------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        waiting: deque[_Job] = deque()
+        while True:
+            if not waiting:
+                job = self._queue.get()
+                if job is None:
+                    return
+                waiting.append(job)
+            deadline = time.monotonic() + self.batch_wait_s
+            while len(waiting) < 4 * self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    job = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._fail(list(waiting), RuntimeError("the predictor is shutting down"))
+                    return
+                waiting.append(job)
+            key = waiting[0].sampling.key
+            batch = [j for j in waiting if j.sampling.key == key][: self.max_batch_size]
+            chosen = {id(j) for j in batch}
+            waiting = deque(j for j in waiting if id(j) not in chosen)
+            try:
+                results = self._generate(batch)
+            except Exception as exc:  # answer every caller of the batch, keep serving
+                log.exception("generation failed for a batch of %d", len(batch))
+                self._fail(batch, exc)
+                continue
+            for job, result in zip(batch, results, strict=True):
+                job.future.set_result(result)
+
+    @staticmethod
+    def _fail(jobs: list[_Job], exc: BaseException) -> None:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(exc)
+
+    def _generate(self, batch: list[_Job]) -> list[Generation]:
+        import torch
+
+        width = max(len(j.ids) for j in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, job in enumerate(batch):  # left padding: every sequence ends where generation starts
+            input_ids[row, width - len(job.ids):] = torch.tensor(job.ids, dtype=torch.long)
+            attention[row, width - len(job.ids):] = 1
+        sampling = batch[0].sampling
+        kwargs: dict[str, Any] = {"max_new_tokens": max(j.max_new for j in batch), "pad_token_id": self.pad_id,
+                                  "eos_token_id": self.eos_id}
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+            torch.manual_seed(sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(4), "big"))
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        self.batches += 1
+        self.sequences += len(batch)
+        results = []
+        for row, job in enumerate(batch):
+            tokens = out[row, width:].tolist()[: job.max_new]
+            finish = "length"
+            if self.eos_id in tokens:
+                tokens = tokens[: tokens.index(self.eos_id)]
+                finish = "stop"
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            for stop in job.stop:
+                cut = text.find(stop) if stop else -1
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+            results.append(Generation(text, finish, len(job.ids), len(tokens)))
+        return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# request parsing (vLLM's field names and defaults)
+# ---------------------------------------------------------------------------------------------------------
+def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(f"{name}={value!r}: expected a number")
+    if not low <= float(value) <= high:
+        raise RequestError(f"{name}={value!r}: expected a value in [{low}, {high}]")
+    return float(value)
+
+
+def _integer(body: dict, name: str, default: int | None, low: int, high: int) -> int | None:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(f"{name}={value!r}: expected an integer")
+    if not low <= value <= high:
+        raise RequestError(f"{name}={value!r}: expected an integer in [{low}, {high}]")
+    return value
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompts: list[str]
+    max_tokens: int
+    n: int
+    sampling: Sampling
+    stop: tuple[str, ...]
+
+
+def parse_generation(body: Any, served_model: str, *, chat: bool, render_chat: Any) -> GenerationRequest:
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    model = body.get("model")
+    if model != served_model:
+        raise RequestError(f"The model `{model}` does not exist.", 404, "NotFoundError")
+    if body.get("stream"):
+        raise RequestError("stream=true is not supported by this predictor")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages):
+            raise RequestError("messages: expected a non-empty list of {role, content} objects with string content")
+        prompts = [render_chat([{"role": m["role"], "content": m["content"]} for m in messages])]
+    else:
+        prompt = body.get("prompt")
+        if isinstance(prompt, str):
+            prompts = [prompt]
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+            prompts = list(prompt)
+        else:
+            raise RequestError("prompt: expected a string or a non-empty list of strings")
+    max_tokens = _integer(body, "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens",
+                          DEFAULT_MAX_TOKENS, 1, 1_000_000)
+    stop = body.get("stop") or ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
+        raise RequestError("stop: expected a string or a list of strings")
+    sampling = Sampling(_number(body, "temperature", 1.0, 0.0, 2.0), _number(body, "top_p", 1.0, 1e-6, 1.0),
+                        _integer(body, "seed", None, -(2**63), 2**63 - 1))
+    n = _integer(body, "n", 1, 1, 16)
+    assert max_tokens is not None and n is not None
+    if n > 1 and sampling.temperature == 0:
+        raise RequestError("n > 1 needs temperature > 0 (greedy samples are identical)")
+    return GenerationRequest(prompts, max_tokens, n, sampling, tuple(stop))
+
+
+def _error(exc: RequestError) -> dict[str, Any]:
+    return {"error": {"message": str(exc), "type": exc.kind, "code": exc.status}, "object": "error"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------------------------
+class LLMPredictor(Model):
+    """A registered model (local directory or S3 URI) served with transformers on CPU or GPU."""
+
+    def __init__(self, name: str, model_dir: str, *, max_batch_size: int = 32, batch_wait_ms: float = 5.0):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.max_batch_size = max_batch_size
+        self.batch_wait_ms = batch_wait_ms
+        self.generator: BatchedGenerator | None = None
+        self.created = int(time.time())
+
+    def load(self) -> bool:
+        from aigp import storage
+        from aigp.llm.model_factory import load_model, resolve_model
+
+        # A registry storage URI (file:// for a local MLflow store, s3:// in production) or a local path.
+        spec = str(self.model_dir)
+        self.local_dir = str(storage.resolve_local(spec)) if spec.startswith(("file://", "s3://")) else \
+            resolve_model(spec)
+        model, tokenizer = load_model(self.local_dir)
+        self.generator = BatchedGenerator(model, tokenizer, max_batch_size=self.max_batch_size,
+                                          batch_wait_ms=self.batch_wait_ms)
+        log.info("serving %s as %r (context %d tokens, batches of up to %d)", self.model_dir, self.name,
+                 self.generator.context, self.max_batch_size)
+        self.ready = True
+        return self.ready
+
+    def stop(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
+        self.ready = False
+
+    async def _run(self, request: GenerationRequest) -> list[list[Generation]]:
+        """Generations per prompt (``n`` each); the jobs join the generator's batches."""
+        assert self.generator is not None, "load() first"
+        generator = self.generator
+        futures = []
+        for j, prompt in enumerate(request.prompts):
+            ids = generator.encode(prompt)
+            for k in range(request.n):
+                seed = request.sampling.seed
+                sampling = request.sampling if seed is None or request.n == 1 else Sampling(
+                    request.sampling.temperature, request.sampling.top_p, seed + j * request.n + k)
+                futures.append(generator.submit(ids, request.max_tokens, sampling, request.stop))
+        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        return [list(results[i * request.n:(i + 1) * request.n]) for i in range(len(request.prompts))]
+
+    @staticmethod
+    def _usage(generations: list[list[Generation]]) -> dict[str, int]:
+        prompt = sum(g[0].prompt_tokens for g in generations)
+        completion = sum(x.completion_tokens for g in generations for x in g)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    async def create_completion(self, body: Any) -> dict[str, Any]:
+        assert self.generator is not None, "load() first"
+        request = parse_generation(body, self.name, chat=False, render_chat=self.generator.render_chat)
+        generations = await self._run(request)
+        choices = [{"index": i * request.n + k, "text": g.text, "logprobs": None, "finish_reason": g.finish_reason,
+                    "stop_reason": None}
+                   for i, per_prompt in enumerate(generations) for k, g in enumerate(per_prompt)]
+        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": self.name, "choices": choices, "usage": self._usage(generations)}
+
+    async def create_chat_completion(self, body: Any) -> dict[str, Any]:
+        assert self.generator is not None, "load() first"
+        request = parse_generation(body, self.name, chat=True, render_chat=self.generator.render_chat)
+        generations = await self._run(request)
+        choices = [{"index": k, "message": {"role": "assistant", "content": g.text}, "logprobs": None,
+                    "finish_reason": g.finish_reason, "stop_reason": None} for k, g in enumerate(generations[0])]
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": self.name, "choices": choices, "usage": self._usage(generations)}
+
+    def models(self) -> dict[str, Any]:
+        context = self.generator.context if self.generator is not None else None
+        return {"object": "list", "data": [{"id": self.name, "object": "model", "created": self.created,
+                                            "owned_by": "aigp", "root": str(self.model_dir),
+                                            "max_model_len": context}]}
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """KServe v1: ``{"instances": [{"prompt": str, "max_tokens": int}]}`` (greedy)."""
+        instances = payload.get("instances") if isinstance(payload, dict) else None
+        if not isinstance(instances, list) or not instances or not all(
+                isinstance(i, dict) and isinstance(i.get("prompt"), str) for i in instances):
+            raise InvalidInput("instances: expected a non-empty list of {\"prompt\": str} objects")
+        try:
+            outputs = []
+            for item in instances:
+                request = parse_generation({"model": self.name, "prompt": item["prompt"], "temperature": 0,
+                                            "max_tokens": item.get("max_tokens", DEFAULT_MAX_TOKENS)}, self.name,
+                                           chat=False, render_chat=None)
+                outputs.append((await self._run(request))[0][0])
+        except RequestError as exc:
+            raise InvalidInput(str(exc)) from None
+        return {"predictions": [{"text": g.text, "finish_reason": g.finish_reason} for g in outputs]}
+
+
+def add_openai_routes(app: Any, model: LLMPredictor, prefix: str = OPENAI_PREFIX) -> None:
+    """The OpenAI-compatible routes on a FastAPI app (KServe's ``kserve.model_server.app``)."""
+
+    async def body_of(request: Request) -> Any:
+        try:
+            return json.loads(await request.body() or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RequestError(f"the request body is not JSON: {exc}") from None
+
+    def route(handler: Any) -> Any:
+        async def endpoint(request: Request) -> JSONResponse:
+            try:
+                return JSONResponse(await handler(await body_of(request)))
+            except RequestError as exc:
+                return JSONResponse(_error(exc), status_code=exc.status)
+        return endpoint
+
+    async def models() -> JSONResponse:
+        return JSONResponse(model.models())
+
+    app.add_api_route(f"{prefix}/completions", route(model.create_completion), methods=["POST"])
+    app.add_api_route(f"{prefix}/chat/completions", route(model.create_chat_completion), methods=["POST"])
+    app.add_api_route(f"{prefix}/models", models, methods=["GET"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# python -m aigp.serving.predictor, and serving it from another process
+# ---------------------------------------------------------------------------------------------------------
+def build_parser() -> Any:
+    import argparse
+
+    from kserve import model_server
+
+    parser = argparse.ArgumentParser(parents=[model_server.parser], description="AIGP local LLM predictor")
+    parser.add_argument("--model_dir", default="/mnt/models",
+                        help="model directory or s3:// URI (KServe's storage initializer mounts /mnt/models)")
+    parser.add_argument("--max_batch_size", type=int, default=32, help="sequences per generate() call")
+    parser.add_argument("--batch_wait_ms", type=float, default=5.0, help="how long a batch waits for more work")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from kserve import ModelServer, model_server
+
+    args, _ = build_parser().parse_known_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = LLMPredictor(args.model_name, args.model_dir, max_batch_size=args.max_batch_size,
+                         batch_wait_ms=args.batch_wait_ms)
+    model.load()
+    add_openai_routes(model_server.app, model)
+    ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc,
+                workers=1).start([model])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 180.0) -> None:
+    """Poll ``url`` until it answers 200 (raises if ``proc`` exits first or the time runs out)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready ({url})")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} was not ready after {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serve_local_predictor(model_dir: str | Path, served_model: str = "aigp-pricing", *, port: int | None = None,
+                          max_batch_size: int = 32, batch_wait_ms: float = 5.0, threads: int | None = None,
+                          log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
+    """Run ``python -m aigp.serving.predictor`` for ``model_dir`` on a loopback port; yields its OpenAI API
+    root (``http://127.0.0.1:<port>/openai/v1``) and stops it (SIGTERM) on exit."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "aigp.serving.predictor", f"--model_name={served_model}",
+            f"--model_dir={model_dir}", f"--http_port={port}", "--enable_grpc=false",
+            f"--max_batch_size={max_batch_size}", f"--batch_wait_ms={batch_wait_ms}"]
+    if threads:
+        argv.append(f"--threads={threads}")
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT,
+                            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    base = f"http://127.0.0.1:{port}{OPENAI_PREFIX}"
+    try:
+        wait_until_ready(f"{base}/models", proc, timeout_s)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log_path:
+            output.close()  # type: ignore[union-attr]
+
+
+if __name__ == "__main__":
+    main()
