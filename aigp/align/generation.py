@@ -101,13 +101,26 @@ def generate(loaded: LoadedModel, batch: Sequence[Messages], config: GenerationC
                   return_tensors="pt")
         torch.manual_seed(config.seed * 100_003 + number)
         with torch.inference_mode():
-            ids = model.generate(**enc, **kwargs)
+            ids = _generate_shared_prefix(model, enc, n, kwargs) if n > 1 else model.generate(**enc, **kwargs)
         decoded = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         for j, i in enumerate(index):
             out[i] = decoded[j * n:(j + 1) * n]
         if progress is not None:
             progress(len(index))
     return out
+
+
+def _generate_shared_prefix(model: Any, enc: Any, n: int, kwargs: dict[str, Any]) -> Any:
+    """``n`` samples per prompt with ONE prefill: the prompt's KV cache is computed once and repeated n times
+    (``generate`` with ``num_return_sequences`` would run the prompt n times). Greedy outputs are identical
+    to plain ``generate`` (tested)."""
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: positions count real tokens only
+    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                  use_cache=True).past_key_values
+    cache.batch_repeat_interleave(n)
+    return model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                          past_key_values=cache, **{**kwargs, "num_return_sequences": 1})
 
 
 def set_threads(threads: int | None) -> None:

@@ -42,6 +42,9 @@ class SFTStepConfig(StrictConfig):
     eval_steps: int = Field(20, ge=1, description="validate every this many optimiser steps")
     patience: int = Field(3, ge=1, description="validations without improvement before stopping")
     max_examples: int | None = Field(None, ge=2, description="use at most this many records (seeded sample)")
+    act_only_copies: bool = Field(True, description="also train the [ACT_ONLY] mode: each full-reasoning record "
+                                  "once more with the [ACT_ONLY] prompt and its judged JSON action only (what "
+                                  "sampling and DPO use; a small model does not follow the control token untaught)")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,37 @@ def split_records(records: Sequence[Mapping[str, Any]], share: float, seed: int)
     if n_val >= len(items):
         raise ValueError(f"{len(items)} records leave nothing to train on with validation_share={share}")
     return items[n_val:], items[:n_val]
+
+
+def act_only_record(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The [ACT_ONLY] twin of a full-reasoning record: same prompt content with the act-only task and control
+    token, the completion reduced to the record's JSON action (None when the record is not a full one)."""
+    from aigp.llm.parser import last_json_object
+    from aigp.llm.prompt import PromptConfig, task_text
+    from aigp.llm.teacher import format_discount
+
+    messages = [dict(m) for m in record["prompt"]]
+    user = messages[-1]["content"]
+    for include_knowledge in (True, False):
+        full = task_text(PromptConfig(include_knowledge=include_knowledge))
+        if user.endswith(full):
+            act = task_text(PromptConfig(act_only=True, include_knowledge=include_knowledge))
+            messages[-1]["content"] = user[: -len(full)] + act
+            break
+    else:
+        return None
+    obj, _ = last_json_object(record["completion"][-1]["content"])
+    if obj is None or "discount_change" not in obj or "new_discount" not in obj:
+        return None
+    text = (f'{{"discount_change": {float(obj["discount_change"]):.2f}, '
+            f'"new_discount": {format_discount(float(obj["new_discount"]))}}}')
+    return {"prompt": messages, "completion": [{"role": "assistant", "content": text}]}
+
+
+def with_act_only_copies(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = [dict(r) for r in records]
+    out += [twin for twin in (act_only_record(r) for r in records) if twin is not None]
+    return out
 
 
 def validate_records(records: Sequence[Mapping[str, Any]]) -> None:
@@ -88,6 +122,9 @@ def run_sft(records: Sequence[Mapping[str, Any]], base_model: str | Path, out_di
     if cfg.max_examples is not None and len(records) > cfg.max_examples:
         records = random.Random(cfg.optim.seed).sample(records, cfg.max_examples)
     train, val = split_records(records, cfg.validation_share, cfg.optim.seed)
+    if cfg.act_only_copies:  # after the split, so a prompt and its twin are on the same side
+        train, val = with_act_only_copies(train), with_act_only_copies(val)
+        records = train + val
     tokenizer = AutoTokenizer.from_pretrained(base)
     lengths = sequence_tokens(tokenizer, [r["prompt"] for r in records], [r["completion"] for r in records])
     longest = check_context(lengths, base, "SFT")

@@ -1,0 +1,133 @@
+"""Pair selection (both thresholds, ambiguous pairs dropped), candidate parsing/dedupe, [ACT_ONLY] SFT twins."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aigp.align.pairs import PairsConfig, action_text, build_pairs, candidate_matrix, select_pairs
+from aigp.align.sampling import candidate_metrics, parse_candidates
+from aigp.align.sft import act_only_record, split_records, with_act_only_copies
+from aigp.llm.parser import parse_action
+from aigp.llm.prompt import PromptConfig, task_text
+from aigp.llm.sanitize import ACT_ONLY_TOKEN
+
+
+class PeakedQ:
+    """An analytic critic: Q(s, a) = -(a - best_s)^2, so the better of two actions is the one nearer best_s."""
+
+    def __init__(self, best: np.ndarray):
+        self.best = best
+        self.calls = 0
+
+    def q_values(self, frame: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        assert candidates.shape[0] == len(frame)
+        return -((candidates - self.best[:, None]) ** 2)
+
+
+def test_select_pairs_keeps_only_pairs_clearing_both_thresholds() -> None:
+    changes = np.array([[0.00, 0.01, 0.10, -0.10]])
+    q = np.array([[1.00, 0.99, 0.50, 0.97]])
+    valid = np.ones_like(changes, dtype=bool)
+    cfg = PairsConfig(delta_q=0.1, delta_a=0.02, max_pairs_per_prompt=10)
+    triples = select_pairs(changes, q, valid, cfg)
+    # 0 vs 2 (gap 0.5, |da| 0.1), 1 vs 2 (0.49, 0.09), 3 vs 2 (0.47, 0.2); 0 vs 1 fails Δa, 0 vs 3 fails ΔQ
+    assert {(i, j) for _, i, j in triples} == {(0, 2)}  # rejected side used once: the largest gap wins
+    cfg_many = cfg.with_updates(delta_q=0.01)
+    pairs = {(i, j) for _, i, j in select_pairs(changes, q, valid, cfg_many)}
+    assert (0, 1) not in pairs  # |Δa| = 0.01 < 0.02: ambiguous, dropped
+    assert (0, 3) in pairs and (0, 2) in pairs
+    assert not select_pairs(changes, q, np.zeros_like(valid), cfg)  # no valid candidates, no pairs
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.0, 0.3), st.floats(0.0, 0.2), st.integers(1, 4))
+def test_every_selected_pair_obeys_both_thresholds(seed: int, delta_q: float, delta_a: float, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    changes = rng.uniform(-0.2, 0.2, size=(5, 6)).round(2)
+    q = rng.normal(size=(5, 6))
+    valid = rng.random((5, 6)) < 0.8
+    cfg = PairsConfig(delta_q=delta_q, delta_a=delta_a, max_pairs_per_prompt=k)
+    triples = select_pairs(changes, q, valid, cfg)
+    for pid, i, j in triples:
+        assert valid[pid, i] and valid[pid, j]
+        assert q[pid, i] - q[pid, j] >= delta_q and q[pid, i] > q[pid, j]
+        assert abs(changes[pid, i] - changes[pid, j]) >= delta_a
+    per_prompt = pd.Series([t[0] for t in triples]).value_counts()
+    assert (per_prompt <= k).all()
+
+
+def _rows(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"prompt_id": np.arange(n), "sku_id": np.arange(n) + 100, "prev_discount": [0.9] * n,
+                         "prompt_messages": [json.dumps([{"role": "user", "content": f"p{i}"}]) for i in range(n)]})
+
+
+def test_build_pairs_scores_all_candidates_in_one_call_and_writes_action_completions() -> None:
+    rows = _rows(3)
+    texts = [['{"discount_change": 0.05}', '{"discount_change": -0.10}', "garbage", '{"discount_change": 0.05}'],
+             ['{"discount_change": 0.00}'],  # one candidate: no pair possible
+             ['{"discount_change": 0.10}', '{"discount_change": 0.08}']]  # |Δa| = 0.02 passes Δa = 0.02
+    candidates = parse_candidates(texts, rows["prev_discount"].to_numpy())
+    assert candidates["kept"].sum() == 5  # garbage and the duplicate 0.05 dropped
+    critic = PeakedQ(best=np.array([0.04, 0.0, 0.10]))
+    result = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.02))
+    assert critic.calls == 1
+    table = result.pairs
+    assert list(table["prompt_id"]) == [0, 2]
+    assert table.loc[0, "chosen_change"] == pytest.approx(0.05) and table.loc[0, "rejected_change"] == pytest.approx(-0.10)
+    assert table.loc[1, "chosen_change"] == pytest.approx(0.10)
+    assert (table["q_gap"] > 0).all()
+    record = result.records[0]
+    assert record["prompt"] == [{"role": "user", "content": "p0"}]
+    assert record["chosen"][0]["content"] == '{"discount_change": 0.05, "new_discount": 0.95}'
+    assert parse_action(record["rejected"][0]["content"], 0.9).discount_change == pytest.approx(-0.10)
+    assert result.metrics["pairs/pairs"] == 2 and result.metrics["pairs/per_prompt"] == pytest.approx(2 / 3)
+    strict = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.03))
+    assert list(strict.pairs["prompt_id"]) == [0]
+
+
+def test_candidates_outside_a_safe_are_not_kept_and_metrics_count_them() -> None:
+    texts = [['{"discount_change": 0.5}', '{"new_discount": 0.4}', '{"discount_change": -0.05}', ""]]
+    candidates = parse_candidates(texts, np.array([0.6]))
+    assert list(candidates["reason"]) == ["projected", "projected", "ok", "empty"]
+    assert list(candidates["kept"]) == [False, False, True, False]
+    metrics = candidate_metrics(candidates, 1)
+    assert metrics["sampling/parse_failure_rate"] == 0.25 and metrics["sampling/in_safe_rate"] == 0.25
+    changes, valid = candidate_matrix(candidates, 2)
+    assert changes.shape == (2, 1) and valid.tolist() == [[True], [False]]
+
+
+def test_action_text_is_what_psi_reads_back() -> None:
+    for prev, change in ((0.9, 0.05), (0.55, -0.05), (1.0, -0.2), (0.8, 0.0)):
+        parsed = parse_action(action_text(change, prev), prev)
+        assert parsed.in_safe and parsed.consistent and parsed.discount_change == pytest.approx(change)
+
+
+def test_act_only_twin_of_a_full_record() -> None:
+    full_task = task_text(PromptConfig())
+    record = {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "facts\n## Task\n" + full_task}],
+              "completion": [{"role": "assistant", "content": '1. Milestone pace ...\n{"discount_change": -0.03, '
+                                                              '"new_discount": 0.82}'}]}
+    twin = act_only_record(record)
+    assert twin is not None
+    assert twin["prompt"][1]["content"].endswith(ACT_ONLY_TOKEN)
+    assert twin["prompt"][1]["content"].startswith("facts\n## Task\n")
+    assert twin["completion"][0]["content"] == '{"discount_change": -0.03, "new_discount": 0.82}'
+    assert record["prompt"][1]["content"].endswith(full_task)  # the original is untouched
+    assert act_only_record({**record, "completion": [{"role": "assistant", "content": "no action"}]}) is None
+    assert len(with_act_only_copies([record, record])) == 4
+
+
+def test_split_records_is_seeded_and_never_empty() -> None:
+    records = [{"i": i} for i in range(10)]
+    train, val = split_records(records, 0.2, seed=1)
+    assert len(val) == 2 and len(train) == 8 and split_records(records, 0.2, seed=1) == (train, val)
+    assert split_records(records, 0.0, seed=1)[1] == []
+    with pytest.raises(ValueError, match="nothing to train"):
+        split_records([{"i": 0}], 0.3, seed=0)
