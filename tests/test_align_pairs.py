@@ -80,7 +80,8 @@ def test_build_pairs_scores_all_candidates_in_one_call_and_writes_action_complet
     assert critic.calls == 1
     table = result.pairs
     assert list(table["prompt_id"]) == [0, 2]
-    assert table.loc[0, "chosen_change"] == pytest.approx(0.05) and table.loc[0, "rejected_change"] == pytest.approx(-0.10)
+    assert table.loc[0, "chosen_change"] == pytest.approx(0.05)
+    assert table.loc[0, "rejected_change"] == pytest.approx(-0.10)
     assert table.loc[1, "chosen_change"] == pytest.approx(0.10)
     assert (table["q_gap"] > 0).all()
     record = result.records[0]
@@ -111,7 +112,8 @@ def test_action_text_is_what_psi_reads_back() -> None:
 
 def test_act_only_twin_of_a_full_record() -> None:
     full_task = task_text(PromptConfig())
-    record = {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "facts\n## Task\n" + full_task}],
+    user = {"role": "user", "content": "facts\n## Task\n" + full_task}
+    record = {"prompt": [{"role": "system", "content": "s"}, user],
               "completion": [{"role": "assistant", "content": '1. Milestone pace ...\n{"discount_change": -0.03, '
                                                               '"new_discount": 0.82}'}]}
     twin = act_only_record(record)
