@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from aigp.cli import ab, demo, features, llm, ltve, market, monitor, price, registry
+from aigp.cli import ab, demo, features, llm, ltve, market, monitor, price, registry, train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="AIGP pricing platform: simulate, build features, train, gate, serve and monitor.")
@@ -16,6 +16,7 @@ app.command("distill")(llm.distill)
 app.add_typer(registry.app, name="registry")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(price.app, name="price")
+app.add_typer(train.app, name="train")
 app.command("demo")(demo.demo)
 
 
