@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 
+from aigp.cli import demo_align as align_stages
 from aigp.cli import features as feature_stages
 from aigp.cli import llm as llm_stages
 from aigp.cli import ltve as ltve_stages
@@ -59,6 +60,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("Long-Term Value Estimator (train + held-out evaluation)", ltve_stages.stage_ltve),
     ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
+    ("alignment (LoRA SFT, [ACT_ONLY] candidates, LTVE-ranked pairs, DPO)", align_stages.stage_align),
     ("monitor live pricing (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
 ]
 

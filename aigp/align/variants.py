@@ -1,0 +1,111 @@
+"""The paper's alignment variants (Table 3 / Table 5 ablations), wired from the four steps.
+
+- ``base``: the base model, untrained;
+- ``sft``: SFT-only (LoRA SFT on the judged teacher set);
+- ``sft_dpo``: the method: DPO on [ACT_ONLY] pairs sampled from the SFT model and ranked by the LTVE, with the
+  SFT model as the frozen reference;
+- ``dpo_only``: the same pairs, DPO applied to the base model (reference = base). The base model writes no
+  parsable action to sample from (it has never seen the task), so DPO-only reuses the SFT model's pairs;
+- ``fullseq``: DPO on full reasoning + action, no control token: candidates sampled in full-reasoning mode from
+  the SFT model, ranked by the LTVE on their parsed action, the sampled texts themselves as completions.
+
+Prompt ablations (``PromptConfig(include_knowledge=False)`` / ``include_diagnosis=False``) are the same
+pipeline run with another ``prompt`` in the distillation, sampling and evaluation configs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import Field
+
+from aigp.align.dpo import DPOStepConfig, run_dpo
+from aigp.align.generation import GenerationConfig, LoadedModel
+from aigp.align.pairs import PairsConfig, build_pairs, write_pairs
+from aigp.align.sampling import SamplingConfig, sample_candidates, write_candidates
+from aigp.align.sft import SFTStepConfig, run_sft
+from aigp.config import StrictConfig
+from aigp.llm.prompt import PromptConfig
+
+VARIANTS = ("base", "sft", "dpo_only", "fullseq", "sft_dpo")
+VARIANT_TITLES = {"base": "base", "sft": "SFT-only", "dpo_only": "DPO-only", "fullseq": "FullSeq",
+                  "sft_dpo": "SFT+DPO"}
+
+
+class VariantsConfig(StrictConfig):
+    sft: SFTStepConfig = Field(default_factory=SFTStepConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    dpo: DPOStepConfig = Field(default_factory=DPOStepConfig)
+    fullseq_sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(
+        n_candidates=4, prompt=PromptConfig(act_only=False),
+        generation=GenerationConfig(temperature=1.0, top_k=50, top_p=0.95, max_new_tokens=640, batch_size=16)))
+    fullseq_prompts: int = Field(32, ge=1, description="prompts sampled in full-reasoning mode for FullSeq")
+    variants: tuple[str, ...] = Field(VARIANTS, description="which variants to train")
+
+
+@dataclass
+class VariantRun:
+    models: dict[str, Path] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    artefacts: dict[str, Any] = field(default_factory=dict)
+
+
+def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], prompt_rows: pd.DataFrame,
+                   ltve: Any, out_root: str | Path, config: VariantsConfig | None = None, *,
+                   log: Callable[[str], None] = print) -> VariantRun:
+    """Train the requested variants under ``out_root``; ``prompt_rows`` are the states candidates are sampled on."""
+    cfg = config or VariantsConfig()
+    unknown = set(cfg.variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variant(s) {sorted(unknown)}; expected some of {VARIANTS}")
+    root = Path(out_root)
+    run = VariantRun(models={"base": Path(base_model)})
+    wanted = set(cfg.variants)
+    if wanted <= {"base"}:
+        return run
+    log("SFT")
+    sft = run_sft(sft_records, base_model, root / "sft", cfg.sft)
+    run.models["sft"], run.metrics["sft"] = sft.model_dir, sft.metrics
+    if wanted & {"sft_dpo", "dpo_only"}:
+        log("sampling [ACT_ONLY] candidates from the SFT model")
+        policy = LoadedModel.load(sft.model_dir)
+        candidates = sample_candidates(prompt_rows, policy, cfg.sampling)
+        write_candidates(root / "candidates", candidates, config=cfg.sampling)
+        pairs = build_pairs(candidates.rows, candidates.candidates, ltve, cfg.pairs)
+        write_pairs(root / "pairs", pairs, config=cfg.pairs)
+        run.metrics["sampling"], run.metrics["pairs"] = candidates.metrics, pairs.metrics
+        run.artefacts |= {"candidates": candidates, "pairs": pairs}
+        for name, start in (("sft_dpo", sft.model_dir), ("dpo_only", Path(base_model))):
+            if name not in wanted:
+                continue
+            if not pairs.records:
+                run.notes[name] = "no preference pairs (see pairs metrics)"
+                continue
+            log(f"DPO: {VARIANT_TITLES[name]}")
+            result = run_dpo(pairs.records, start, root / name, cfg.dpo)
+            run.models[name], run.metrics[name] = result.model_dir, result.metrics
+    if "fullseq" in wanted:
+        log("sampling full-reasoning candidates from the SFT model (FullSeq)")
+        full_cfg = cfg.fullseq_sampling
+        if full_cfg.prompt.act_only:
+            raise ValueError("fullseq_sampling.prompt.act_only must be false: FullSeq has no control token")
+        rows = prompt_rows.head(cfg.fullseq_prompts)
+        candidates = sample_candidates(rows, LoadedModel.load(sft.model_dir), full_cfg)
+        pairs_cfg = cfg.pairs.with_updates(completion="sample")
+        pairs = build_pairs(candidates.rows, candidates.candidates, ltve, pairs_cfg)
+        write_pairs(root / "fullseq_pairs", pairs, config=pairs_cfg)
+        run.metrics["fullseq_sampling"], run.metrics["fullseq_pairs"] = candidates.metrics, pairs.metrics
+        if pairs.records:
+            log("DPO: FullSeq")
+            result = run_dpo(pairs.records, sft.model_dir, root / "fullseq", cfg.dpo)
+            run.models["fullseq"], run.metrics["fullseq"] = result.model_dir, result.metrics
+        else:
+            run.notes["fullseq"] = (f"no pairs: {int(candidates.candidates['kept'].sum())} of "
+                                    f"{len(candidates.candidates)} full-reasoning samples parsed inside A_safe")
+    return run
