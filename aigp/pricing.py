@@ -107,7 +107,9 @@ class ExperimentConfig(StrictConfig):
         return self
 
     def allocation(self) -> dict[str, float]:
-        return {group: arm.share for group, arm in self.arms.items()}
+        """Group -> share in the order of group names: the split must not depend on how a YAML file or a
+        dict happens to order the arms (``yaml.safe_dump`` sorts keys, Python dicts keep insertion order)."""
+        return {group: self.arms[group].share for group in sorted(self.arms)}
 
     def groups(self, sku_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The experiment group of each SKU (stable for its life, independent across salts)."""

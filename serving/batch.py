@@ -387,6 +387,34 @@ def run_batch_pricing(date: dt.date, config: BatchPricingConfig | None = None, *
         log.info("%s is priced already (%s); pass overwrite=True to price it again", date, summary_file)
         return json.loads(summary_file.read_text())
     resolver = resolver or registry_resolver()
+    with _run_lock(paths):
+        return _run_locked(paths, config, resolver, started, predictor_urls=predictor_urls, serve_local=serve_local,
+                           serve_options=serve_options, progress=progress, transport=transport)
+
+
+@contextlib.contextmanager
+def _run_lock(paths: RunPaths) -> Iterator[None]:
+    """One process per day priced (a retried pod while the first still runs would price chunks twice); the
+    kernel releases the lock when its holder dies, killed or not. Stale temporaries of killed writes go."""
+    import fcntl
+
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunConflict(f"another process is pricing {paths.date} in {paths.run_dir} right now") from None
+        for stale in [*paths.run_dir.rglob(".*.tmp"), *paths.decisions.parent.glob(f".{paths.decisions.name}.*.tmp")]:
+            stale.unlink(missing_ok=True)
+        yield
+
+
+def _run_locked(paths: RunPaths, config: BatchPricingConfig, resolver: Resolver, started: float, *,
+                predictor_urls: Mapping[str, str] | None, serve_local: bool, serve_options: Mapping[str, Any] | None,
+                progress: bool, transport: Any) -> dict[str, Any]:
+    summary_file = paths.run_dir / SUMMARY
+    if summary_file.exists() and paths.decisions.exists():  # finished while we waited for the lock
+        return json.loads(summary_file.read_text())
     plan, table, resumed = load_or_make_plan(paths, config, resolver)
     seconds = {"plan": time.perf_counter() - started}
     source = EmbeddedFeatureSource.open(feature_data=config.feature_data, state_dir=config.feature_state_dir,

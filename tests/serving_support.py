@@ -108,9 +108,22 @@ class ScriptedPredictor:
 # ---------------------------------------------------------------------------------------------------------
 # a feature store over a market log, and a registry
 # ---------------------------------------------------------------------------------------------------------
+_STORES: dict[tuple[str, int], tuple[Path, Path, dt.date]] = {}
+
+
 def build_feature_store(logs_path: Path, root: Path, days: int = 2) -> tuple[Path, Path, dt.date]:
     """Ingest ``logs_path`` into ``root/features``, apply, and materialize the ``days`` days ending on the
-    log's 16th day (a steady state: every age 0..13 on sale). Returns (feature data, state dir, date)."""
+    log's 16th day (a steady state: every age 0..13 on sale). Returns (feature data, state dir, date).
+
+    Built once per process and log (tests only read it): later calls return the first build."""
+    key = (str(logs_path), days)
+    if key in _STORES:
+        return _STORES[key]
+    _STORES[key] = _build_feature_store(logs_path, root, days)
+    return _STORES[key]
+
+
+def _build_feature_store(logs_path: Path, root: Path, days: int) -> tuple[Path, Path, dt.date]:
     from aigp.feature_repo.store import open_store
 
     from aigp.ingest import ingest_logs, read_manifest

@@ -190,6 +190,13 @@ def test_groups_go_to_their_own_predictor_and_version() -> None:
     assert a.requests == int((expected == "control").sum()) and b.requests == len(treated)
 
 
+def test_groups_do_not_depend_on_the_order_arms_are_listed_in() -> None:
+    ids = list(range(1000, 1400))
+    forward = ExperimentConfig.build(salt="s", arms={"a": {"share": 0.7}, "b": {"share": 0.3}}).groups(ids)
+    backward = ExperimentConfig.build(salt="s", arms={"b": {"share": 0.3}, "a": {"share": 0.7}}).groups(ids)
+    assert list(forward) == list(backward) and 0.6 < (forward == "a").mean() < 0.8
+
+
 def test_experiment_and_arm_config_errors_name_the_field(monkeypatch) -> None:
     with pytest.raises(ConfigError, match="arms"):
         ExperimentConfig.build(arms={"a": {"share": 0.5}, "b": {"share": 0.4}})
