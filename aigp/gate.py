@@ -93,6 +93,8 @@ class GateConfig(StrictConfig):
     """The offline gate: what to evaluate on, and the thresholds. Load with ``GateConfig.from_yaml``."""
 
     eval_rows: int = Field(200, ge=1, description="expert rows of the held-out window evaluated (seeded sample)")
+    policy: dict[str, Any] = Field(default_factory=dict, description="aigp.align.policy.PolicyConfig fields: how "
+                                   "the model is prompted and decoded (default: full reasoning, greedy, as deployed)")
     judge_samples: int = Field(16, ge=0, description="full-reasoning outputs judged (0 = judge off)")
     seed: int = Field(0, ge=0)
     metrics: OfflineMetricsConfig = Field(default_factory=OfflineMetricsConfig)
@@ -364,11 +366,13 @@ def evaluate_candidate(model_dir: str | Path, heldout: pd.DataFrame, config: Gat
     rows for the non-inferiority margins; ``logs_dir``: the simulator log the window comes from (enables the
     A/B); ``proposer`` / ``policy_factory`` default to :mod:`aigp.align.policy`."""
     config = config or GateConfig()
-    if proposer is None or (policy_factory is None and config.ab.enabled):
-        from aigp.align import policy as align_policy
+    if proposer is None:
+        proposer = model_proposer(config)
+    if policy_factory is None and config.ab.enabled:
+        def policy_factory(path: str) -> Any:
+            from aigp.align.policy import LLMPricingPolicy, PolicyConfig
 
-        proposer = proposer or (lambda path, rows: align_policy.propose_on_rows(path, rows))
-        policy_factory = policy_factory or (lambda path: align_policy.LLMPricingPolicy(path))
+            return LLMPricingPolicy(path, PolicyConfig.build(**config.policy), name="candidate")
     rows = holdout_rows(heldout, config)
     log(f"gate: evaluating {model_dir} on {len(rows)} held-out expert rows")
     proposals = check_proposals(rows, proposer(str(model_dir), rows))
@@ -397,6 +401,27 @@ def evaluate_candidate(model_dir: str | Path, heldout: pd.DataFrame, config: Gat
                         champion=champion, context=ctx, actions=actions)
     log(f"gate: {result.summary()}")
     return result
+
+
+def model_proposer(config: GateConfig) -> Proposer:
+    """The proposer of a trained model directory (:mod:`aigp.align.policy`, prompted and decoded as
+    ``config.policy`` says); the first ``judge_samples`` rows also carry the exact prompt the model saw, for
+    the judge."""
+
+    def propose(model_dir: str, rows: pd.DataFrame) -> pd.DataFrame:
+        from aigp.align.generation import LoadedModel
+        from aigp.align.policy import PolicyConfig, proposals
+        from aigp.llm.prompt import build_prompt
+
+        policy = PolicyConfig.build(**config.policy)
+        loaded = LoadedModel.load(model_dir)
+        out = proposals(loaded, rows.reset_index(drop=True), policy, progress=True)
+        prompt_cfg, count = loaded.prompt_config(policy.prompt), loaded.counter()
+        judged = rows.head(config.judge_samples).to_dict("records")
+        prompts = [build_prompt(r, prompt_cfg, count_tokens=count) for r in judged]
+        return out.rename(columns={"output": "response"}).assign(prompt=prompts + [None] * (len(rows) - len(judged)))
+
+    return propose
 
 
 def _judge_sample(proposals: pd.DataFrame, config: GateConfig) -> dict[str, float]:

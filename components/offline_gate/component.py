@@ -1,0 +1,77 @@
+"""KFP component: the offline gate (all logic in ``aigp.gate``)."""
+
+from aigp.components._image import AIGP_IMAGE
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
+def offline_gate(
+    candidate: Input[Model],
+    heldout_set: Input[Dataset],
+    ltve_model: Input[Model],
+    report: Output[HTML],
+    gate_json: Output[Artifact],
+    metrics: Output[Metrics],
+    config_yaml: str = "",
+    market_logs: Input[Dataset] = None,
+    model_name: str = "aigp-pricing",
+    compare_champion: bool = True,
+) -> str:
+    """Evaluate ``candidate`` on the held-out cohort ``heldout_set`` (parquet with labels, from
+    build_training_sets): Avg Q (with ``ltve_model``), MAE, EAMA, EAMA-R, KIPS, parse failures, A_safe
+    compliance before projection, the rule judge's score and, when ``market_logs`` is the simulator log
+    the data came from, a simulated paired A/B vs price-sales (``ab.enabled`` in the config). Thresholds:
+    ``config_yaml`` (an ``aigp.gate.GateConfig`` as YAML, "" = defaults). With ``compare_champion`` the
+    registry's ``champion`` of ``model_name`` (if any) is evaluated on the same rows for the non-inferiority
+    margins.
+
+    Writes ``report`` (HTML) and ``gate_json`` (the JSON report); returns ``"passed"`` or
+    ``"failed: <reasons>"`` -- the pipeline registers on ``"passed"`` and stops with the reasons otherwise.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from aigp.gate import GateConfig, evaluate_candidate, write_gate_report
+    from aigp.ltve.artifact import load_model
+
+    cfg = GateConfig.build(**(yaml.safe_load(config_yaml) or {}))
+    heldout = pd.read_parquet(heldout_set.path)
+    champion_dir, champion_version = None, ""
+    if compare_champion:
+        from aigp.registry.model_registry import RegistryError, resolve
+
+        try:
+            champion = resolve(model_name, "champion")
+        except RegistryError as exc:  # no registered model or no champion yet: margins are skipped
+            print(f"offline_gate: no champion to compare with ({exc})")
+        else:
+            from aigp import storage
+
+            champion_version = str(champion.version)
+            uri = champion.storage_uri
+            champion_dir = storage.resolve_local(uri) if storage.is_s3_uri(uri) else uri.removeprefix("file://")
+    from aigp.align.generation import lineage
+
+    steps = [str(s.get("step")) for s in lineage(candidate.path)]
+    result = evaluate_candidate(candidate.path, heldout, cfg, ltve=load_model(ltve_model.path),
+                                champion_dir=champion_dir, champion_version=champion_version,
+                                logs_dir=market_logs.path if market_logs is not None else None,
+                                context={"candidate_uri": candidate.uri, "heldout_uri": heldout_set.uri,
+                                         "training_steps": " -> ".join(steps) or "unknown"})
+    with tempfile.TemporaryDirectory(prefix="aigp-gate-") as out:
+        gate = write_gate_report(result, out)
+        Path(report.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(gate_json.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(gate.html_path, report.path)
+        shutil.copyfile(gate.json_path, gate_json.path)
+    gate_json.metadata.update({"passed": result.passed, "reasons": result.reasons})
+    for name, value in result.candidate.items():
+        if isinstance(value, float) and value == value:
+            metrics.log_metric(name, value)
+    metrics.log_metric("gate_passed", 1.0 if result.passed else 0.0)
+    return "passed" if result.passed else result.summary()

@@ -1,0 +1,143 @@
+"""Compile, run locally (kfp.local) and submit (kfp.Client) the project's pipelines.
+
+- :func:`compile_pipelines` writes the IR YAML committed next to each pipeline's source;
+- :func:`local_parameters` derives the data windows of a training run from a market log directory;
+- :func:`run_local` runs a pipeline under ``kfp.local.SubprocessRunner(use_venv=False)``: every step is a
+  subprocess of this interpreter, so the installed ``aigp`` package is what runs (no image, no cluster);
+- :func:`submit` creates a run on a Kubeflow Pipelines endpoint (experiment, run name, parameters).
+"""
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PIPELINES_DIR = Path(__file__).resolve().parent
+IR_FILES = {"training": PIPELINES_DIR / "training_pipeline.yaml", "nightly": PIPELINES_DIR / "nightly_pipeline.yaml"}
+DEFAULT_EXPERIMENTS = {"training": "aigp-training", "nightly": "aigp-nightly"}
+
+
+def pipeline_function(name: str) -> Callable[..., Any]:
+    if name == "training":
+        from aigp.pipelines.training_pipeline import training_pipeline
+
+        return training_pipeline
+    if name == "nightly":
+        from aigp.pipelines.nightly_pipeline import nightly_pipeline
+
+        return nightly_pipeline
+    raise ValueError(f"unknown pipeline {name!r}; expected one of {sorted(IR_FILES)}")
+
+
+def compile_pipelines(out_dir: str | Path | None = None, names: tuple[str, ...] = tuple(IR_FILES)) -> dict[str, Path]:
+    """Compile each pipeline to its IR YAML (next to the source by default); written atomically."""
+    from kfp import compiler
+
+    from aigp.io import atomic_path
+
+    written = {}
+    for name in names:
+        target = IR_FILES[name] if out_dir is None else Path(out_dir) / IR_FILES[name].name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            compiler.Compiler().compile(pipeline_function(name), str(tmp))
+        written[name] = target
+    return written
+
+
+def compiled_text(name: str) -> str:
+    """The IR YAML the current source compiles to (what the committed file must equal)."""
+    import tempfile
+
+    from kfp import compiler
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.yaml"
+        compiler.Compiler().compile(pipeline_function(name), str(path))
+        return path.read_text()
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    first_day: dt.date
+    last_day: dt.date
+
+
+def log_window(logs_dir: str | Path) -> LogWindow:
+    """First and last day priced in a market log directory."""
+    import pandas as pd
+
+    path = Path(logs_dir) / "decisions.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{logs_dir}: not a market log directory (no decisions.parquet)")
+    days = pd.to_datetime(pd.read_parquet(path, columns=["date"])["date"])
+    return LogWindow(days.min().date(), days.max().date())
+
+
+def local_parameters(logs_dir: str | Path, *, online_days: int = 7, **overrides: Any) -> dict[str, Any]:
+    """Training-pipeline arguments for a market log: the whole log as the data window, its last
+    ``online_days`` days into the online store; ``overrides`` are any other pipeline parameters."""
+    window = log_window(logs_dir)
+    end = window.last_day + dt.timedelta(days=1)
+    params: dict[str, Any] = {
+        "market_logs_uri": str(Path(logs_dir).resolve()),
+        "data_start": window.first_day.isoformat(),
+        "data_end": end.isoformat(),
+        "online_start": max(window.first_day, end - dt.timedelta(days=online_days)).isoformat(),
+        "online_end": end.isoformat(),
+    }
+    params.update(overrides)
+    return params
+
+
+def run_local(name: str, arguments: Mapping[str, Any], pipeline_root: str | Path, *, caching: bool = True) -> Any:
+    """Run a pipeline under kfp.local (SubprocessRunner, this virtualenv). Raises ``RuntimeError`` naming the
+    failed task (for the training pipeline, ``gate-failed`` carries the gate's reasons)."""
+    from kfp import local
+
+    Path(pipeline_root).mkdir(parents=True, exist_ok=True)
+    root = Path(pipeline_root).resolve()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True,
+               enable_caching=caching, cache_root=str(root / ".cache"))
+    return pipeline_function(name)(**dict(arguments))
+
+
+def latest_output(pipeline_root: str | Path, task: str, output: str) -> Path | None:
+    """The newest ``<pipeline_root>/<run>/<task>/<output>`` written by a local run (None if there is none)."""
+    candidates = sorted(Path(pipeline_root).glob(f"*/{task}/{output}"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def submit_arguments(name: str, *, host: str, experiment: str | None, run_name: str | None,
+                     parameters: Mapping[str, Any], package: str | Path | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``kfp.Client(host).create_run_from_pipeline_package`` for a pipeline run."""
+    if not host.startswith(("http://", "https://")):
+        raise ValueError(f"host={host!r}: expected the Kubeflow Pipelines API URL (http[s]://...)")
+    package = Path(package) if package else IR_FILES[name]
+    if not package.exists():
+        raise FileNotFoundError(f"{package}: compile it first (aigp pipeline compile)")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return {"pipeline_file": str(package), "arguments": dict(parameters),
+            "experiment_name": experiment or DEFAULT_EXPERIMENTS[name],
+            "run_name": run_name or f"{DEFAULT_EXPERIMENTS[name]}-{stamp}", "enable_caching": True}
+
+
+def submit(name: str, *, host: str, experiment: str | None = None, run_name: str | None = None,
+           parameters: Mapping[str, Any] | None = None, package: str | Path | None = None,
+           namespace: str | None = None, client_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Create a run of the compiled pipeline on ``host``; returns the run id, name and experiment. The token
+    comes from ``KF_PIPELINES_SA_TOKEN_PATH``/in-cluster credentials, as kfp.Client reads them."""
+    kwargs = submit_arguments(name, host=host, experiment=experiment, run_name=run_name,
+                              parameters=parameters or {}, package=package)
+    if client_factory is None:
+        import kfp
+
+        client_factory = kfp.Client
+    namespace = namespace or os.environ.get("AIGP_KFP_NAMESPACE")
+    client = client_factory(host=host, **({"namespace": namespace} if namespace else {}))
+    result = client.create_run_from_pipeline_package(**kwargs)
+    return {"run_id": getattr(result, "run_id", None), "run_name": kwargs["run_name"],
+            "experiment": kwargs["experiment_name"], "host": host}

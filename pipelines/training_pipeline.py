@@ -1,0 +1,174 @@
+"""The training pipeline: features -> training sets -> LTVE -> teacher distillation -> SFT -> candidate
+sampling -> LTVE-ranked pairs -> DPO -> offline gate -> registry.
+
+The same pipeline runs on Kubeflow (compiled IR: ``pipelines/training_pipeline.yaml``) and locally under
+``kfp.local`` (``aigp pipeline run --local``): kfp-kubernetes settings (GPU requests, tolerations, node
+selectors, the shared PVC) only take effect on a cluster.
+
+Heavy steps (SFT, candidate sampling, DPO) request one GPU (``nvidia.com/gpu``), tolerate the GPU node
+taint, are pinned to GPU nodes by label, and mount one shared ReadWriteMany PVC (``shared_pvc``, created
+once per namespace: ``manifests/``) at ``/mnt/aigp`` as the model/tokenizer cache (``AIGP_CACHE_DIR``,
+``HF_HOME``), so three steps do not download the same base weights three times. Steps are cached by KFP
+(same inputs -> reused outputs) except the gate and registration, which depend on the registry's current
+champion and must run every time.
+
+The gate ends a failing run: ``offline_gate`` returns ``"passed"`` or ``"failed: <reasons>"``; on failure the
+``fail_run`` step raises with the reasons (the run is marked failed, the candidate is not registered); on
+success ``register_model`` registers the version (approval and promotion stay a person's decision).
+
+When no sampled candidate pair clears ΔQ and Δa, DPO has nothing to learn from: the run fails saying so,
+unless ``allow_sft_only`` is set, in which case the SFT model is gated and registered as what it is (its
+lineage, shown in the gate report, ends with ``sft``). A CPU-sized model that has not learned the action
+format yet (every sample unparsable) is the usual cause.
+"""
+
+from typing import Any
+
+from aigp.components.build_base_model.component import build_base_model
+from aigp.components.build_pairs.component import build_pairs
+from aigp.components.build_training_sets.component import build_training_sets
+from aigp.components.count_pairs.component import count_pairs
+from aigp.components.dpo.component import dpo
+from aigp.components.evaluate_ltve.component import evaluate_ltve
+from aigp.components.judge_filter.component import judge_filter
+from aigp.components.materialize_features.component import materialize_features
+from aigp.components.offline_gate.component import offline_gate
+from aigp.components.register_model.component import fail_run, register_model
+from aigp.components.sample_candidates.component import sample_candidates
+from aigp.components.sft.component import sft
+from aigp.components.teacher_generate.component import teacher_generate
+from aigp.components.train_ltve.component import train_ltve
+from aigp.components.training_configs.component import training_configs
+from kfp import dsl, kubernetes
+
+PIPELINE_NAME = "aigp-training"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_NODE_LABEL = ("nvidia.com/gpu.present", "true")
+SHARED_MOUNT = "/mnt/aigp"
+HEAVY_STEPS = ("sft", "sample-candidates", "dpo")  # task names that get a GPU, tolerations and the PVC
+UNCACHED_STEPS = ("offline-gate", "register-model", "fail-run")
+
+
+def _on_gpu(task: dsl.PipelineTask, shared_pvc: str, *, cpu: str = "4", memory: str = "32G") -> dsl.PipelineTask:
+    """One GPU, the GPU node taint tolerated, GPU nodes only, the shared cache volume."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
+    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+    kubernetes.add_node_selector(task, label_key=GPU_NODE_LABEL[0], label_value=GPU_NODE_LABEL[1])
+    kubernetes.mount_pvc(task, pvc_name=shared_pvc, mount_path=SHARED_MOUNT)
+    task.set_env_variable("AIGP_CACHE_DIR", f"{SHARED_MOUNT}/cache")
+    task.set_env_variable("HF_HOME", f"{SHARED_MOUNT}/hf")
+    return task
+
+
+def _gate_then_register(candidate: Any, gate_inputs: dict, register_inputs: dict, *,
+                        description: str) -> None:
+    """The offline gate on ``candidate``; registration when it passes, the run failed with its reasons when not.
+    Neither is cached: both depend on the registry's current state (the champion, the next version)."""
+    gate = offline_gate(candidate=candidate, **gate_inputs)
+    gate.set_caching_options(False)
+    with dsl.If(gate.outputs["Output"] == "passed", name="gate-passed"):
+        register_model(model=candidate, gate_json=gate.outputs["gate_json"], gate_report=gate.outputs["report"],
+                       description=description, **register_inputs).set_caching_options(False)
+    with dsl.Else(name="gate-failed"):
+        fail_run(reason=gate.outputs["Output"]).set_caching_options(False)
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="AIGP: LTVE, teacher distillation, SFT, LTVE-guided DPO, offline "
+                                              "gate and registration of the candidate")
+def training_pipeline(
+    market_logs_uri: str,
+    data_start: str,
+    data_end: str,
+    online_start: str,
+    online_end: str,
+    holdout_from: str = "",
+    holdout_share: float = 0.2,
+    model_size: str = "tiny",
+    corpus_prompts: int = 300,
+    n_prompts: int = 200,
+    sampling_prompts: int = 100,
+    n_candidates: int = 8,
+    delta_q: float = 0.05,
+    delta_a: float = 0.02,
+    beta: float = 0.1,
+    seed: int = 0,
+    ltve_steps: int = 0,
+    sft_max_steps: int = 0,
+    dpo_max_steps: int = 0,
+    threads: int = 0,
+    distill_config_yaml: str = "",
+    ltve_config_yaml: str = "",
+    sft_config_yaml: str = "",
+    sampling_config_yaml: str = "",
+    pairs_config_yaml: str = "",
+    dpo_config_yaml: str = "",
+    gate_config_yaml: str = "",
+    model_name: str = "aigp-pricing",
+    compare_champion: bool = True,
+    allow_sft_only: bool = False,
+    shared_pvc: str = "aigp-training-cache",
+    mlflow_experiment: str = "",
+) -> None:
+    """``market_logs_uri``: the decision logs (a market log directory or its URI). Data window: decisions
+    priced in ``[data_start, data_end)``; SKUs launched on/after ``holdout_from`` ("" = the latest
+    ``holdout_share``) are held out for the gate only. ``online_start``/``online_end``: the days loaded into
+    the online store. ``model_size``: ``tiny`` | ``small`` base model. ΔQ / Δa: pair thresholds; M =
+    ``n_candidates``; β: DPO's KL strength; ``seed`` seeds every step. ``*_steps`` > 0 cap training steps.
+    ``allow_sft_only``: gate the SFT model when no pair clears ΔQ/Δa (else the run fails). ``shared_pvc``: the
+    existing PVC the GPU steps share. ``*_config_yaml``: full step-config overrides (typed parameters win).
+    ``gate_config_yaml``: the gate's
+    floors, margins and simulated A/B (run when the logs come from the simulator; ``ab: {enabled: false}``
+    turns it off)."""
+    configs = training_configs(model_size=model_size, delta_q=delta_q, delta_a=delta_a, beta=beta, seed=seed,
+                               threads=threads, distill_config_yaml=distill_config_yaml,
+                               ltve_config_yaml=ltve_config_yaml, sft_config_yaml=sft_config_yaml,
+                               sampling_config_yaml=sampling_config_yaml, pairs_config_yaml=pairs_config_yaml,
+                               dpo_config_yaml=dpo_config_yaml, gate_config_yaml=gate_config_yaml)
+    logs = dsl.importer(artifact_uri=market_logs_uri, artifact_class=dsl.Dataset, reimport=False)
+    features = materialize_features(market_logs=logs.output, start=online_start, end=online_end)
+    sets = build_training_sets(feature_data=features.outputs["feature_data"], start=data_start, end=data_end,
+                               holdout_from=holdout_from, holdout_share=holdout_share, seed=seed)
+
+    ltve = train_ltve(training_set=sets.outputs["training_set"], config_yaml=configs.outputs["ltve"],
+                      steps=ltve_steps, mlflow_experiment=mlflow_experiment)
+    evaluate_ltve(model=ltve.outputs["model"], evaluation_set=sets.outputs["training_set"],
+                  mlflow_experiment=mlflow_experiment)
+
+    base = build_base_model(prompt_rows=sets.outputs["prompt_rows"], size=model_size, corpus_prompts=corpus_prompts,
+                            seed=seed)
+    generations = teacher_generate(prompt_source=sets.outputs["prompt_rows"], config_yaml=configs.outputs["distill"],
+                                   n_prompts=n_prompts)
+    distilled = judge_filter(generations=generations.outputs["generations"], config_yaml=configs.outputs["distill"],
+                             mlflow_experiment=mlflow_experiment)
+    sft_task = _on_gpu(sft(distillation_set=distilled.outputs["distillation_set"], base_model=base.outputs["model"],
+                           config_yaml=configs.outputs["sft"], max_steps=sft_max_steps,
+                           mlflow_experiment=mlflow_experiment), shared_pvc)
+    sampled = _on_gpu(sample_candidates(policy_model=sft_task.outputs["model"], prompt_rows=sets.outputs["prompt_rows"],
+                                        config_yaml=configs.outputs["sampling"], n_prompts=sampling_prompts,
+                                        n_candidates=n_candidates, mlflow_experiment=mlflow_experiment), shared_pvc)
+    pairs = build_pairs(candidates=sampled.outputs["candidates"], ltve_model=ltve.outputs["model"],
+                        config_yaml=configs.outputs["pairs"], mlflow_experiment=mlflow_experiment)
+    n_pairs = count_pairs(pairs=pairs.outputs["pairs"])
+
+    gate_inputs = {"heldout_set": sets.outputs["heldout_set"], "ltve_model": ltve.outputs["model"],
+                   "config_yaml": configs.outputs["gate"], "market_logs": logs.output, "model_name": model_name,
+                   "compare_champion": compare_champion}
+    register_inputs = {"data_start": data_start, "data_end": data_end, "model_name": model_name,
+                       "pipeline_run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
+    with dsl.If(n_pairs.output > 0, name="preference-pairs"):
+        dpo_task = _on_gpu(dpo(pairs=pairs.outputs["pairs"], policy_model=sft_task.outputs["model"],
+                               config_yaml=configs.outputs["dpo"], max_steps=dpo_max_steps,
+                               mlflow_experiment=mlflow_experiment), shared_pvc)
+        _gate_then_register(dpo_task.outputs["model"], gate_inputs, register_inputs,
+                            description="SFT + LTVE-guided DPO (aigp-training pipeline)")
+    with dsl.Else(name="no-preference-pairs"):
+        with dsl.If(allow_sft_only == True, name="sft-only-allowed"):  # noqa: E712 (a pipeline condition)
+            _gate_then_register(sft_task.outputs["model"], gate_inputs, register_inputs,
+                                description="SFT only: no candidate pair cleared ΔQ/Δa, DPO skipped "
+                                            "(aigp-training pipeline)")
+        with dsl.Else(name="sft-only-refused"):
+            fail_run(reason="no preference pair cleared ΔQ/Δa, so DPO has nothing to learn from: lower delta_q / "
+                            "delta_a, sample more candidates (n_candidates, sampling_prompts) or train SFT longer; "
+                            "allow_sft_only=True gates the SFT model instead").set_caching_options(False)
+
