@@ -80,3 +80,21 @@ def step_configs(*, model_size: str = "tiny", delta_q: float = 0.05, delta_a: fl
             raise ConfigError(f"{step} config: {exc}") from None
         out[step] = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
     return out
+
+
+def nightly_dates(date: str = "", *, today: Any = None, online_days: int = 1) -> dict[str, str]:
+    """The nightly run's days (ISO): ``date`` priced ("" = today, UTC), the online-store window
+    ``[date - online_days, date + 1)`` materialized before pricing, and ``date`` as the monitoring end."""
+    import datetime as dt
+
+    if date:
+        try:
+            day = dt.date.fromisoformat(date)
+        except ValueError:
+            raise ConfigError(f"date={date!r}: expected an ISO date (YYYY-MM-DD) or '' for today") from None
+    else:
+        day = today or dt.datetime.now(dt.UTC).date()
+    if online_days < 1:
+        raise ConfigError(f"online_days={online_days}: expected >= 1")
+    return {"date": day.isoformat(), "online_start": (day - dt.timedelta(days=online_days)).isoformat(),
+            "online_end": (day + dt.timedelta(days=1)).isoformat()}

@@ -42,8 +42,13 @@ def compile_pipelines(out_dir: str | Path | None = None, names: tuple[str, ...] 
     for name in names:
         target = IR_FILES[name] if out_dir is None else Path(out_dir) / IR_FILES[name].name
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            compiler.Compiler().compile(pipeline_function(name), str(tmp))
+        with atomic_path(target) as tmp:  # the compiler insists on a .yaml name: compile beside, then copy in
+            yaml_tmp = tmp.with_suffix(".yaml")
+            try:
+                compiler.Compiler().compile(pipeline_function(name), str(yaml_tmp))
+                tmp.write_bytes(yaml_tmp.read_bytes())
+            finally:
+                yaml_tmp.unlink(missing_ok=True)
         written[name] = target
     return written
 
@@ -58,6 +63,64 @@ def compiled_text(name: str) -> str:
         path = Path(tmp) / "p.yaml"
         compiler.Compiler().compile(pipeline_function(name), str(path))
         return path.read_text()
+
+
+# Short [ACT_ONLY] prompts keep a CPU-sized model's sequences short (the alignment tests use the same).
+SHORT_PROMPT = ("{act_only: true, include_knowledge: false, include_diagnosis: false, description_max_chars: 60, "
+                "reviews_max_chars: 60}")
+
+# Local presets of the training pipeline (a cluster run uses the pipeline's own defaults + parameters).
+# `tiny`: the smallest run that exercises every step (tests); `small`: the demo's.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model_size": "tiny", "corpus_prompts": 20, "n_prompts": 16, "sampling_prompts": 6, "n_candidates": 4,
+        "ltve_steps": 40, "sft_max_steps": 4, "dpo_max_steps": 2, "threads": 1, "allow_sft_only": True,
+        "ltve_config_yaml": "critic: {hidden_dims: [16], n_steps: 3}",
+        "distill_config_yaml": f"prompt: {SHORT_PROMPT}",
+        "sft_config_yaml": "validation_share: 0.0\noptim: {learning_rate: 0.01}",
+        "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
+        "gate_config_yaml": (f"eval_rows: 12\njudge_samples: 2\npolicy: {{generation: {{max_new_tokens: 24}}, "
+                             f"prompt: {SHORT_PROMPT}}}\n"
+                             "ab: {cohort_skus: 10, cohort_launch_days: 1, bootstrap: 50}"),
+    },
+    "small": {
+        "model_size": "small", "corpus_prompts": 300, "n_prompts": 120, "sampling_prompts": 48, "n_candidates": 6,
+        "ltve_steps": 1500, "sft_max_steps": 60, "dpo_max_steps": 20, "threads": 2, "allow_sft_only": True,
+        "distill_config_yaml": f"prompt: {SHORT_PROMPT}",
+        "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
+        "gate_config_yaml": (f"eval_rows: 60\njudge_samples: 8\npolicy: {{generation: {{max_new_tokens: 24}}, "
+                             f"prompt: {SHORT_PROMPT}}}\nab: {{cohort_skus: 40, cohort_launch_days: 2}}"),
+    },
+}
+
+
+def parse_parameters(name: str, pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> pipeline arguments typed by the pipeline's signature (errors name the key)."""
+    import inspect
+
+    signature = inspect.signature(pipeline_function(name).pipeline_func)  # type: ignore[attr-defined]
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"--param {pair!r}: expected KEY=VALUE")
+        if key not in signature.parameters:
+            raise ValueError(f"--param {key}: the {name} pipeline has no such parameter "
+                             f"(parameters: {', '.join(signature.parameters)})")
+        kind = signature.parameters[key].annotation
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1", "yes")
+            elif kind in (int, float):
+                out[key] = kind(value)
+            else:
+                out[key] = value.replace("\\n", "\n")
+        except ValueError:
+            raise ValueError(f"--param {key}={value!r}: expected {getattr(kind, '__name__', kind)}") from None
+    return out
 
 
 @dataclass(frozen=True)
