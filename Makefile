@@ -37,6 +37,10 @@ test: venv system-deps
 bench: venv system-deps
 	$(PY) -m bench.run_all
 
+# The paper's evaluation on the simulator (Tables 2-5, 7, Fig. 3-5): EVALUATION.md + EVALUATION.html.
+evaluate: venv
+	$(VENV)/bin/aigp evaluate --out EVALUATION.md
+
 lint: venv
 	$(VENV)/bin/ruff check aigp components pipelines serving monitoring feature_repo bench tests
 	$(VENV)/bin/mypy aigp

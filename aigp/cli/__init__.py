@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from aigp.cli import ab, demo, features, llm, ltve, market, monitor, price, registry, train
+from aigp.cli import ab, demo, evaluate, features, llm, ltve, market, monitor, price, registry, train
 from aigp.cli import pipeline as pipeline_commands
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -19,6 +19,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(price.app, name="price")
 app.add_typer(train.app, name="train")
 app.command("demo")(demo.demo)
+app.command("evaluate")(evaluate.evaluate)
 app.add_typer(pipeline_commands.app, name="pipeline")
 
 
