@@ -32,7 +32,8 @@ _GROUP_TITLES = {Group.SKU: "Product and goals", Group.PRICING: "Pricing history
                  Group.COMPETITOR: "Competitors", Group.CALENDAR: "Calendar (day priced)"}
 
 STYLE = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em; color: #222; max-width: 1250px; }
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em; color: #222;
+       max-width: 1250px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 2px 7px; text-align: right; vertical-align: top; }
@@ -109,7 +110,8 @@ def _features_table(row: Mapping[str, Any]) -> str:
 
 
 def _yesterday_block(row: Mapping[str, Any], yesterday: Mapping[int, Mapping[str, Any]] | None) -> str:
-    lines = [f"<tr><td class='t'>discount in effect yesterday (d<sub>t-1</sub>)</td><td>{_num(row.get('prev_discount'))}"
+    lines = [f"<tr><td class='t'>discount in effect yesterday (d<sub>t-1</sub>)</td>"
+             f"<td>{_num(row.get('prev_discount'))}"
              "</td></tr>",
              f"<tr><td class='t'>yesterday's change (a<sub>t-1</sub>)</td><td>{_change(row.get('last_action_1'))}</td>"
              "</tr>"]
@@ -122,7 +124,8 @@ def _yesterday_block(row: Mapping[str, Any], yesterday: Mapping[int, Mapping[str
     if previous is not None and previous.get("rationale"):
         table += f"<p class='note'>Yesterday's rationale:</p><pre>{safe_text(previous.get('rationale'))}</pre>"
     elif yesterday is None:
-        table += "<p class='note'>No run of yesterday in this output directory: yesterday is shown from the features.</p>"
+        table += ("<p class='note'>No run of yesterday in this output directory: yesterday is shown from the "
+                  "features.</p>")
     return table
 
 

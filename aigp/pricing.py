@@ -198,6 +198,16 @@ class Decision:
             return "fallback"
         return "projected" if self.projected else "model"
 
+    @classmethod
+    def from_response(cls, p: Mapping[str, Any]) -> Decision:
+        """A decision back from a transformer response (``as_response``); raw output and timings stay server-side."""
+        return cls(sku_id=int(p["sku_id"]), group=str(p["group"]), model_version=str(p["model_version"]),
+                   prev_discount=p["prev_discount"], new_discount=p["new_discount"],
+                   discount_change=float(p["discount_change"]), proposed_change=p["proposed_change"],
+                   parse_ok=bool(p["parse_ok"]), projected=bool(p["projected"]), fallback=bool(p["fallback"]),
+                   fallback_reason=FallbackReason(p["fallback_reason"]), rationale=p["rationale"] or "",
+                   detail=p["detail"] or "")
+
     def as_response(self) -> dict[str, Any]:
         return {"sku_id": self.sku_id, "new_discount": self.new_discount, "discount_change": self.discount_change,
                 "prev_discount": self.prev_discount, "proposed_change": self.proposed_change,
@@ -332,7 +342,8 @@ class PredictorClient:
                                        limits=limits, transport=transport)
 
     def body(self, prompts: Sequence[str], *, temperature: float, seed: int | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.served_model, "prompt": prompts[0] if len(prompts) == 1 else list(prompts),
+        prompt: str | list[str] = prompts[0] if len(prompts) == 1 else list(prompts)
+        body: dict[str, Any] = {"model": self.served_model, "prompt": prompt,
                                 "max_tokens": self.settings.max_tokens, "temperature": temperature, "n": 1}
         if seed is not None:
             body["seed"] = int(seed)

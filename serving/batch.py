@@ -355,7 +355,8 @@ def _local_predictors(arms: Mapping[str, dict], served_model: Callable[[str], st
         yield urls
 
 
-def _token_counter(spec: str | None) -> Any:
+def token_counter_for(spec: str | None) -> Any:
+    """Token counting with the tokenizer of a model directory or storage URI (None: none given)."""
     if not spec:
         return None
     from transformers import AutoTokenizer
@@ -434,7 +435,7 @@ def _run_locked(paths: RunPaths, config: BatchPricingConfig, resolver: Resolver,
             tokenizer = config.tokenizer or (next(iter(plan["arms"].values()))["storage_uri"]
                                              if serve_local and len({a["storage_uri"] for a in plan["arms"].values()})
                                              == 1 else None)
-            count_tokens = _token_counter(tokenizer) if pending and config.pricing.prompt.max_prompt_tokens else None
+            count_tokens = token_counter_for(tokenizer) if pending and config.pricing.prompt.max_prompt_tokens else None
             t0 = time.perf_counter()
             chunks_priced, skus_priced = asyncio.run(_price_chunks(
                 paths, plan, table, config, arms, source, count_tokens, progress, transport)) if pending else (0, 0)

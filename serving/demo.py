@@ -1,9 +1,12 @@
 """The `make demo` serving stage: serve the promoted model locally and price the next day of the simulated market.
 
 "Next day" is the latest day of the demo's market log: the feature store holds each SKU's state at decision
-time for it (built from the days before), and the SKUs still in their first 14 days on that day are priced by
-the nightly batch job (:func:`aigp.serving.batch.run_batch_pricing`) exactly as in production, with the
-registry's champion served by the local predictor (``serving/predictor.py``) over the OpenAI-compatible API.
+time for it (built from the days before, materialized into the online store). The registry's champion is
+served by the local predictor (``serving/predictor.py``, OpenAI-compatible routes) and the pricing
+transformer runs as the InferenceService runs it (``python -m aigp.serving.transformer``); the SKUs in their
+first 14 days are priced by POSTing them to the transformer's v1 endpoint over HTTP. The responses, with
+the features the transformer read, become the decisions log and the decision report, as the nightly job
+writes them (``<root>/pricing/decisions/`` and ``<root>/pricing/runs/<date>/report.html``).
 
 When the registry has no champion yet (the pipeline that trains, gates and promotes one has not run), the
 stage says so loudly and serves the untrained base model of ``aigp.llm.model_factory`` instead, labelled
@@ -15,13 +18,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 UNTRAINED_LABEL = "base-untrained"
 TRAINED_MAX_TOKENS = 768  # a full rationale + JSON action of the small model (~500 tokens) with room to spare
-UNTRAINED_MAX_TOKENS = 48  # noise either way: enough to show it, cheap enough to keep the demo short
+UNTRAINED_MAX_TOKENS = 16  # noise either way: enough to show it, cheap enough to keep the demo short
+# SKUs priced in the demo (a spread sample of the active ones; `aigp price batch` prices all): on 2 CPU cores the
+# small model writes ~10 tokens/s per sequence, batched 16-32 wide, and the untrained one is asked twice (retry).
+DEMO_MAX_SKUS = {"trained": 32, "untrained": 32}
+REQUEST_SKUS = 64  # SKUs per v1 request to the transformer
 
 
 def _feature_store(ctx: dict[str, Any], log: Callable[[str], Any]) -> tuple[Path, Path]:
@@ -89,30 +97,49 @@ def prompt_budget(model_dir: str | Path, max_tokens: int) -> int | None:
     return None if context >= 16384 else max(64, int(context) - max_tokens - 32)
 
 
-def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print) -> dict[str, Any]:
-    from aigp.serving.batch import BatchPricingConfig, run_batch_pricing
+def _sample(skus: list[int], n: int, seed: int) -> list[int]:
+    if len(skus) <= n:
+        return skus
+    import numpy as np
 
+    return sorted(np.random.default_rng(seed).choice(skus, size=n, replace=False).tolist())
+
+
+def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
+                   max_skus: int | None = None) -> dict[str, Any]:
+    """Serve the champion (or, said loudly, the base model), price the day through the transformer over HTTP,
+    write the decisions log and the decision report; returns the run's summary."""
+    import httpx
+    from aigp.feature_repo.store import open_store
+    from aigp.serving.batch import RATIONALE_COLUMNS, REPORT, SUMMARY, RunPaths, summarize
+    from aigp.serving.features import EmbeddedFeatureSource, active_skus
+    from aigp.serving.predictor import serve_local_predictor
+    from aigp.serving.transformer import TransformerConfig, serve_local_transformer
+    from tqdm.auto import tqdm
+
+    from aigp.decision_report import write_decision_report
+    from aigp.io import write_json, write_parquet
     from aigp.llm.prompt import PromptConfig
-    from aigp.pricing import PredictorSettings, PricingConfig
+    from aigp.pricing import Decision, PredictorSettings, PricingConfig, decision_records, decisions_log
 
+    started = time.perf_counter()
     feature_data, state_dir = _feature_store(ctx, log)
     date = ctx.get("pricing_date") or _last_day(feature_data)
-    from aigp.feature_repo.store import open_store
-
     store = open_store(feature_data=feature_data, state_dir=state_dir)
     store.materialize(date, date + dt.timedelta(days=1))  # idempotent: the state of the day priced
     store.close()
 
     model_name = ctx.get("model_name", "aigp-pricing")
     champion = _champion(model_name, log)
+    pinned = None
     if champion is not None:
         version, uri = champion
         label, max_tokens = f"{model_name} v{version} (champion)", TRAINED_MAX_TOKENS
-        resolver = None  # the registry
         log(f"serving the promoted model {label} from {uri}")
     else:
         path = _base_model(ctx, log)
         uri, version = str(path), UNTRAINED_LABEL
+        pinned = version
         label, max_tokens = f"the UNTRAINED base model {path}", UNTRAINED_MAX_TOKENS
         log("[bold yellow]" + "!" * 100 + "[/]")
         log(f"[bold yellow]NO PROMOTED MODEL IN THE REGISTRY: pricing with {label}.[/] It is not trained, gated, "
@@ -121,18 +148,56 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print) -> di
             "tokens to keep the demo short. Run the training pipeline and promote a version to price with it.")
         log("[bold yellow]" + "!" * 100 + "[/]")
 
-        def resolver(name: str, ref: str) -> tuple[str, str]:
-            return version, uri
+    active = active_skus(feature_data, date)["sku_id"].tolist()
+    limit = max_skus or DEMO_MAX_SKUS["untrained" if pinned else "trained"]
+    skus = _sample(active, limit, int(ctx.get("seed", 0)))
+    if len(skus) < len(active):
+        log(f"pricing a sample of {len(skus)} of the {len(active)} SKUs active on {date} to keep the demo short "
+            f"(`aigp price batch --date {date}` prices every one)")
+    paths = RunPaths(Path(ctx["root"]) / "pricing", date)
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    pricing = PricingConfig(model_name=model_name,
+                            predictor=PredictorSettings(max_tokens=max_tokens, request_size=16, concurrency=2,
+                                                        timeout_s=900),
+                            prompt=PromptConfig(max_prompt_tokens=prompt_budget(uri, max_tokens)))
+    predictions: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with serve_local_predictor(uri, model_name, max_batch_size=32, log_path=paths.run_dir / "predictor.log") as url:
+        config = TransformerConfig(pricing=pricing, predictor_url=url, feature_data=feature_data,
+                                   feature_state_dir=state_dir, tokenizer=uri, registry_refresh_s=0)
+        with serve_local_transformer(config, model_name, pinned_version=pinned,
+                                     log_path=paths.run_dir / "transformer.log") as base:
+            log(f"pricing transformer {base}/v1/models/{model_name}:predict -> LLM predictor {url}")
+            with httpx.Client(base_url=base, timeout=900) as client, tqdm(total=len(skus), desc="pricing",
+                                                                          unit="SKU") as bar:
+                for lo in range(0, len(skus), REQUEST_SKUS):
+                    response = client.post(f"/v1/models/{model_name}:predict",
+                                           json={"instances": skus[lo:lo + REQUEST_SKUS], "date": date.isoformat()})
+                    if response.status_code != 200:
+                        raise RuntimeError(f"the transformer answered HTTP {response.status_code}: "
+                                           f"{response.text[:500]} (log: {paths.run_dir / 'transformer.log'})")
+                    predictions += response.json()["predictions"]
+                    bar.update(len(skus[lo:lo + REQUEST_SKUS]))
+    seconds = {"pricing": time.perf_counter() - t0}
 
-    predictor = PredictorSettings(max_tokens=max_tokens, request_size=16, concurrency=2, timeout_s=900)
-    config = BatchPricingConfig(
-        pricing=PricingConfig(model_name=model_name, predictor=predictor,
-                              prompt=PromptConfig(max_prompt_tokens=prompt_budget(uri, max_tokens))),
-        out_dir=Path(ctx["root"]) / "pricing", feature_data=feature_data, feature_state_dir=state_dir,
-        report_max_skus=2000)
-    summary = run_batch_pricing(date, config, resolver=resolver, serve_local=True,
-                                serve_options={"max_batch_size": 32}, overwrite=True, progress=True)
+    decisions = [Decision.from_response(p) for p in predictions]
+    source = EmbeddedFeatureSource.open(feature_data=feature_data, state_dir=state_dir)
+    try:
+        rows = source.lookup(skus)  # the features the transformer read
+    finally:
+        source.close()
+    records = decision_records(decisions, rows, date=date, decided_at=dt.datetime.now(dt.UTC))
+    write_parquet(paths.decisions, decisions_log(records, experiment=pricing.experiment.salt, model_name=model_name))
+    write_parquet(paths.run_dir / "rationales.parquet", records[RATIONALE_COLUMNS])
+    plan = {"date": date.isoformat(), "model_name": model_name, "experiment": pricing.experiment.salt, "chunks": 0,
+            "arms": {g: {"model_version": str(version), "model_ref": a.model_ref}
+                     for g, a in pricing.experiment.arms.items()}}
+    seconds["total"] = time.perf_counter() - started
+    summary = summarize(records, plan, paths, seconds, resumed=False, chunks_priced=0, skus_priced=len(skus))
     summary["model_label"] = label
+    summary["active_skus"] = len(active)
+    write_decision_report(paths.run_dir / REPORT, records, summary)
+    write_json(paths.run_dir / SUMMARY, summary)
     ctx["pricing_summary"] = summary
     ctx["pricing_decisions"] = summary["paths"]["decisions"]
     ctx["decision_report"] = summary["paths"]["report"]

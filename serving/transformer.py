@@ -27,13 +27,14 @@ experiment group's model version comes from the registry; re-read every ``regist
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +70,8 @@ class TransformerConfig(StrictConfig):
     online_store: Literal["sqlite", "redis"] = Field("sqlite", description="embedded store kind ($AIGP_ONLINE_STORE)")
     redis_connection_string: str | None = Field(None, description="Feast syntax host:port[,password=..] "
                                                                   "($REDIS_CONNECTION_STRING)")
+    tokenizer: str | None = Field(None, description="model directory or URI whose tokenizer counts the prompt "
+                                                    "budget (pricing.prompt.max_prompt_tokens; None: approximate)")
     max_skus_per_request: int = Field(1024, ge=1, le=100_000, description="larger requests are refused (400)")
     registry_refresh_s: float = Field(300.0, ge=0, description="re-resolve model versions this often (0 = never)")
 
@@ -285,8 +288,13 @@ class PricingTransformer(Model):
         arms = self._resolve()
         if self._features is None:
             self._features = self.config.feature_source()
+        count_tokens = None
+        if self.config.tokenizer and self.config.pricing.prompt.max_prompt_tokens:
+            from aigp.serving.batch import token_counter_for
+
+            count_tokens = token_counter_for(self.config.tokenizer)
         self.engine = PricingEngine(self.config.pricing, arms, observer=metrics.PrometheusObserver(),
-                                    transport=self._transport)
+                                    transport=self._transport, count_tokens=count_tokens)
         self._resolved_at = time.monotonic()
         log.info("pricing transformer %s ready: %s", self.name,
                  ", ".join(f"{g} -> {self.config.pricing.model_name} v{a.model_version} at {a.base_url}"
@@ -382,6 +390,9 @@ def build_parser() -> Any:
                                                                      "(default: $AIGP_FEATURE_SERVER_URL)")
     parser.add_argument("--feature_data", default=None, help="embedded store source tables ($AIGP_FEATURE_DATA)")
     parser.add_argument("--feature_state_dir", default=None, help="embedded store state ($AIGP_FEATURE_STATE_DIR)")
+    parser.add_argument("--pinned_version", default=None,
+                        help="label every group with this model version instead of reading the registry (a local "
+                             "predictor serving a model that is not registered; never in the cluster)")
     return parser
 
 
@@ -395,10 +406,55 @@ def main(argv: Sequence[str] | None = None) -> None:
     from kserve import ModelServer
 
     args, _ = build_parser().parse_known_args(argv)
-    model = PricingTransformer(args.model_name, config_from_args(args))
+    resolver = pinned(args.pinned_version) if args.pinned_version else None
+    model = PricingTransformer(args.model_name, config_from_args(args), resolver=resolver)
     model.load()
     ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc,
                 workers=1).start([model])
+
+
+def pinned(version: str) -> Resolver:
+    """A resolver that answers ``version`` for every alias (no registry)."""
+    return lambda name, ref: (version, "")
+
+
+@contextlib.contextmanager
+def serve_local_transformer(config: TransformerConfig, model_name: str = "aigp-pricing", *, port: int | None = None,
+                            pinned_version: str | None = None, env: Mapping[str, str] | None = None,
+                            log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
+    """Run ``python -m aigp.serving.transformer`` (as the InferenceService does) with ``config`` on a loopback
+    port; yields its root URL (``http://127.0.0.1:<port>``) and stops it (SIGTERM) on exit."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+    from aigp.serving.predictor import free_port, wait_until_ready
+
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="aigp-transformer-") as tmp:
+        config_file = Path(tmp) / "transformer.yaml"
+        config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        argv = [sys.executable, "-m", "aigp.serving.transformer", f"--model_name={model_name}",
+                f"--http_port={port}", "--enable_grpc=false", f"--pricing_config={config_file}"]
+        if pinned_version:
+            argv.append(f"--pinned_version={pinned_version}")
+        environ = {**os.environ, **(env or {}), "TOKENIZERS_PARALLELISM": "false"}
+        output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=environ)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(f"{base}/v1/models/{model_name}", proc, timeout_s)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if log_path:
+                output.close()  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

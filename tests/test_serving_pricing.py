@@ -74,7 +74,8 @@ def _price(url: str, rows: list[dict[str, Any]], *, date: dt.date | None = DAY, 
 def test_model_actions_are_parsed_inside_a_safe_with_their_rationale(predictor) -> None:
     backend, url = predictor
     backend.reset("teacher")
-    rows = [*_rows(3), {**LOW_STOCK, "sku_id": 200, "missing_features": [], "day_of_week": DAY.weekday()}, {**LAUNCH, "sku_id": 201, "missing_features": [], "day_of_week": DAY.weekday()}]
+    rows = [*_rows(3), {**LOW_STOCK, "sku_id": 200, "missing_features": [], "day_of_week": DAY.weekday()},
+            {**LAUNCH, "sku_id": 201, "missing_features": [], "day_of_week": DAY.weekday()}]
     observer = Counting()
     decisions = _price(url, rows, observer=observer)
     assert [d.sku_id for d in decisions] == [100, 101, 102, 200, 201]

@@ -19,6 +19,7 @@ from aigp.cli import features as feature_stages
 from aigp.cli import llm as llm_stages
 from aigp.cli import ltve as ltve_stages
 from aigp.cli import monitor as monitor_stages
+from aigp.cli import price as price_stages
 from aigp.cli._common import console, user_errors
 
 Stage = Callable[[dict[str, Any]], str]  # returns a one-line summary
@@ -62,6 +63,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
     ("alignment (LoRA SFT, [ACT_ONLY] candidates, LTVE-ranked pairs, DPO)", align_stages.stage_align),
     ("monitor live pricing (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
+    ("serve the promoted model and price the next day through the transformer", price_stages.stage_price),
 ]
 
 

@@ -85,7 +85,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
     reasons = ", ".join(f"{k} {v}" for k, v in summary["fallbacks_by_reason"].items()) or "none"
     rate = f", {summary['skus_per_second']} SKUs/s" if summary.get("skus_per_second") else ""
-    console.print(f"{summary['skus']} SKUs: {summary['model_actions']} model actions, {summary['projected']} projected, "
+    console.print(f"{summary['skus']} SKUs: {summary['model_actions']} model actions, "
+                  f"{summary['projected']} projected, "
                   f"{summary['fallbacks']} fallbacks ({reasons}), {summary['unpriced']} unpriced; "
                   f"{summary['seconds'].get('total', 0):.0f} s{rate}")
     console.print(f"decisions: {summary['paths']['decisions']}")
@@ -96,10 +97,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 # demo stage (registered in aigp/cli/demo.py STAGES)
 # ---------------------------------------------------------------------------------------------------------
 def stage_price(ctx: dict[str, Any]) -> str:
-    """Serve the promoted model locally and price the latest day of the simulated market."""
+    """Serve the promoted model locally and price the latest day of the simulated market through the pricing
+    transformer over HTTP."""
     from aigp.serving.demo import price_next_day
 
     summary = price_next_day(ctx, log=console.print)
-    return (f"{summary['skus']} SKUs priced for {summary['date']} with {summary['model_label']}: "
+    return (f"{summary['skus']} SKUs priced for {summary['date']} through the transformer with "
+            f"{summary['model_label']}: "
             f"{summary['model_actions']} model actions, {summary['fallbacks']} fallbacks -> decision report "
             f"{summary['paths']['report']}")

@@ -1,0 +1,88 @@
+"""The `make demo` serving stage end to end: the registry's champion (the tiny model, registered, approved and
+promoted) served by the local predictor, the pricing transformer started as the InferenceService runs it,
+the day priced by POSTing SKUs to it over HTTP, the decisions log and the decision report written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _registry_support import mlflow_store
+from llm_support import LAUNCH, LOW_STOCK, MID
+from serving_support import MODEL, in_a_safe
+
+from aigp.decisions import validate_decisions
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory) -> tuple[dict[str, str], str]:
+    """A registry whose champion is a real (tiny) model; returns its environment and storage URI."""
+    import os
+
+    from aigp.llm.model_factory import BaseModelConfig, build_base_model
+    from aigp.llm.prompt import PromptConfig, build_prompt
+    from aigp.llm.teacher import KnowledgeBaseTeacher
+    from aigp.registry.model_registry import GateReport, ModelRegistry
+
+    root = tmp_path_factory.mktemp("demo_registry")
+    teacher, corpus = KnowledgeBaseTeacher(), []
+    for row in (MID, LAUNCH, LOW_STOCK):
+        prompt = build_prompt(row, PromptConfig())
+        corpus += [prompt.system, prompt.user, teacher.respond(prompt).text]
+    model = build_base_model(root / "tiny", corpus, BaseModelConfig(size="tiny", overrides={"vocab_size": 600}))
+    (root / "gate.json").write_text(json.dumps({"passed": True, "reasons": []}))
+    (root / "gate.html").write_text("<html><body>gate passed</body></html>")
+    env = {"MLFLOW_TRACKING_URI": mlflow_store(root / "mlflow"), "AIGP_REGISTRY_AUDIT": str(root / "audit"),
+           "AIGP_MLFLOW_ARTIFACTS": (root / "artifacts").as_uri()}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        registry = ModelRegistry()
+        info = registry.register_candidate(model, GateReport.from_json(root / "gate.json", root / "gate.html"),
+                                           {"avg_q": 1.0}, model_name=MODEL, data_window=("2026-03-01", "2026-03-15"))
+        registry.approve(MODEL, info.version, by="tester", reason="gate read")
+        registry.promote(MODEL, info.version, by="tester", reason="demo champion")
+        _, uri = registry.resolve(MODEL, "champion")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return env, str(uri)
+
+
+def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(market_logs, champion, tmp_path,
+                                                                            monkeypatch) -> None:
+    from aigp.serving import demo
+
+    from aigp.cli.demo import STAGES
+    from aigp.cli.price import stage_price
+
+    env, _ = champion
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(demo, "TRAINED_MAX_TOKENS", 16)  # the tiny model's output is noise; keep it short
+    lines: list[str] = []
+    monkeypatch.setattr("aigp.cli.price.console.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    ctx = {"root": tmp_path, "logs": market_logs, "seed": 3}
+    line = stage_price(ctx)
+
+    summary = ctx["pricing_summary"]
+    assert summary["model_label"] == f"{MODEL} v1 (champion)" and "NO PROMOTED MODEL" not in "\n".join(lines)
+    report = Path(ctx["decision_report"])
+    assert report.exists() and str(report) in line and any(str(report) in x for x in lines)
+    log = validate_decisions(pd.read_parquet(ctx["pricing_decisions"]))
+    assert len(log) == summary["priced"] == min(summary["active_skus"], demo.DEMO_MAX_SKUS["trained"])
+    assert log["sku_id"].is_unique and set(log["model_version"]) == {"1"}
+    assert all(in_a_safe(*r) for r in log[["prev_discount", "discount_change", "new_discount"]].itertuples(False))
+    page = report.read_text()
+    assert all(f'id="sku-{s}"' in page for s in log["sku_id"])
+    # the transformer served the requests (KServe's access log of the v1 route)
+    transformer_log = (report.parent / "transformer.log").read_text()
+    assert transformer_log.count("POST /v1/models/aigp-pricing%3Apredict HTTP/1.1\" 200") >= 1
+    assert STAGES[-1][1] is stage_price  # `make demo` ends with this stage
