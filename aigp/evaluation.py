@@ -117,10 +117,9 @@ class EvaluationSettings(StrictConfig):
     @classmethod
     def quick(cls, **overrides: Any) -> EvaluationSettings:
         """Minutes-sized: every table produced on a tiny market (for tests; numbers are not meaningful)."""
-        small = dict(label="quick", log_skus=700, log_launch_days=40, ltve_steps=150, cql_steps=60,
-                     ltve_expert_rows=500,
-                     mc_states=6, mc_rollouts=2, baseline_steps=80, ddpg_pretrain_steps=30, dt_steps=40,
-                     baseline_hidden=(32, 32), offline_rows=48, judge_rows=2, ab_cohort_skus=24,
+        small = dict(label="quick", log_skus=600, log_launch_days=40, ltve_steps=100, cql_steps=40,
+                     ltve_expert_rows=400, mc_states=4, mc_rollouts=2, baseline_steps=60, ddpg_pretrain_steps=20,
+                     dt_steps=20, baseline_hidden=(32, 32), offline_rows=32, judge_rows=2, ab_cohort_skus=16,
                      ab_launch_days=5, ab_bootstrap=100, llm_variants=("base",), llm_size="tiny",
                      llm_ab_variants=("base",))
         return cls.build(**{**small, **overrides})
@@ -781,6 +780,10 @@ def _get(row: Mapping[str, Any], key: str) -> Any:
     return np.nan if value is None else value
 
 
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
     """(title, markdown body) of every table, in the paper's order."""
     out = []
@@ -837,9 +840,9 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
                     lo, hi = r[f"{metric}_{h}d_uplift_ci"]
                     paper = _get(r, f"paper_{metric}_{h}d_uplift")
                     cells.append(f"{_signed(r[f'{metric}_{h}d_uplift'])} [{_signed(lo)}, {_signed(hi)}]"
-                                 + (f" ({_signed(paper)})" if not np.isnan(paper) else ""))
-            gap = [r.get(f"{m}_14d_gap_closed", np.nan) for m in ("mar", "gmv", "roi")]
-            cells.append(" / ".join("n.s." if np.isnan(g) else f"{g:.0%}" for g in gap)
+                                 + (f" ({_signed(paper)})" if not _nan(paper) else ""))
+            gap = [_get(r, f"{m}_14d_gap_closed") for m in ("mar", "gmv", "roi")]
+            cells.append(" / ".join("n.s." if _nan(g) else f"{g:.0%}" for g in gap)
                          if r["key"] != "price_sales" else "0%")
             rows.append(cells)
         heads = ["policy", "SKUs"] + [f"{h}d {m}" for h in (7, 14) for m in ("MAR", "GMV", "ROI")] + [
@@ -853,7 +856,7 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
     if t5 is not None:
         rows = []
         for r in t5.to_dict("records"):
-            paper = f"{_num(_get(r, 'paper_avg_q'))}" if not np.isnan(_get(r, "paper_avg_q")) else "—"
+            paper = _num(_get(r, "paper_avg_q"))
             if r["status"] != "ok":
                 rows.append([r["policy"], r["prompt"], r["status"], "—", f"({paper})", "—", "—"])
                 continue
@@ -1012,7 +1015,7 @@ def results_dict(ev: Evaluation) -> dict[str, Any]:
     return {"settings": ev.settings.model_dump(mode="json"), "record": ev.record, "timings": ev.timings,
             "notes": ev.notes, "table2": frame(ev.table2), "table3": frame(ev.table3), "table4": frame(ev.table4),
             "table5": frame(ev.table5), "table7": frame(ev.table7), "judge": frame(ev.judge),
-            "stability": frame(ev.stability), "deciles": frame(ev.deciles)}
+            "stability": frame(ev.stability), "deciles": frame(ev.deciles), "ab_markdown": ev.ab_markdown}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1052,6 +1055,15 @@ def findings(ev: Evaluation) -> str:
             holds = q(a) > q(b)
             lines.append(f"Avg Q, paper: {claim}. Ours: {_label(a)} {q(a):.3f} vs {_label(b)} {q(b):.3f} — "
                          + ("agrees." if holds else "**contradicts the paper**."))
+    judge = ev.judge
+    if judge is not None and len(judge):
+        totals = judge.set_index("key")["mean_total"]
+        for a, b, claim in (("sft", "base", "SFT raises the judge score over the base model"),
+                            ("sft_dpo", "sft", "SFT+DPO keeps or raises the SFT judge score")):
+            if a in totals and b in totals and np.isfinite(totals[a]) and np.isfinite(totals[b]):
+                holds = totals[a] > totals[b] if a == "sft" else totals[a] >= totals[b]
+                lines.append(f"Judge, paper: {claim}. Ours: {_label(a)} {totals[a]:.2f} vs {_label(b)} "
+                             f"{totals[b]:.2f} /20 — " + ("agrees." if holds else "**contradicts the paper**."))
     if t4 is not None:
         for r in t4.to_dict("records"):
             if r["key"] in ("sft_dpo", "dt") and "gmv_14d_uplift" in r:
@@ -1059,6 +1071,34 @@ def findings(ev: Evaluation) -> str:
                 sig = "significant" if lo > 0 or hi < 0 else "not significant"
                 lines.append(f"A/B 14-day GMV of {r['policy']} vs Price-Sales: {r['gmv_14d_uplift']:+.1%} "
                              f"[{lo:+.1%}, {hi:+.1%}] ({sig}); paper {_signed(_get(r, 'paper_gmv_14d_uplift'))}.")
+    stability = ev.stability
+    if stability is not None and "sft_dpo" in set(stability["key"]):
+        st = stability.set_index("key")
+        a, b = st.loc["sft_dpo"], st.loc["price_sales"]
+        holds = a["small_move_share"] > b["small_move_share"] and a["big_jump_share"] <= b["big_jump_share"]
+        lines.append(f"Stability, paper: AIGP makes more small moves (|a| < 0.04) and fewer big jumps than the "
+                     f"production baseline. Ours: {a['small_move_share']:.1%} vs {b['small_move_share']:.1%} small, "
+                     f"{a['big_jump_share']:.1%} vs {b['big_jump_share']:.1%} big — "
+                     + ("agrees." if holds else "**contradicts the paper**."))
     if not lines:
         return ""
     return "## Findings against the paper (computed from the tables below)\n\n" + "".join(f"- {x}\n" for x in lines)
+
+
+def load_results(path: str | Path) -> Evaluation:
+    """An :class:`Evaluation` back from a ``results.json`` (figures from the PNG files beside it): re-render the
+    report without re-running anything (``aigp evaluate --render-only``)."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+
+    def frame(key: str) -> pd.DataFrame | None:
+        return pd.DataFrame(data[key]) if data.get(key) is not None else None
+
+    ev = Evaluation(EvaluationSettings.build(**data["settings"]), record=data["record"], timings=data["timings"],
+                    notes=list(data["notes"]), table2=frame("table2"), table3=frame("table3"), table4=frame("table4"),
+                    table5=frame("table5"), table7=frame("table7"), judge=frame("judge"),
+                    stability=frame("stability"), deciles=frame("deciles"), ab_markdown=data.get("ab_markdown", ""))
+    for name in ("fig3_q_deciles.png", "fig5_stability.png"):
+        if (path.parent / name).exists():
+            ev.figures[name] = (path.parent / name).read_bytes()
+    return ev
