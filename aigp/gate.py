@@ -21,7 +21,8 @@ registry accepts (``aigp.registry.model_registry.GateReport``).
 
 The model itself is reached through a *proposer*: ``proposer(model_dir, rows) -> DataFrame`` with one row
 per input row and the columns ``change`` (projected into A_safe), ``raw_change`` (as proposed, NaN when
-unparsable), ``parse_ok`` and ``compliant``, plus optionally ``response`` (the raw text) and ``prompt``.
+unparsable), ``parse_ok`` and ``compliant``, plus optionally ``judge_prompt`` / ``judge_response`` (a
+full-reasoning answer and its prompt) on the rows the judge scores.
 The default is :func:`aigp.align.policy.propose_on_rows`; tests pass any function of that shape.
 """
 
@@ -87,6 +88,8 @@ class GateABConfig(StrictConfig):
     horizons: tuple[int, ...] = Field((7, 14), min_length=1)
     bootstrap: int = Field(200, ge=50)
     seed: int = Field(11, ge=0)
+    history_skus: int | None = Field(3000, ge=100, description="logged SKUs (seeded sample) price-sales is fitted "
+                                     "on; None = the whole log")
 
 
 class GateConfig(StrictConfig):
@@ -96,6 +99,8 @@ class GateConfig(StrictConfig):
     policy: dict[str, Any] = Field(default_factory=dict, description="aigp.align.policy.PolicyConfig fields: how "
                                    "the model is prompted and decoded (default: full reasoning, greedy, as deployed)")
     judge_samples: int = Field(16, ge=0, description="full-reasoning outputs judged (0 = judge off)")
+    judge_max_new_tokens: int = Field(640, ge=1, description="completion budget of the judged full-reasoning "
+                                      "outputs (when the policy itself is prompted [ACT_ONLY])")
     seed: int = Field(0, ge=0)
     metrics: OfflineMetricsConfig = Field(default_factory=OfflineMetricsConfig)
     floors: GateThresholds = Field(default_factory=GateThresholds)
@@ -305,7 +310,7 @@ def simulated_ab(candidate_policy: Any, logs_dir: str | Path, config: GateABConf
                             horizons=config.horizons, bootstrap=config.bootstrap, seed=config.seed,
                             history_skus=max(100, int(logs.manifest["rows"]["skus"])))
     baseline = build_baselines(["price_sales"], dynamics=logs.config.dynamics, seed=config.seed,
-                               history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet")))
+                               history=lambda: _history(logs, config))
     result = run_counterfactual(ab_cfg, {"candidate": candidate_policy, "price_sales": baseline["price_sales"]})
     h = max(config.horizons)
     uplift = result.uplift.query("group == 'candidate' and horizon == @h").set_index("metric")
@@ -318,6 +323,16 @@ def simulated_ab(candidate_policy: Any, logs_dir: str | Path, config: GateABConf
         "ab_table": result.metrics.to_dict("records"),
         "ab_markdown": result.markdown(),
     }
+
+
+def _history(logs: Any, config: GateABConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(decisions, SKU table) price-sales is fitted on: a seeded sample of ``history_skus`` logged SKUs."""
+    decisions, skus = logs.read("decisions.parquet"), logs.read("skus.parquet")
+    if config.history_skus is not None and len(skus) > config.history_skus:
+        keep = np.random.default_rng(config.seed).choice(skus["sku_id"].to_numpy(), config.history_skus, replace=False)
+        decisions = decisions[decisions["sku_id"].isin(keep)].reset_index(drop=True)
+        skus = skus[skus["sku_id"].isin(keep)].reset_index(drop=True)
+    return decisions, skus
 
 
 def is_simulator_log(path: str | Path | None) -> bool:
@@ -405,8 +420,9 @@ def evaluate_candidate(model_dir: str | Path, heldout: pd.DataFrame, config: Gat
 
 def model_proposer(config: GateConfig) -> Proposer:
     """The proposer of a trained model directory (:mod:`aigp.align.policy`, prompted and decoded as
-    ``config.policy`` says); the first ``judge_samples`` rows also carry the exact prompt the model saw, for
-    the judge."""
+    ``config.policy`` says). The first ``judge_samples`` rows also carry a full-reasoning output and the exact
+    prompt it answered (``judge_prompt``, ``judge_response``): generated again in full mode when the policy is
+    prompted [ACT_ONLY], since the judge's data, completeness and coherence checks need reasoning."""
 
     def propose(model_dir: str, rows: pd.DataFrame) -> pd.DataFrame:
         from aigp.align.generation import LoadedModel
@@ -415,20 +431,30 @@ def model_proposer(config: GateConfig) -> Proposer:
 
         policy = PolicyConfig.build(**config.policy)
         loaded = LoadedModel.load(model_dir)
-        out = proposals(loaded, rows.reset_index(drop=True), policy, progress=True)
-        prompt_cfg, count = loaded.prompt_config(policy.prompt), loaded.counter()
-        judged = rows.head(config.judge_samples).to_dict("records")
-        prompts = [build_prompt(r, prompt_cfg, count_tokens=count) for r in judged]
-        return out.rename(columns={"output": "response"}).assign(prompt=prompts + [None] * (len(rows) - len(judged)))
+        rows = rows.reset_index(drop=True)
+        out = proposals(loaded, rows, policy, progress=True)
+        judged = rows.head(config.judge_samples)
+        full = policy
+        if policy.prompt.act_only:
+            full = policy.with_updates(prompt=policy.prompt.with_updates(act_only=False),
+                                       generation=policy.generation.with_updates(
+                                           max_new_tokens=config.judge_max_new_tokens))
+        responses = (out["output"].head(len(judged)).tolist() if full is policy
+                     else proposals(loaded, judged, full)["output"].tolist()) if len(judged) else []
+        prompt_cfg, count = loaded.prompt_config(full.prompt), loaded.counter()
+        prompts = [build_prompt(r, prompt_cfg, count_tokens=count) for r in judged.to_dict("records")]
+        pad = [None] * (len(rows) - len(judged))
+        return out.rename(columns={"output": "response"}).assign(judge_prompt=prompts + pad,
+                                                                  judge_response=responses + pad)
 
     return propose
 
 
 def _judge_sample(proposals: pd.DataFrame, config: GateConfig) -> dict[str, float]:
-    if config.judge_samples == 0 or "response" not in proposals.columns or "prompt" not in proposals.columns:
+    if config.judge_samples == 0 or "judge_response" not in proposals.columns:
         return {}
     sample = proposals.head(config.judge_samples)
-    return judge_metrics(sample["prompt"].tolist(), sample["response"].tolist())
+    return judge_metrics(sample["judge_prompt"].tolist(), sample["judge_response"].tolist())
 
 
 def _window_of(rows: pd.DataFrame) -> list[str]:

@@ -79,7 +79,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "distill_config_yaml": f"prompt: {SHORT_PROMPT}",
         "sft_config_yaml": "validation_share: 0.0\noptim: {learning_rate: 0.01}",
         "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
-        "gate_config_yaml": (f"eval_rows: 12\njudge_samples: 2\npolicy: {{generation: {{max_new_tokens: 24}}, "
+        "gate_config_yaml": ("eval_rows: 12\njudge_samples: 2\njudge_max_new_tokens: 48\n"
+                             f"policy: {{generation: {{max_new_tokens: 24}}, "
                              f"prompt: {SHORT_PROMPT}}}\n"
                              "ab: {cohort_skus: 10, cohort_launch_days: 1, bootstrap: 50}"),
     },
@@ -88,7 +89,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ltve_steps": 1500, "sft_max_steps": 60, "dpo_max_steps": 20, "threads": 2, "allow_sft_only": True,
         "distill_config_yaml": f"prompt: {SHORT_PROMPT}",
         "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
-        "gate_config_yaml": (f"eval_rows: 60\njudge_samples: 8\npolicy: {{generation: {{max_new_tokens: 24}}, "
+        "gate_config_yaml": ("eval_rows: 60\njudge_samples: 8\njudge_max_new_tokens: 160\n"
+                             f"policy: {{generation: {{max_new_tokens: 24}}, "
                              f"prompt: {SHORT_PROMPT}}}\nab: {{cohort_skus: 40, cohort_launch_days: 2}}"),
     },
 }

@@ -19,6 +19,7 @@ SHORT = {"act_only": True, "include_knowledge": False, "include_diagnosis": Fals
 GATE = f"""
 eval_rows: 6
 judge_samples: 2
+judge_max_new_tokens: 12
 policy: {{prompt: {json.dumps(SHORT)}, generation: {{max_new_tokens: 6}}}}
 ab: {{enabled: false}}
 """

@@ -1,0 +1,74 @@
+"""`aigp demo` stage: the Kubeflow training pipeline, run locally on the demo's market, then the registry.
+
+Runs ``pipelines/training_pipeline.py`` under kfp.local (what ``aigp pipeline run --local`` does) with the
+``tiny`` preset: features -> training sets -> LTVE -> teacher distillation -> SFT -> candidates -> pairs ->
+DPO (or, with no pair, the SFT model, said) -> offline gate -> registration. A model trained for minutes on
+2 CPU cores has not learned the action format, so the production gate refuses it; the demo gate relaxes
+the format/judge/A/B floors and SAYS SO, and prints what the production thresholds decide on the same
+metrics. Only in the demo is the registered version then approved and promoted automatically, loudly,
+so the serving stage that follows has a champion to serve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DEMO_FLOORS = ("floors: {max_parse_failure_rate: null, min_compliance_rate: null, min_judge_score: null, "
+               "min_ab_gmv_uplift: null}")
+DEMO_BY = "aigp-demo (automatic)"
+
+
+def stage_training_pipeline(ctx: dict[str, Any]) -> str:
+    import yaml
+
+    from aigp.cli._common import console
+    from aigp.gate import GateConfig, decide
+    from aigp.pipelines.runner import PRESETS, latest_output, local_parameters, run_local
+    from aigp.registry.model_registry import DEFAULT_MODEL_NAME, ModelRegistry
+
+    root = Path(ctx["root"]) / "pipeline"
+    preset = dict(PRESETS[ctx.get("pipeline_size", "tiny")])
+    preset["gate_config_yaml"] = preset["gate_config_yaml"] + "\n" + DEMO_FLOORS
+    params = local_parameters(ctx["logs"].path, seed=ctx["seed"], **preset)
+    console.print("[bold yellow]DEMO GATE:[/] the format, compliance, judge and A/B floors are OFF in the demo "
+                  "(a minutes-old CPU model has not learned the action format); the production verdict on the "
+                  "same metrics is printed below.")
+    try:
+        run_local("training", params, root)
+        error = None
+    except RuntimeError as exc:  # the gate (or a step) failed the run: show why, promote nothing
+        error = str(exc)
+    gate_json = latest_output(root, "offline-gate*", "gate_json")
+    gate_html = latest_output(root, "offline-gate*", "report")
+    report = json.loads(gate_json.read_text()) if gate_json else None
+    if report is not None:
+        production = decide(report["candidate"], report.get("champion"), GateConfig())
+        failed = [c.reason for c in production if c.status == "failed"]
+        console.print(f"gate report: {gate_html}")
+        console.print("production thresholds on the same metrics: "
+                      + ("passed" if not failed else "FAILED: " + "; ".join(failed)))
+    if error is not None:
+        console.print(f"[bold red]training pipeline failed:[/] {error}")
+        return f"pipeline failed, nothing registered or promoted -> {gate_html or root}"
+    assert report is not None and gate_json is not None
+    output = json.loads((gate_json.parents[1].glob("register-model*/executor_output.json").__next__()).read_text())
+    registry = ModelRegistry()
+    info = registry.get(DEFAULT_MODEL_NAME, int(output["parameterValues"]["Output"]))
+    banner = "[bold red]" + "!" * 100 + "[/]"
+    console.print(banner)
+    console.print(f"[bold red]DEMO ONLY: auto-approving and promoting {info.name} v{info.version} to champion.[/] "
+                  "In production a person reads the gate report and runs `aigp registry approve` / `promote`.")
+    console.print(banner)
+    reason = (f"AUTOMATIC DEMO APPROVAL of the demo pipeline's candidate (demo gate passed; production thresholds: "
+              f"{'passed' if not failed else 'failed'}); never done outside `aigp demo`")
+    registry.approve(info.name, info.version, by=DEMO_BY, reason=reason)
+    promoted = registry.promote(info.name, info.version, by=DEMO_BY, reason=reason)
+    ctx["pipeline_gate_report"] = gate_html
+    ctx["promoted_version"] = promoted.version
+    steps = report.get("context", {}).get("training_steps", "?")
+    window = yaml.safe_dump(list(info.data_window), default_flow_style=True).strip()
+    return (f"gate {report['status']} (demo thresholds; production: {'passed' if not failed else 'failed'}), "
+            f"{info.name} v{promoted.version} [{steps}] data {window} registered, AUTO-approved and promoted to "
+            f"champion (demo only) -> {gate_html}")
