@@ -117,7 +117,7 @@ class GateCheck:
     metric: str
     value: float | None
     threshold: float | None
-    direction: Literal[">=", "<="]
+    direction: str  # ">=" or "<=": which side of the threshold passes
     status: Literal["passed", "failed", "skipped"]
     reason: str
 
@@ -138,7 +138,7 @@ _HIGHER_IS_BETTER = {"avg_q": True, "mae": False, "eama": True, "eama_r": True, 
                      "parse_failure_rate": False, "compliance_rate": True, "judge_score": True}
 
 
-def _compare(value: float, threshold: float, direction: str) -> bool:
+def _compare(value: float, threshold: float, direction: str) -> bool:  # direction: ">=" | "<="
     return value >= threshold - 1e-12 if direction == ">=" else value <= threshold + 1e-12
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from aigp.config import ConfigError
+from aigp.config import ConfigError, StrictConfig
 
 STEPS = ("distill", "ltve", "sft", "sampling", "pairs", "dpo", "gate")
 
@@ -66,8 +66,10 @@ def step_configs(*, model_size: str = "tiny", delta_q: float = 0.05, delta_a: fl
         "dpo": {"beta": beta, "optim": {"seed": seed, **cpu}},
         "gate": {"seed": seed},
     }
-    classes = {"distill": DistillConfig, "ltve": LTVETrainConfig, "sft": SFTStepConfig, "sampling": SamplingConfig,
-               "pairs": PairsConfig, "dpo": DPOStepConfig, "gate": GateConfig}
+    classes: dict[str, type[StrictConfig]] = {
+        "distill": DistillConfig, "ltve": LTVETrainConfig, "sft": SFTStepConfig, "sampling": SamplingConfig,
+        "pairs": PairsConfig, "dpo": DPOStepConfig, "gate": GateConfig,
+    }
     out = {}
     for step in STEPS:
         # start from the step's defaults so a partial nested override (``optim: {seed: 1}``) keeps the
