@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from _registry_support import mlflow_store
 from llm_support import LAUNCH, LOW_STOCK, MID
-from serving_support import MODEL, in_a_safe
+from serving_support import MODEL, build_feature_store, in_a_safe
 
 from aigp.decisions import validate_decisions
 
@@ -67,17 +67,27 @@ def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(mar
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(demo, "TRAINED_MAX_TOKENS", 16)  # the tiny model's output is noise; keep it short
+    monkeypatch.setattr(demo, "DEMO_MAX_SKUS", {"trained": 12, "untrained": 12})
     lines: list[str] = []
     monkeypatch.setattr("aigp.cli.price.console.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
-    ctx = {"root": tmp_path, "logs": market_logs, "seed": 3}
-    line = stage_price(ctx)
+    # the feature store stage's output (the serving tests' store, already materialized for its day)
+    from aigp.feature_repo.store import open_store
+
+    feature_data, state, date = build_feature_store(market_logs.path, tmp_path / "store")
+    store = open_store(feature_data=feature_data, state_dir=state)
+    ctx = {"root": tmp_path, "logs": market_logs, "seed": 3, "feature_store": store, "pricing_date": date}
+    try:
+        line = stage_price(ctx)
+    finally:
+        store.close()
 
     summary = ctx["pricing_summary"]
     assert summary["model_label"] == f"{MODEL} v1 (champion)" and "NO PROMOTED MODEL" not in "\n".join(lines)
     report = Path(ctx["decision_report"])
     assert report.exists() and str(report) in line and any(str(report) in x for x in lines)
     log = validate_decisions(pd.read_parquet(ctx["pricing_decisions"]))
-    assert len(log) == summary["priced"] == min(summary["active_skus"], demo.DEMO_MAX_SKUS["trained"])
+    assert len(log) == summary["priced"] == 12 < summary["active_skus"]
+    assert summary["date"] == date.isoformat() and (log["date"] == pd.Timestamp(date)).all()
     assert log["sku_id"].is_unique and set(log["model_version"]) == {"1"}
     assert all(in_a_safe(*r) for r in log[["prev_discount", "discount_change", "new_discount"]].itertuples(False))
     page = report.read_text()
