@@ -849,7 +849,7 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
             "14d gap closed (MAR / GMV / ROI)"]
         body = ("Uplift vs price-sales [95% joint-bootstrap CI] (paper in parentheses); the price-sales row shows its "
                 "levels (MAR, GMV per SKU, ROI). Every policy priced the same cohort (paired counterfactual).\n\n"
-                + _md(heads, rows) + "\n\nFull A/B tables (levels with CIs):\n\n" + ev.ab_markdown)
+                + _md(heads, rows) + "\n\nLevels with 95% CIs:\n\n" + (ev.ab_markdown or _ab_levels(t4)))
         out.append(("Table 4 — simulated online A/B at 7 and 14 days vs price-sales", body))
 
     t5 = ev.table5
@@ -902,6 +902,20 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
                  "probability than the production baselines.")
         out.append(("Fig. 5 — adjustment stability (A/B cohort)", body))
     return out
+
+
+def _ab_levels(t4: pd.DataFrame) -> str:
+    """Each group's GMV per SKU, ROI and MAR with their CIs (from the table, when the A/B's own markdown is absent)."""
+    out = []
+    for h in (7, 14):
+        rows = []
+        for r in t4.to_dict("records"):
+            (g_lo, g_hi), (r_lo, r_hi), (m_lo, m_hi) = (r[f"{m}_{h}d_ci"] for m in ("gmv", "roi", "mar"))
+            rows.append([r["policy"], str(r[f"skus_{h}d"]), f"{r[f'gmv_{h}d']:.0f} [{g_lo:.0f}, {g_hi:.0f}]",
+                         f"{r[f'roi_{h}d']:.2f} [{r_lo:.2f}, {r_hi:.2f}]",
+                         f"{_pct(r[f'mar_{h}d'])} [{_pct(m_lo)}, {_pct(m_hi)}]"])
+        out.append(f"**{h}-day**\n\n" + _md(["policy", "SKUs", "GMV / SKU", "ROI", "MAR"], rows))
+    return "\n\n".join(out)
 
 
 def record_section(ev: Evaluation) -> str:
@@ -1043,6 +1057,17 @@ def findings(ev: Evaluation) -> str:
         def q(name: str) -> float:
             return float(ok.loc[name, "avg_q"]) if name in ok.index else float("nan")
 
+        for key, row in ok.iterrows():
+            failure = row.get("parse_failure_rate")
+            if failure is not None and np.isfinite(failure) and failure >= 0.99:
+                lines.append(f"**{_label(str(key))} wrote no parsable action** ({failure:.0%} of answers), so every "
+                             "decision fell back to holding the price: its rows equal the hold policy's and say "
+                             "nothing about the paper's claim for that variant.")
+        missing_llm = [v for v in LLM_VARIANTS if v in t3.set_index("key").index
+                       and t3.set_index("key").loc[v, "status"] != "ok"]
+        if missing_llm:
+            lines.append("**Not measured in this run**: " + ", ".join(_label(v) for v in missing_llm)
+                         + " (see their rows for why); the paper's DPO claims (Tables 3-5, 7) are untested here.")
         for a, b, claim in (("dt", "price_sales", "RL-DT above Price-Sales"),
                             ("price_sales", "ddpg", "Price-Sales above RL-DDPG"),
                             ("price_sales", "sac", "Price-Sales above RL-SAC"),

@@ -97,3 +97,8 @@ def test_quick_evaluation_writes_every_table(tmp_path):
     assert (stability["decisions"] == stability["decisions"].iloc[0]).all()
     assert np.allclose(stability.filter(like="bin_").sum(axis=1), 1.0)
     assert data["record"]["log"]["rows"] > 0 and data["timings"]["total"] > 0
+
+    again = tmp_path / "again" / "EVALUATION.md"
+    result = CliRunner().invoke(app, ["evaluate", "--render-only", str(assets / "results.json"), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert again.read_text().split("## Findings", 1)[1] == md.split("## Findings", 1)[1]  # nothing re-run, same report

@@ -25,6 +25,8 @@ def evaluate(
     label: Annotated[str | None, typer.Option(help="name of this configuration in the report")] = None,
     render_only: Annotated[Path | None, typer.Option(
         help="re-write the report from a results.json of an earlier run (nothing is re-run)")] = None,
+    command_line: Annotated[str | None, typer.Option(
+        help="with --render-only: the command that made the results, if results.json lacks it")] = None,
 ) -> None:
     """Simulate, train and measure; write Tables 2-5 and 7, Fig. 3-5 and the judge scores beside the paper's."""
     from aigp.evaluation import (
@@ -40,7 +42,8 @@ def evaluate(
         if not render_only.exists():
             raise FileNotFoundError(f"--render-only {render_only}: no such results.json")
         ev = load_results(render_only)
-        command = ev.record.get("command", f"aigp evaluate (configuration `{ev.settings.label}`, recorded below)")
+        command = ev.record.get("command") or command_line or (
+            f"aigp evaluate (configuration `{ev.settings.label}`, recorded below)")
         md, html = write_report(ev, out, command=command, findings=findings(ev))
         console.print(f"re-wrote {md} and {html} from {render_only}")
         return
