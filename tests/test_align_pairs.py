@@ -133,3 +133,13 @@ def test_split_records_is_seeded_and_never_empty() -> None:
     assert split_records(records, 0.0, seed=1)[1] == []
     with pytest.raises(ValueError, match="nothing to train"):
         split_records([{"i": 0}], 0.3, seed=0)
+
+
+def test_max_full_examples_keeps_every_twin() -> None:
+    full_task = task_text(PromptConfig())
+    records = [{"prompt": [{"role": "user", "content": f"row {i}\n" + full_task}],
+                "completion": [{"role": "assistant", "content": f'{{"discount_change": 0.0{i}, "new_discount": 0.9}}'}]}
+               for i in range(5)]
+    mixed = with_act_only_copies(records, max_full=2, seed=0)
+    assert len(mixed) == 7 and sum(r["prompt"][0]["content"].endswith(ACT_ONLY_TOKEN) for r in mixed) == 5
+    assert len(with_act_only_copies(records, max_full=0)) == 5

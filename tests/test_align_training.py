@@ -62,6 +62,18 @@ def test_sft_changes_the_lora_targets_and_nothing_else(tiny) -> None:
     assert LoadedModel.load(tiny["sft"].model_dir).prompt_config().max_prompt_tokens is None  # tiny: no budget
 
 
+def test_full_fine_tuning_changes_every_weight_kind_and_dpo_refuses_it(tiny, tmp_path) -> None:
+    # two steps: the first has learning rate 0 (warm-up)
+    cfg = SFTStepConfig.build(optim={**FAST, "max_steps": 2}, validation_share=0.0, lora={"enabled": False})
+    result = run_sft(act_only_records(tiny["rows"].head(4)), tiny["base"], tmp_path / "full", cfg)
+    base, tuned = _weights(tiny["base"]), _weights(result.model_dir)
+    assert any("mlp" in k and not torch.equal(base[k], tuned[k]) for k in base)
+    assert not (result.model_dir / "adapter").exists()
+    with pytest.raises(ValueError, match=r"lora\.enabled"):
+        run_dpo(_pairs(tiny["rows"].head(2)), result.model_dir, tmp_path / "dpo",
+                DPOStepConfig.build(lora={"enabled": False}))
+
+
 def test_sft_rejects_examples_longer_than_the_context(tiny, tmp_path) -> None:
     records = act_only_records(tiny["rows"].head(3))
     records[0]["completion"][0]["content"] = "x " * 5000

@@ -69,6 +69,8 @@ def dpo_trainer(records: Sequence[Mapping[str, Any]], policy_model: str | Path, 
     from aigp.llm.model_factory import resolve_model
 
     validate_pairs(records)
+    if not config.lora.enabled:
+        raise ValueError("DPO needs lora.enabled=true: the reference is the policy with its adapter disabled")
     path = resolve_model(policy_model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     prompts = [r["prompt"] for r in records]

@@ -42,6 +42,9 @@ class SFTStepConfig(StrictConfig):
     eval_steps: int = Field(20, ge=1, description="validate every this many optimiser steps")
     patience: int = Field(3, ge=1, description="validations without improvement before stopping")
     max_examples: int | None = Field(None, ge=2, description="use at most this many records (seeded sample)")
+    max_full_examples: int | None = Field(None, ge=0, description="keep at most this many full-reasoning records "
+                                          "(seeded; their [ACT_ONLY] twins are made from all records); 0 = train the "
+                                          "[ACT_ONLY] mode only (a budget that cannot afford full sequences)")
     act_only_copies: bool = Field(True, description="also train the [ACT_ONLY] mode: each full-reasoning record "
                                   "once more with the [ACT_ONLY] prompt and its judged JSON action only (what "
                                   "sampling and DPO use; a small model does not follow the control token untaught)")
@@ -89,10 +92,13 @@ def act_only_record(record: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"prompt": messages, "completion": [{"role": "assistant", "content": text}]}
 
 
-def with_act_only_copies(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    out = [dict(r) for r in records]
-    out += [twin for twin in (act_only_record(r) for r in records) if twin is not None]
-    return out
+def with_act_only_copies(records: Sequence[Mapping[str, Any]], max_full: int | None = None,
+                         seed: int = 0) -> list[dict[str, Any]]:
+    """The records (at most ``max_full`` of them, seeded) followed by the [ACT_ONLY] twins of all of them."""
+    full = [dict(r) for r in records]
+    if max_full is not None and len(full) > max_full:
+        full = random.Random(seed).sample(full, max_full)
+    return full + [twin for twin in (act_only_record(r) for r in records) if twin is not None]
 
 
 def validate_records(records: Sequence[Mapping[str, Any]]) -> None:
@@ -123,8 +129,10 @@ def run_sft(records: Sequence[Mapping[str, Any]], base_model: str | Path, out_di
         records = random.Random(cfg.optim.seed).sample(records, cfg.max_examples)
     train, val = split_records(records, cfg.validation_share, cfg.optim.seed)
     if cfg.act_only_copies:  # after the split, so a prompt and its twin are on the same side
-        train, val = with_act_only_copies(train), with_act_only_copies(val)
+        train, val = (with_act_only_copies(part, cfg.max_full_examples, cfg.optim.seed) for part in (train, val))
         records = train + val
+    elif cfg.max_full_examples == 0:
+        raise ValueError("max_full_examples=0 leaves nothing to train without act_only_copies")
     tokenizer = AutoTokenizer.from_pretrained(base)
     lengths = sequence_tokens(tokenizer, [r["prompt"] for r in records], [r["completion"] for r in records])
     longest = check_context(lengths, base, "SFT")

@@ -19,8 +19,10 @@ MetricsCallback = Callable[[int | None, Mapping[str, float]], None]
 
 
 class LoraSettings(StrictConfig):
-    """PEFT LoRA (paper: LoRA on q/k/v/o)."""
+    """PEFT LoRA (paper: LoRA on q/k/v/o). ``enabled: false`` trains every weight instead (SFT only: a
+    randomly initialised base model has no pretrained features for low-rank adapters to steer)."""
 
+    enabled: bool = Field(True, description="false: full fine-tuning (SFT only; DPO keeps LoRA for its reference)")
     r: int = Field(8, ge=1, description="adapter rank")
     alpha: int = Field(16, ge=1, description="scaling numerator (scale = alpha / r)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -30,6 +32,8 @@ class LoraSettings(StrictConfig):
     def peft(self) -> Any:
         from peft import LoraConfig
 
+        if not self.enabled:
+            return None
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM")
 
@@ -116,8 +120,11 @@ def save_trained(peft_model: Any, tokenizer: Any, out_dir: str | Path, *, source
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        peft_model.save_pretrained(partial / ADAPTER_DIR)
-        merged = peft_model.merge_and_unload()
+        if hasattr(peft_model, "merge_and_unload"):  # LoRA: the adapter, then the merged weights
+            peft_model.save_pretrained(partial / ADAPTER_DIR)
+            merged = peft_model.merge_and_unload()
+        else:  # full fine-tuning
+            merged = peft_model
         merged.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         copy_model_metadata(source_model, partial, step)
