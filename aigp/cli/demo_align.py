@@ -1,8 +1,10 @@
 """`aigp demo` stage: alignment (SFT -> [ACT_ONLY] candidates -> LTVE-ranked pairs -> DPO) on a demo-sized slice.
 
-Sized for ~4 minutes on 2 CPU cores with the `small` model: SFT on 48 judged teacher responses (plus their
-[ACT_ONLY] twins) for one epoch, 24 prompts x 4 candidates, DPO for one epoch; the two models then price 16
-logged decisions in [ACT_ONLY] mode. ``bench/bench_alignment.py`` runs the full comparison.
+Sized for ~4 minutes on 2 CPU cores with the `small` model: SFT on the [ACT_ONLY] twins of 64 judged teacher
+responses (full fine-tuning: the demo's base model is randomly initialised, and LoRA on it does not learn the
+answer format in minutes; full-reasoning SFT costs ~1.3k tokens per example), 24 prompts x 4 candidates, DPO
+(LoRA) for one epoch; the two models then price 16 logged decisions in [ACT_ONLY] mode.
+``bench/bench_alignment.py`` runs the full comparison.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ def stage_align(ctx: dict[str, Any]) -> str:
     logs = ctx["logs"]
     seed = ctx["seed"]
     cfg = VariantsConfig.build(
-        sft={"optim": {"epochs": 1.0, "learning_rate": 3e-3, "batch_size": 8, "logging_steps": 5},
-             "max_examples": ctx.get("align_sft_examples", 48), "eval_steps": 10},
-        sampling={"n_candidates": 4, "generation": {"temperature": 1.0, "top_k": 50, "top_p": 0.95,
+        sft={"optim": {"epochs": 2.0, "learning_rate": 3e-3, "batch_size": 2, "logging_steps": 10},
+             "max_examples": ctx.get("align_sft_examples", 64), "eval_steps": 20, "lora": {"enabled": False},
+             "max_full_examples": 0},
+        sampling={"n_candidates": 4, "generation": {"temperature": 0.7, "top_k": 50, "top_p": 0.95,
                                                     "max_new_tokens": 32, "batch_size": 12, "seed": seed}},
         pairs={"delta_q": 0.01, "delta_a": 0.02},
-        dpo={"optim": {"epochs": 1.0, "learning_rate": 1e-3, "batch_size": 8, "logging_steps": 5}},
+        dpo={"optim": {"epochs": 1.0, "learning_rate": 2e-3, "batch_size": 8, "logging_steps": 5},
+             "lora": {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                               "up_proj", "down_proj"]}},
         variants=("sft", "sft_dpo"),
     )
     rows = load_prompt_rows(logs.path, n=ctx.get("align_prompts", 24), seed=seed + 3)
