@@ -246,11 +246,13 @@ def fmt(value: object, digits: int = 3) -> str:
 def report(args, run, offline, throughput, ab, llm_policies, timings, total, distill, cutoff) -> str:
     import numpy as np
 
+    resumed = (" Resumed run (`--resume`): stages with outputs under --root were reused, so their times here are "
+               "load times.") if args.resume else ""
     lines = [f"Market log: {args.skus:,} SKUs (60 launch days, seed {args.seed}); LTVE {args.ltve_steps} updates, "
              f"held-out cohort = SKUs launched on or after {cutoff.date()}. `small` base model (random init, "
              f"tokenizer trained on 300 prompts). SFT set: {distill.filter.report.kept} judged teacher responses "
              f"of {distill.generations} (plus their [ACT_ONLY] twins). Wall time {total / 60:.1f} min on 2 shared "
-             "cores (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ").", "",
+             "cores (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")." + resumed, "",
              "**Scale, stated plainly.** Everything is scaled to 2 shared CPU cores: a ~1M-parameter model, "
              f"{args.sample_prompts} sampling prompts x M={args.m}, {args.eval_rows} held-out expert rows, a "
              f"{args.ab_skus}-SKU A/B cohort. Offline metrics and the A/B run every LLM in [ACT_ONLY] mode (JSON "
