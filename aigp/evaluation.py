@@ -925,12 +925,12 @@ def record_section(ev: Evaluation) -> str:
              f"- machine: {ev.record.get('machine')}; started {ev.record.get('started_at')}, finished "
              f"{ev.record.get('finished_at')}",
              f"- logged market: {ev.record['log']['skus']:,} SKUs, {ev.record['log']['rows']:,} decision rows, seed "
-             f"{ev.record['log']['seed']}; split: {json.dumps(ev.record.get('split', {}))}",
-             f"- LTVE: {json.dumps(ev.record.get('ltve', {}))}",
+             f"{ev.record['log']['seed']}; split: {json.dumps(ev.record.get('split', {}), sort_keys=True)}",
+             f"- LTVE: {json.dumps(ev.record.get('ltve', {}), sort_keys=True)}",
              "- baselines: " + "; ".join(f"{k}: {v['parameters']:,} parameters, {v['seconds']} s"
-                                         for k, v in ev.record.get("baselines", {}).items()),
-             f"- LLM models: {json.dumps(ev.record.get('llm_models', {}))}",
-             f"- A/B: {json.dumps({k: v for k, v in ev.record.get('ab', {}).items() if k != 'llm'})}",
+                                         for k, v in sorted(ev.record.get("baselines", {}).items())),
+             f"- LLM models: {json.dumps(ev.record.get('llm_models', {}), sort_keys=True)}",
+             f"- A/B: {json.dumps({k: v for k, v in ev.record.get('ab', {}).items() if k != 'llm'}, sort_keys=True)}",
              "- wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in ev.timings.items())]
     return "\n".join(lines)
 
@@ -1024,9 +1024,17 @@ def results_dict(ev: Evaluation) -> dict[str, Any]:
     def frame(df: pd.DataFrame | None) -> Any:
         if df is None:
             return None
-        return json.loads(df.to_json(orient="records"))
+        def plain(v: Any) -> Any:  # exact floats (to_json rounds to 15 digits), None for NaN, lists for tuples
+            if isinstance(v, tuple | list):
+                return [plain(x) for x in v]
+            if isinstance(v, np.generic):
+                v = v.item()
+            return None if isinstance(v, float) and np.isnan(v) else v
+
+        return [{str(k): plain(v) for k, v in r.items()} for r in df.to_dict("records")]
 
     return {"settings": ev.settings.model_dump(mode="json"), "record": ev.record, "timings": ev.timings,
+            "timing_order": list(ev.timings),
             "notes": ev.notes, "table2": frame(ev.table2), "table3": frame(ev.table3), "table4": frame(ev.table4),
             "table5": frame(ev.table5), "table7": frame(ev.table7), "judge": frame(ev.judge),
             "stability": frame(ev.stability), "deciles": frame(ev.deciles), "ab_markdown": ev.ab_markdown}
@@ -1119,7 +1127,8 @@ def load_results(path: str | Path) -> Evaluation:
     def frame(key: str) -> pd.DataFrame | None:
         return pd.DataFrame(data[key]) if data.get(key) is not None else None
 
-    ev = Evaluation(EvaluationSettings.build(**data["settings"]), record=data["record"], timings=data["timings"],
+    timings = {k: data["timings"][k] for k in data.get("timing_order", sorted(data["timings"]))}
+    ev = Evaluation(EvaluationSettings.build(**data["settings"]), record=data["record"], timings=timings,
                     notes=list(data["notes"]), table2=frame("table2"), table3=frame("table3"), table4=frame("table4"),
                     table5=frame("table5"), table7=frame("table7"), judge=frame("judge"),
                     stability=frame("stability"), deciles=frame("deciles"), ab_markdown=data.get("ab_markdown", ""))
