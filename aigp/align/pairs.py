@@ -80,23 +80,23 @@ def select_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: 
     """(prompt, chosen index, rejected index) triples obeying both thresholds (see the module docstring)."""
     out = []
     for pid in range(changes.shape[0]):
-        idx = np.flatnonzero(valid[pid])
-        eligible = []
+        idx = [int(k) for k in np.flatnonzero(valid[pid])]
+        eligible: list[tuple[float, int, int]] = []
         for i in idx:
             for j in idx:
                 gap = q[pid, i] - q[pid, j]
                 if gap >= config.delta_q and abs(changes[pid, i] - changes[pid, j]) >= config.delta_a and gap > 0:
-                    eligible.append((gap, int(i), int(j)))
+                    eligible.append((float(gap), i, j))
         eligible.sort(key=lambda t: (-t[0], t[1], t[2]))
         used_rejected: set[int] = set()
         taken = 0
-        for _, i, j in eligible:
+        for _, chosen, rejected in eligible:
             if taken >= config.max_pairs_per_prompt:
                 break
-            if j in used_rejected:
+            if rejected in used_rejected:
                 continue
-            used_rejected.add(j)
-            out.append((pid, i, j))
+            used_rejected.add(rejected)
+            out.append((pid, chosen, rejected))
             taken += 1
     return out
 
