@@ -106,7 +106,9 @@ class EvaluationSettings(StrictConfig):
     llm_variants: tuple[str, ...] = Field(LLM_VARIANTS, description="variants trained with aigp.align")
     llm_size: str = Field("small", description="base model size (aigp.llm.model_factory.SIZES)")
     llm_distill_prompts: int = Field(200, ge=1, description="training-window prompts sent to the teacher (SFT set)")
-    llm_sft_epochs: float = Field(2.0, gt=0)
+    llm_sft_epochs: float = Field(3.0, gt=0)
+    llm_sft_lora: bool = Field(False, description="LoRA SFT; off = full fine-tuning, which the random-init small "
+                               "base model needs to learn the answer format in minutes (bench/bench_alignment.py)")
     llm_sample_prompts: int = Field(120, ge=1, description="training-window prompts [ACT_ONLY] candidates are drawn on")
     llm_candidates: int = Field(8, ge=2, description="M candidates per prompt")
     llm_dpo_epochs: float = Field(2.0, gt=0)
@@ -648,12 +650,15 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
     sample_rows = load_prompt_rows(log_dir, n=s.llm_sample_prompts, seed=s.seed + 2, end=end)
     gen = {"temperature": 1.0, "top_k": 50, "top_p": 0.95, "batch_size": 16, "seed": s.seed}
     config = VariantsConfig.build(
-        sft={"optim": {"epochs": s.llm_sft_epochs, "learning_rate": 3e-3, "batch_size": 8, "threads": s.threads,
-                       "logging_steps": 10}, "eval_steps": 20},
+        sft={"optim": {"epochs": s.llm_sft_epochs, "learning_rate": 3e-3, "batch_size": 2, "threads": s.threads,
+                       "logging_steps": 10}, "eval_steps": 20, "lora": {"enabled": s.llm_sft_lora},
+             "max_full_examples": 0},
         sampling={"n_candidates": s.llm_candidates, "generation": {**gen, "max_new_tokens": 32}},
         pairs={"delta_q": 0.01, "delta_a": 0.02, "max_pairs_per_prompt": 2},
-        dpo={"beta": 0.1, "optim": {"epochs": s.llm_dpo_epochs, "learning_rate": 1e-3, "batch_size": 8,
-                                    "threads": s.threads, "logging_steps": 5}},
+        dpo={"beta": 0.1, "optim": {"epochs": s.llm_dpo_epochs, "learning_rate": 2e-3, "batch_size": 8,
+                                    "threads": s.threads, "logging_steps": 5},
+             "lora": {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                               "up_proj", "down_proj"]}},
         fullseq_sampling={"n_candidates": 4, "prompt": {"act_only": False},
                           "generation": {**gen, "max_new_tokens": 640}},
         fullseq_prompts=s.llm_fullseq_prompts, variants=variants,
