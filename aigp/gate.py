@@ -56,7 +56,7 @@ class GateThresholds(StrictConfig):
 
     max_parse_failure_rate: float | None = Field(0.05, ge=0, le=1, description="unparsable outputs")
     min_compliance_rate: float | None = Field(0.95, ge=0, le=1, description="proposals inside A_safe before projection")
-    min_judge_score: float | None = Field(3.0, ge=1, le=5, description="mean rule-judge score over the 4 dimensions")
+    min_judge_score: float | None = Field(3.0, ge=1, le=5, description="rule-judge score: the worst dimension's mean")
     max_mae: float | None = Field(0.15, ge=0, description="mean |π(s) − a_expert|")
     min_eama: float | None = Field(None, ge=0, le=1)
     min_eama_r: float | None = Field(None, ge=0, le=1)
@@ -282,8 +282,8 @@ def proposal_metrics(rows: pd.DataFrame, proposals: pd.DataFrame, *, ltve: Any |
 
 
 def judge_metrics(prompts: Sequence[Any], responses: Sequence[str | None]) -> dict[str, float]:
-    """Rule-judge score of full-reasoning outputs: ``judge_score`` = mean score over the four dimensions (1-5),
-    per-dimension means and the share judged perfect (what the SFT filter keeps)."""
+    """Rule-judge score of full-reasoning outputs: ``judge_score`` = the lowest of the four dimensions' mean
+    scores (1-5), each dimension's mean and the share judged perfect (what the SFT filter keeps)."""
     from aigp.llm.judge import DIMENSIONS, RuleJudge
 
     if len(prompts) != len(responses):
@@ -292,7 +292,9 @@ def judge_metrics(prompts: Sequence[Any], responses: Sequence[str | None]) -> di
         return {}
     verdicts = RuleJudge().judge_many(list(zip(prompts, responses, strict=True)))
     out = {f"judge_{d}": float(np.mean([v.scores[d] for v in verdicts])) for d in DIMENSIONS}
-    out["judge_score"] = float(np.mean([out[f"judge_{d}"] for d in DIMENSIONS]))
+    # the WORST dimension's mean: text with nothing checkable scores 5 on data accuracy and coherence, so an
+    # average over dimensions lets reasoning-free output through (seen on an untrained model: 5, 5, 4, 1)
+    out["judge_score"] = float(min(out[f"judge_{d}"] for d in DIMENSIONS))
     out["judge_perfect_share"] = float(np.mean([v.kept for v in verdicts]))
     out["judge_samples"] = float(len(verdicts))
     return out
