@@ -1,6 +1,6 @@
 """`aigp demo` stage: alignment (SFT -> [ACT_ONLY] candidates -> LTVE-ranked pairs -> DPO) on a demo-sized slice.
 
-Sized for ~4 minutes on 2 CPU cores with the `small` model: SFT on the [ACT_ONLY] twins of 64 judged teacher
+Sized for ~4 minutes on 2 CPU cores with the `small` model: SFT on the [ACT_ONLY] twins of 96 judged teacher
 responses (full fine-tuning: the demo's base model is randomly initialised, and LoRA on it does not learn the
 answer format in minutes; full-reasoning SFT costs ~1.3k tokens per example), 24 prompts x 4 candidates, DPO
 (LoRA) for one epoch; the two models then price 16 logged decisions in [ACT_ONLY] mode.
@@ -26,8 +26,8 @@ def stage_align(ctx: dict[str, Any]) -> str:
     logs = ctx["logs"]
     seed = ctx["seed"]
     cfg = VariantsConfig.build(
-        sft={"optim": {"epochs": 2.0, "learning_rate": 3e-3, "batch_size": 2, "logging_steps": 10},
-             "max_examples": ctx.get("align_sft_examples", 64), "eval_steps": 20, "lora": {"enabled": False},
+        sft={"optim": {"epochs": 2.5, "learning_rate": 3e-3, "batch_size": 2, "logging_steps": 10},
+             "max_examples": ctx.get("align_sft_examples", 96), "eval_steps": 20, "lora": {"enabled": False},
              "max_full_examples": 0},
         sampling={"n_candidates": 4, "generation": {"temperature": 0.7, "top_k": 50, "top_p": 0.95,
                                                     "max_new_tokens": 32, "batch_size": 12, "seed": seed}},
