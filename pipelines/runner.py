@@ -88,6 +88,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model_size": "small", "corpus_prompts": 300, "n_prompts": 120, "sampling_prompts": 48, "n_candidates": 6,
         "ltve_steps": 1500, "sft_max_steps": 60, "dpo_max_steps": 20, "threads": 2, "allow_sft_only": True,
         "distill_config_yaml": f"prompt: {SHORT_PROMPT}",
+        # full fine-tuning on the [ACT_ONLY] twins: LoRA on the random-init base never learns the action format
+        # in this budget (bench/results/alignment.md); DPO keeps an all-linear LoRA for its reference
+        "sft_config_yaml": ("lora: {enabled: false}\nmax_full_examples: 0\n"
+                            "optim: {learning_rate: 0.003, batch_size: 2}"),
+        "dpo_config_yaml": ("lora: {r: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                            "up_proj, down_proj]}\noptim: {learning_rate: 0.002}"),
         "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
         "gate_config_yaml": ("eval_rows: 60\njudge_samples: 8\njudge_max_new_tokens: 160\n"
                              f"policy: {{generation: {{max_new_tokens: 24}}, "

@@ -132,10 +132,15 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
     model_name = ctx.get("model_name", "aigp-pricing")
     champion = _champion(model_name, log)
     pinned = None
+    prompt_fields: dict[str, Any] = {}
     if champion is not None:
         version, uri = champion
         label, max_tokens = f"{model_name} v{version} (champion)", TRAINED_MAX_TOKENS
         log(f"serving the promoted model {label} from {uri}")
+        if ctx.get("serving_prompt"):  # the demo pipeline's champion: served in the mode its gate measured
+            prompt_fields, max_tokens = dict(ctx["serving_prompt"]), int(ctx.get("serving_max_tokens") or 32)
+            log(f"[bold yellow]DEMO:[/] the champion was aligned and gated with prompt {prompt_fields}; it is served "
+                f"the same way with completions capped at {max_tokens} tokens (production serves full reasoning)")
     else:
         path = _base_model(ctx, log)
         uri, version = str(path), UNTRAINED_LABEL
@@ -159,7 +164,8 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
     pricing = PricingConfig(model_name=model_name,
                             predictor=PredictorSettings(max_tokens=max_tokens, request_size=16, concurrency=2,
                                                         timeout_s=900),
-                            prompt=PromptConfig(max_prompt_tokens=prompt_budget(uri, max_tokens)))
+                            prompt=PromptConfig(**{**prompt_fields,
+                                                   "max_prompt_tokens": prompt_budget(uri, max_tokens)}))
     predictions: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     with serve_local_predictor(uri, model_name, max_batch_size=32, log_path=paths.run_dir / "predictor.log") as url:

@@ -67,6 +67,11 @@ def stage_training_pipeline(ctx: dict[str, Any]) -> str:
     promoted = registry.promote(info.name, info.version, by=DEMO_BY, reason=reason)
     ctx["pipeline_gate_report"] = gate_html
     ctx["promoted_version"] = promoted.version
+    # Serve the champion as the gate evaluated it: the CPU-sized demo model is aligned in [ACT_ONLY] mode on short
+    # prompts, and in full-reasoning mode it would write noise up to the completion cap for every SKU.
+    policy = yaml.safe_load(preset["gate_config_yaml"]).get("policy", {})
+    ctx["serving_prompt"] = policy.get("prompt", {})
+    ctx["serving_max_tokens"] = policy.get("generation", {}).get("max_new_tokens")
     steps = report.get("context", {}).get("training_steps", "?")
     window = yaml.safe_dump(list(info.data_window), default_flow_style=True).strip()
     return (f"gate {report['status']} (demo thresholds; production: {'passed' if not failed else 'failed'}), "
