@@ -1059,6 +1059,9 @@ def findings(ev: Evaluation) -> str:
     """Plain statements where our numbers agree or disagree with the paper's claims (computed, not written)."""
     lines: list[str] = []
     t2, t3, t4 = ev.table2, ev.table3, ev.table4
+    # A variant that never wrote a parsable action held every price: comparing it with anything tests the hold
+    # policy, not the paper's claim for that variant, so no claim involving it is scored.
+    unparsable: set[str] = set()
     if t2 is not None and len(t2) > 1:
         best = t2.sort_values("cda", ascending=False).iloc[0]
         claim = "n = 3 has the best CDA" if int(best["n"]) == 3 else f"n = {int(best['n'])} has the best CDA, not n = 3"
@@ -1073,6 +1076,7 @@ def findings(ev: Evaluation) -> str:
         for key, row in ok.iterrows():
             failure = row.get("parse_failure_rate")
             if failure is not None and np.isfinite(failure) and failure >= 0.99:
+                unparsable.add(str(key))
                 lines.append(f"**{_label(str(key))} wrote no parsable action** ({failure:.0%} of answers), so every "
                              "decision fell back to holding the price: its rows equal the hold policy's and say "
                              "nothing about the paper's claim for that variant.")
@@ -1088,7 +1092,7 @@ def findings(ev: Evaluation) -> str:
                             ("sft_dpo", "fullseq", "SFT+DPO above FullSeq"),
                             ("sft_dpo", "sft", "SFT+DPO above SFT-only"),
                             ("sft_dpo", "price_sales", "SFT+DPO above Price-Sales")):
-            if np.isnan(q(a)) or np.isnan(q(b)):
+            if np.isnan(q(a)) or np.isnan(q(b)) or {a, b} & unparsable:
                 continue
             holds = q(a) > q(b)
             lines.append(f"Avg Q, paper: {claim}. Ours: {_label(a)} {q(a):.3f} vs {_label(b)} {q(b):.3f} — "
@@ -1098,19 +1102,20 @@ def findings(ev: Evaluation) -> str:
         totals = judge.set_index("key")["mean_total"]
         for a, b, claim in (("sft", "base", "SFT raises the judge score over the base model"),
                             ("sft_dpo", "sft", "SFT+DPO keeps or raises the SFT judge score")):
-            if a in totals and b in totals and np.isfinite(totals[a]) and np.isfinite(totals[b]):
+            if (a in totals and b in totals and np.isfinite(totals[a]) and np.isfinite(totals[b])
+                    and not {a, b} & unparsable):
                 holds = totals[a] > totals[b] if a == "sft" else totals[a] >= totals[b]
                 lines.append(f"Judge, paper: {claim}. Ours: {_label(a)} {totals[a]:.2f} vs {_label(b)} "
                              f"{totals[b]:.2f} /20 — " + ("agrees." if holds else "**contradicts the paper**."))
     if t4 is not None:
         for r in t4.to_dict("records"):
-            if r["key"] in ("sft_dpo", "dt") and "gmv_14d_uplift" in r:
+            if r["key"] in ("sft_dpo", "dt") and "gmv_14d_uplift" in r and r["key"] not in unparsable:
                 lo, hi = r["gmv_14d_uplift_ci"]
                 sig = "significant" if lo > 0 or hi < 0 else "not significant"
                 lines.append(f"A/B 14-day GMV of {r['policy']} vs Price-Sales: {r['gmv_14d_uplift']:+.1%} "
                              f"[{lo:+.1%}, {hi:+.1%}] ({sig}); paper {_signed(_get(r, 'paper_gmv_14d_uplift'))}.")
     stability = ev.stability
-    if stability is not None and "sft_dpo" in set(stability["key"]):
+    if stability is not None and "sft_dpo" in set(stability["key"]) and "sft_dpo" not in unparsable:
         st = stability.set_index("key")
         a, b = st.loc["sft_dpo"], st.loc["price_sales"]
         holds = a["small_move_share"] > b["small_move_share"] and a["big_jump_share"] <= b["big_jump_share"]
