@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -465,6 +465,31 @@ def wait_until_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: 
 
 
 @contextlib.contextmanager
+def serve_subprocess(argv: list[str], ready_url: Callable[[str], str], *, port: int, url_suffix: str = "",
+                     env: Mapping[str, str] | None = None, log_path: str | Path | None = None,
+                     timeout_s: float = 180.0) -> Iterator[str]:
+    """Start a server process on a loopback ``port``, yield ``http://127.0.0.1:<port><url_suffix>`` once
+    ``ready_url(base)`` answers 200, and stop it on exit (SIGTERM, then SIGKILL after 30 s); its output goes to
+    ``log_path`` (appended) or is discarded."""
+    environ = {**os.environ, **(env or {}), "TOKENIZERS_PARALLELISM": "false"}
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=environ)
+    base = f"http://127.0.0.1:{port}{url_suffix}"
+    try:
+        wait_until_ready(ready_url(base), proc, timeout_s)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log_path:
+            output.close()  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
 def serve_local_predictor(model_dir: str | Path, served_model: str = "aigp-pricing", *, port: int | None = None,
                           max_batch_size: int = 32, batch_wait_ms: float = 5.0, threads: int | None = None,
                           log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
@@ -476,22 +501,9 @@ def serve_local_predictor(model_dir: str | Path, served_model: str = "aigp-prici
             f"--max_batch_size={max_batch_size}", f"--batch_wait_ms={batch_wait_ms}"]
     if threads:
         argv.append(f"--threads={threads}")
-    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT,
-                            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    base = f"http://127.0.0.1:{port}{OPENAI_PREFIX}"
-    try:
-        wait_until_ready(f"{base}/models", proc, timeout_s)
+    with serve_subprocess(argv, lambda base: f"{base}/models", port=port, url_suffix=OPENAI_PREFIX,
+                          log_path=log_path, timeout_s=timeout_s) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if log_path:
-            output.close()  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

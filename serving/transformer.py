@@ -424,12 +424,11 @@ def serve_local_transformer(config: TransformerConfig, model_name: str = "aigp-p
                             log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
     """Run ``python -m aigp.serving.transformer`` (as the InferenceService does) with ``config`` on a loopback
     port; yields its root URL (``http://127.0.0.1:<port>``) and stops it (SIGTERM) on exit."""
-    import subprocess
     import sys
     import tempfile
 
     import yaml
-    from aigp.serving.predictor import free_port, wait_until_ready
+    from aigp.serving.predictor import free_port, serve_subprocess
 
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="aigp-transformer-") as tmp:
@@ -439,22 +438,9 @@ def serve_local_transformer(config: TransformerConfig, model_name: str = "aigp-p
                 f"--http_port={port}", "--enable_grpc=false", f"--pricing_config={config_file}"]
         if pinned_version:
             argv.append(f"--pinned_version={pinned_version}")
-        environ = {**os.environ, **(env or {}), "TOKENIZERS_PARALLELISM": "false"}
-        output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=environ)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ready(f"{base}/v1/models/{model_name}", proc, timeout_s)
+        with serve_subprocess(argv, lambda base: f"{base}/v1/models/{model_name}", port=port, env=env,
+                              log_path=log_path, timeout_s=timeout_s) as base:
             yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if log_path:
-                output.close()  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":
