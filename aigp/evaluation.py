@@ -622,6 +622,7 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
     """The LLM variants with ``aigp.align.variants`` on the training window only: a base model whose tokenizer is
     trained on prompts and teacher answers, the judged distillation set, then SFT / pairs / DPO (as
     ``bench/bench_alignment.py`` wires them)."""
+    from aigp.align.training import ALL_LINEAR_MODULES
     from aigp.align.variants import VariantsConfig, train_variants
     from aigp.llm.distill import DistillConfig, run_distill, sft_records
     from aigp.llm.model_factory import SIZES, BaseModelConfig, build_base_model
@@ -657,8 +658,7 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
         pairs={"delta_q": 0.01, "delta_a": 0.02, "max_pairs_per_prompt": 2},
         dpo={"beta": 0.1, "optim": {"epochs": s.llm_dpo_epochs, "learning_rate": 2e-3, "batch_size": 8,
                                     "threads": s.threads, "logging_steps": 5},
-             "lora": {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                               "up_proj", "down_proj"]}},
+             "lora": {"r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES}},
         fullseq_sampling={"n_candidates": 4, "prompt": {"act_only": False},
                           "generation": {**gen, "max_new_tokens": 640}},
         fullseq_prompts=s.llm_fullseq_prompts, variants=variants,

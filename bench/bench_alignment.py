@@ -67,6 +67,7 @@ def main() -> None:
 
     from aigp.align.generation import GenerationConfig, LoadedModel, generate
     from aigp.align.policy import LLMPricingPolicy, PolicyConfig, act_only_config, propose_on_rows
+    from aigp.align.training import ALL_LINEAR_MODULES
     from aigp.align.variants import VARIANT_TITLES, VARIANTS, VariantRun, VariantsConfig, train_variants
     from aigp.io import write_json
     from aigp.llm.distill import DistillConfig, run_distill, sft_records
@@ -135,7 +136,7 @@ def main() -> None:
         sampling={"n_candidates": args.m, "generation": {**gen, "max_new_tokens": 24}},
         pairs={"delta_q": args.delta_q, "delta_a": args.delta_a, "max_pairs_per_prompt": 2},
         dpo={"beta": args.beta, "max_pairs": args.max_pairs,
-             "lora": {"r": 16, "alpha": 32, "target_modules": ALL_LINEAR},
+             "lora": {"r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES},
              "optim": {"epochs": args.dpo_epochs, "learning_rate": args.dpo_lr, "batch_size": 8,
                        "threads": args.threads, "logging_steps": 5}},
         fullseq_sampling={"n_candidates": 4, "prompt": {"act_only": False},
@@ -328,7 +329,6 @@ def report(args, run, offline, throughput, ab, llm_policies, timings, total, dis
     return "\n".join(lines)
 
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 VARIANT_TITLES_FULL = {"sft": "SFT", "dpo_only": "DPO-only (from base)", "sft_dpo": "DPO (SFT+DPO)",
                        "fullseq": "DPO (FullSeq)"}
 

@@ -18,6 +18,11 @@ METRICS_FILE = "metrics.json"
 MetricsCallback = Callable[[int | None, Mapping[str, float]], None]
 
 
+# Every linear layer of a Qwen3 block: the DPO adapter of the CPU-sized models (q/k/v/o alone barely moves a
+# ~1M-parameter model in a few steps; bench/results/alignment.md).
+ALL_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 class LoraSettings(StrictConfig):
     """PEFT LoRA (paper: LoRA on q/k/v/o). ``enabled: false`` trains every weight instead (SFT only: a
     randomly initialised base model has no pretrained features for low-rank adapters to steer)."""

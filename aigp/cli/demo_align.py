@@ -16,6 +16,7 @@ def stage_align(ctx: dict[str, Any]) -> str:
     import numpy as np
 
     from aigp.align.policy import PolicyConfig, act_only_config, propose_on_rows
+    from aigp.align.training import ALL_LINEAR_MODULES
     from aigp.align.variants import VariantsConfig, train_variants
     from aigp.cli._common import console
     from aigp.llm.distill import sft_records
@@ -33,8 +34,7 @@ def stage_align(ctx: dict[str, Any]) -> str:
                                                     "max_new_tokens": 32, "batch_size": 12, "seed": seed}},
         pairs={"delta_q": 0.01, "delta_a": 0.02},
         dpo={"optim": {"epochs": 1.0, "learning_rate": 2e-3, "batch_size": 8, "logging_steps": 5},
-             "lora": {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                               "up_proj", "down_proj"]}},
+             "lora": {"r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES}},
         variants=("sft", "sft_dpo"),
     )
     rows = load_prompt_rows(logs.path, n=ctx.get("align_prompts", 24), seed=seed + 3)
