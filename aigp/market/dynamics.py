@@ -13,8 +13,8 @@ Per SKU i on day t (age k = t - launch), with p_t = L_i d_t the effective price:
 
 with α_i = α_c + α_b·brand + α_q·q_i, β_i = β_c + β_q·q_i + u_i (u_i: listing appeal — page, title, seller —
 unrelated to quality, so conversion alone cannot tell a good product from a well-presented one),
-η_i = η_c exp(-ξ q_i) (good products are less price sensitive), P̃_t = L_i · m_c · competitor_index_t (what comparable products sell at) and loss
-aversion g⁻ > g⁺. A sold-out SKU gets no traffic and costs nothing.
+η_i = η_c exp(-ξ q_i) (good products are less price sensitive), P̃_t = L_i · m_c · competitor_index_t (what
+comparable products sell at) and loss aversion g⁻ > g⁺. A sold-out SKU gets no traffic and costs nothing.
 
 ``draws=None`` gives the certainty-equivalent day (noise at its mean, counts at their expectation),
 which is what the oracle plans with.
