@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 import aigp
 from aigp.features import DecisionContext, SkuStatics, panel_from_log, state_features
-from aigp.io import write_json
+from aigp.io import replace_directory, write_json
 from aigp.market.text import review_digest
 from aigp.schema import (
     ACTION_COLUMNS,
@@ -180,7 +180,7 @@ def ingest_logs(logs_dir: str | Path, out_dir: str | Path, *, overwrite: bool = 
             writer.abort()
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    _replace_directory(partial, out)
+    replace_directory(partial, out)
     return IngestReport(out, {name: w.rows for name, w in writers.items()}, len(sku_ids),
                         round(time.perf_counter() - started, 2))
 
@@ -363,17 +363,6 @@ class _TableWriter:
         days = sorted(self.per_day)
         return {"file": self.path.name, "rows": self.rows, "first_day": days[0] if days else None,
                 "last_day": days[-1] if days else None, "rows_per_day": {d: self.per_day[d] for d in days}}
-
-
-def _replace_directory(partial: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old)
-    else:
-        partial.rename(out)
 
 
 def _progress(total: int, enabled: bool) -> Any:

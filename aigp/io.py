@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,3 +66,19 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def replace_directory(partial: str | Path, out: str | Path) -> Path:
+    """Move a fully written ``partial`` directory to ``out``, replacing any existing ``out``: the old one is
+    renamed aside first and deleted only after the new one is in place, so a crash never leaves ``out``
+    half-written (at worst ``out`` is missing and ``<out>.old`` holds the previous version)."""
+    partial, out = Path(partial), Path(out)
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old)
+    else:
+        partial.rename(out)
+    return out

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from aigp.action import feasible_change_bounds
-from aigp.io import sha256_of, write_json
+from aigp.io import replace_directory, sha256_of, write_json
 from aigp.ltve.cql import CQL, CQLConfig
 from aigp.ltve.critic import LTVE, LTVEConfig
 from aigp.ltve.dataset import ACTION, FeatureNormaliser
@@ -136,15 +136,7 @@ def save_model(model: LTVEModel, path: str | Path, *, overwrite: bool = True) ->
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old)
-    else:
-        partial.rename(out)
-    return out
+    return replace_directory(partial, out)
 
 
 def load_model(path: str | Path) -> LTVEModel:

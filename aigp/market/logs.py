@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 import aigp
-from aigp.io import sha256_of, write_json, write_parquet, write_text
+from aigp.io import replace_directory, sha256_of, write_json, write_parquet, write_text
 from aigp.market.catalog import Calendar
 from aigp.market.config import MarketConfig
 from aigp.market.policies import behaviour_policies
@@ -105,14 +105,7 @@ def simulate_to_directory(config: MarketConfig, out_dir: str | Path, *, overwrit
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old)
-    else:
-        partial.rename(out)
+    replace_directory(partial, out)
     return LogDirectory(out, manifest)
 
 
