@@ -99,14 +99,17 @@ class KnowledgeEntry:
 
     def active_on(self, date: dt.date, lookahead_days: int = 0) -> bool:
         """True if the seasonal window covers ``date`` or starts within ``lookahead_days`` after it."""
-        if self.window is None:
-            return False
-        return any(_in_window((date + dt.timedelta(days=j)).strftime("%m-%d"), *self.window)
-                   for j in range(lookahead_days + 1))
+        return self.window is not None and _window_active(self.window, date, lookahead_days)
 
 
 def _fact(value: float | str) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+@lru_cache(maxsize=4096)
+def _window_active(window: tuple[str, str], date: dt.date, lookahead_days: int) -> bool:
+    """Cached: every SKU priced on one night asks about the same few windows on the same date."""
+    return any(_in_window((date + dt.timedelta(days=j)).strftime("%m-%d"), *window) for j in range(lookahead_days + 1))
 
 
 def _in_window(month_day: str, start: str, end: str) -> bool:
@@ -121,10 +124,12 @@ class KnowledgeBase:
     def __init__(self, entries: Iterable[KnowledgeEntry]):
         self._entries = list(entries)
         self._by_id: dict[str, KnowledgeEntry] = {}
-        for entry in self._entries:
+        self._by_category: dict[str, list[tuple[int, KnowledgeEntry]]] = {}  # retrieval scans one category
+        for order, entry in enumerate(self._entries):
             if entry.id in self._by_id:
                 raise ValueError(f"knowledge base: duplicate entry id {entry.id!r}")
             self._by_id[entry.id] = entry
+            self._by_category.setdefault(entry.category, []).append((order, entry))
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> KnowledgeBase:
@@ -161,9 +166,8 @@ class KnowledgeBase:
         """
         words = {w for kw in keywords for w in _WORD.findall(str(kw).lower())}
         scored: list[tuple[float, int, KnowledgeEntry]] = []
-        for order, entry in enumerate(self._entries):
-            if entry.category not in (category, PLATFORM):
-                continue
+        candidates = self._by_category.get(category, []) if category != PLATFORM else []
+        for order, entry in [*candidates, *self._by_category.get(PLATFORM, [])]:
             overlap = len(entry.keywords & words)
             if entry.kind == "overview":
                 score = 100.0

@@ -107,6 +107,9 @@ TRIM_STEPS = ("knowledge_to_2", "perf_7d", "reviews_to_1", "description_short", 
               "diagnosis", "knowledge_to_1", "knowledge", "description", "reviews")
 _CRITICAL = frozenset(DECISION_CRITICAL)
 assert not _CRITICAL & set(OPTIONAL_FIELDS)
+# Every field the user message prints, in order.
+_PRINTED_FIELDS = (*(n for lines in _SECTIONS.values() for line in lines for n in line),
+                   *(f"{m}_{w}" for w in _PERF_WINDOWS for m in _PERF_COLUMNS), *_PERF_EXTRA)
 
 
 class PromptConfig(StrictConfig):
@@ -176,46 +179,105 @@ def approx_tokens(text: str) -> int:
 
 
 def _missing(value: object) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None:
+        return True
+    kind = type(value)
+    if kind is float:
+        return value != value  # NaN; the common case first (this runs for every field of every prompt)
+    if kind is int or kind is str or kind is bool:
+        return False
+    if value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, float | np.floating):
         return bool(np.isnan(value))
     return False
 
 
+def _finite_number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _format_date(value: object) -> str:
+    return str(value)[:10]
+
+
+def _format_day(value: object) -> str:
+    try:
+        return _DAYS[int(value) % 7]  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return MISSING
+
+
+def _format_sku_id(value: object) -> str:
+    return str(int(value)) if isinstance(value, int | float) and float(value).is_integer() else str(value)
+
+
+def _format_text(value: object) -> str:
+    return clean_untrusted(value, max_chars=60, max_lines=1).replace("|", "/") or MISSING
+
+
+def _format_flag(value: object) -> str:
+    if isinstance(value, str):
+        return "yes" if value.strip().lower() in ("1", "true", "yes") else "no"
+    return "yes" if bool(value) else "no"
+
+
+def _format_discount(value: object) -> str:
+    number = _finite_number(value)
+    if number is None:
+        return MISSING
+    text = f"{number:.4f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def _number_formatter(decimals: int) -> Callable[[object], str]:
+    spec = f".{decimals}f"
+
+    def format_number(value: object) -> str:
+        number = _finite_number(value)
+        if number is None:
+            return MISSING
+        text = format(number, spec)
+        return "0" if decimals == 0 and text == "-0" else text
+
+    return format_number
+
+
+def _formatter(name: str) -> Callable[[object], str]:
+    if name == "date":
+        return _format_date
+    if name == "day_of_week":
+        return _format_day
+    if name == "sku_id":
+        return _format_sku_id
+    feature = FEATURES.get(name)
+    if feature is None or feature.dtype == "string":
+        return _format_text
+    if feature.dtype == "bool":
+        return _format_flag
+    if name in _DISCOUNT_FIELDS:
+        return _format_discount
+    return _number_formatter(_DECIMALS.get(name, 2))
+
+
+# One formatter per field, chosen once: prompt building formats ~56 fields for every SKU priced.
+_FORMATTERS: dict[str, Callable[[object], str]] = {n: _formatter(n) for n in (*FEATURES, "date", "day_of_week",
+                                                                               "sku_id")}
+# Fields whose printed text is a plain decimal number (read back with float()).
+_DECIMAL_FIELDS = frozenset(n for n in FEATURES if n in _DECIMALS or n in _DISCOUNT_FIELDS) - {"day_of_week"}
+
+
 def format_value(name: str, value: object) -> str:
     """How the prompt prints one field (``n/a`` when missing)."""
     if _missing(value):
         return MISSING
-    if name == "date":
-        return str(value)[:10]
-    if name == "day_of_week":
-        try:
-            return _DAYS[int(value) % 7]  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            return MISSING
-    if name == "sku_id":
-        return str(int(value)) if isinstance(value, int | float) and float(value).is_integer() else str(value)
-    feature = FEATURES.get(name)
-    if feature is None or feature.dtype == "string":
-        return clean_untrusted(value, max_chars=60, max_lines=1).replace("|", "/") or MISSING
-    if feature.dtype == "bool":
-        if isinstance(value, str):
-            return "yes" if value.strip().lower() in ("1", "true", "yes") else "no"
-        return "yes" if bool(value) else "no"
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return MISSING
-    if not math.isfinite(number):
-        return MISSING
-    if name in _DISCOUNT_FIELDS:
-        text = f"{number:.4f}".rstrip("0")
-        whole, _, frac = text.partition(".")
-        return f"{whole}.{frac.ljust(2, '0')}"
-    decimals = _DECIMALS.get(name, 2)
-    text = f"{number:.{decimals}f}"
-    return "0" if decimals == 0 and text == "-0" else text
+    formatter = _FORMATTERS.get(name)
+    return formatter(value) if formatter is not None else _format_text(value)
 
 
 def printed_number(text: str) -> float | None:
@@ -272,16 +334,15 @@ def build_prompt(row: Mapping[str, object], config: PromptConfig | None = None, 
     kb = knowledge or KnowledgeBase.load()
     absent = _missing_names(row)
     printed: dict[str, str] = {}
-    names = [n for lines in _SECTIONS.values() for line in lines for n in line]
-    names += [f"{m}_{w}" for w in _PERF_WINDOWS for m in _PERF_COLUMNS] + list(_PERF_EXTRA)
-    for name in names:
+    for name in _PRINTED_FIELDS:
         if name in ("sku_id", "date") and name not in row:
             continue  # identifiers are shown when the row has them, never reported missing
         printed[name] = MISSING if name in absent else format_value(name, row.get(name))
     missing = tuple(n for n, v in printed.items() if v == MISSING and n in FEATURES)
 
     # The diagnosis and the teacher work from the printed numbers, so every cited value matches the prompt.
-    numbers = {n: printed_number(v) for n, v in printed.items() if n in FEATURES and v != MISSING}
+    numbers = {n: float(v) if n in _DECIMAL_FIELDS else printed_number(v)
+               for n, v in printed.items() if n in FEATURES and v != MISSING}
     diag = diagnosis.diagnosis_lines(numbers) if cfg.include_diagnosis else []
     entries: list[KnowledgeEntry] = []
     category = printed.get("category", MISSING)
