@@ -41,25 +41,6 @@ class FeatureSource(Protocol):
     def close(self) -> None: ...
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain Python values (pandas NA / NaN -> None), column by column: a request's hot path
-    (``frame.astype(object).where(...)`` costs ~10 ms even for one row)."""
-    names = [str(n) for n in frame.columns]
-    columns = []
-    for name in frame.columns:
-        series = frame[name]
-        values = series.tolist()
-        missing = series.isna().to_numpy()
-        if missing.any():
-            values = [None if gone else value for value, gone in zip(values, missing, strict=True)]
-        columns.append(values)
-    out = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)] if columns else []
-    for row in out:
-        marker = row.get(MISSING_MARKER)
-        row[MISSING_MARKER] = list(marker) if marker is not None else []
-    return out
-
-
 class EmbeddedFeatureSource:
     """The embedded Feast store (``aigp.feature_repo.store.open_store``)."""
 
@@ -77,7 +58,7 @@ class EmbeddedFeatureSource:
     def lookup(self, sku_ids: Sequence[int]) -> list[dict[str, Any]]:
         if not len(sku_ids):
             return []
-        return _records(self.store.online_features([int(s) for s in sku_ids], self.service))
+        return self.store.online_records([int(s) for s in sku_ids], self.service)
 
     async def rows(self, sku_ids: Sequence[int]) -> list[dict[str, Any]]:
         return self.lookup(sku_ids)  # one indexed SQLite/Redis batch read: milliseconds, no need for a thread

@@ -330,12 +330,19 @@ def test_online_features_are_the_latest_state_of_each_sku(online_store, sources,
 
 
 def _assert_same_as_feast_sdk(store, got: pd.DataFrame) -> None:
-    """Our batched read of Feast's layout returns what Feast's own get_online_features returns."""
+    """Our batched read of Feast's layout returns what Feast's own get_online_features returns, as a frame and
+    as the plain records serving uses (None where missing, the same missing marker)."""
+    ids = [int(i) for i in got[ENTITY_KEY]]
     sdk = store.feast.get_online_features(features=store.definitions.services["llm_prompt"],
-                                          entity_rows=[{ENTITY_KEY: int(i)} for i in got[ENTITY_KEY]]).to_dict()
+                                          entity_rows=[{ENTITY_KEY: i} for i in ids]).to_dict()
+    records = store.online_records(ids, "llm_prompt")
+    assert [r[ENTITY_KEY] for r in records] == ids
+    assert [r[MISSING_FEATURES] for r in records] == got[MISSING_FEATURES].tolist()
+    assert [r[FEATURES_MISSING] for r in records] == got[FEATURES_MISSING].tolist()
     for name in FEATURES:
         ours = [None if pd.isna(v) else v for v in got[name].tolist()]
         assert ours == sdk[name], name
+        assert [r[name] for r in records] == sdk[name], name
 
 
 def test_missing_sku_comes_back_with_an_explicit_marker(online_store, sources, days) -> None:
