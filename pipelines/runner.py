@@ -92,8 +92,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # in this budget (bench/results/alignment.md); DPO keeps an all-linear LoRA for its reference
         "sft_config_yaml": ("lora: {enabled: false}\nmax_full_examples: 0\n"
                             "optim: {learning_rate: 0.003, batch_size: 2}"),
+        # NLL term on the chosen action + parse-rate guard (aigp.align.dpo): blind DPO at this learning rate
+        # destroyed the answer format in the reduced evaluation
         "dpo_config_yaml": ("lora: {r: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, "
-                            "up_proj, down_proj]}\noptim: {learning_rate: 0.002}"),
+                            "up_proj, down_proj]}\noptim: {learning_rate: 0.002}\nsft_weight: 1.0\n"
+                            "guard: {enabled: true}"),
         "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
         "gate_config_yaml": ("eval_rows: 60\njudge_samples: 8\njudge_max_new_tokens: 160\n"
                              f"policy: {{generation: {{max_new_tokens: 24}}, "

@@ -3,7 +3,8 @@
 Sized for ~4 minutes on 2 CPU cores with the `small` model: SFT on the [ACT_ONLY] twins of 96 judged teacher
 responses (full fine-tuning: the demo's base model is randomly initialised, and LoRA on it does not learn the
 answer format in minutes; full-reasoning SFT costs ~1.3k tokens per example), 24 prompts x 4 candidates, DPO
-(LoRA) for one epoch; the two models then price 16 logged decisions in [ACT_ONLY] mode.
+(LoRA, with an NLL term on the chosen action and the parse-rate guard of ``aigp.align.dpo``) for one epoch; the
+two models then price 16 logged decisions in [ACT_ONLY] mode.
 ``bench/bench_alignment.py`` runs the full comparison.
 """
 
@@ -33,7 +34,9 @@ def stage_align(ctx: dict[str, Any]) -> str:
         sampling={"n_candidates": 4, "generation": {"temperature": 0.7, "top_k": 50, "top_p": 0.95,
                                                     "max_new_tokens": 32, "batch_size": 12, "seed": seed}},
         pairs={"delta_q": 0.01, "delta_a": 0.02},
-        dpo={"optim": {"epochs": 1.0, "learning_rate": 2e-3, "batch_size": 8, "logging_steps": 5},
+        # NLL term on the chosen action + parse-rate guard: blind DPO at this rate destroys the answer format
+        dpo={"sft_weight": 1.0, "guard": {"enabled": True},
+             "optim": {"epochs": 1.0, "learning_rate": 2e-3, "batch_size": 8, "logging_steps": 5},
              "lora": {"r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES}},
         variants=("sft", "sft_dpo"),
     )
