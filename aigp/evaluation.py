@@ -945,12 +945,39 @@ def record_section(ev: Evaluation) -> str:
              "- baselines: " + "; ".join(f"{k}: {v['parameters']:,} parameters, {v['seconds']} s"
                                          for k, v in sorted(ev.record.get("baselines", {}).items())),
              f"- LLM models: {json.dumps(ev.record.get('llm_models', {}), sort_keys=True)}",
+             *_dpo_record_lines(ev.record.get("llm_training", {})),
              f"- A/B: {json.dumps({k: v for k, v in ev.record.get('ab', {}).items() if k != 'llm'}, sort_keys=True)}",
              "- wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in ev.timings.items())]
     if ev.cpu_timings:
         lines.append("- CPU time (s, this process, all threads): "
                      + ", ".join(f"{k} {v:.0f}" for k, v in ev.cpu_timings.items()))
     return "\n".join(lines)
+
+
+def _dpo_record_lines(training: Mapping[str, Any]) -> list[str]:
+    """One line per DPO-trained variant: pairs, steps, loss and implicit rewards, and the parse-rate guard."""
+    lines = []
+    for variant in ("sft_dpo", "dpo_only", "fullseq"):
+        m = training.get(variant) or {}
+        if "dpo/steps" not in m:
+            continue
+        weight = m.get("dpo/sft_weight")
+        loss = "" if weight is None else " (DPO)" if weight == 0 else f" (DPO + {weight:g} x NLL on the chosen action)"
+        text = (f"- DPO {_label(variant)}: {m['dpo/pairs']:.0f} pairs, {m['dpo/steps']:.0f} steps, loss{loss} "
+                f"{m.get('dpo/first_loss', float('nan')):.3f} → {m.get('dpo/last_loss', float('nan')):.3f}, "
+                f"rewards chosen / rejected at the end "
+                f"{m.get('dpo/last_rewards_chosen', float('nan')):+.3f} / "
+                f"{m.get('dpo/last_rewards_rejected', float('nan')):+.3f}; ")
+        if m.get("dpo/guard_active"):
+            text += (f"parse-rate guard on {m['dpo/guard_prompts']:.0f} "
+                     f"{'held-out' if m.get('dpo/guard_held_out') else 'training'} prompts: start "
+                     f"{m['dpo/guard_start_parse_rate']:.0%}, lowest {m['dpo/guard_min_parse_rate']:.0%}, kept step "
+                     f"{m['dpo/guard_kept_step']:.0f} at {m['dpo/guard_kept_parse_rate']:.0%}"
+                     + (" (**stopped early**: the format was breaking)" if m.get("dpo/guard_stopped") else ""))
+        else:
+            text += "parse-rate guard not run (long completions)"
+        lines.append(text)
+    return lines
 
 
 def write_report(ev: Evaluation, out: str | Path, *, assets: str | Path | None = None,

@@ -83,6 +83,7 @@ def test_guard_restores_the_last_checkpoint_that_still_writes_the_format(parsing
     result = run_dpo(pairs, parsing["sft"], parsing["root"] / "wrecked", cfg)
     m = result.metrics
     assert m["dpo/guard_active"] == 1 and m["dpo/guard_held_out"] == 1 and m["dpo/guard_prompts"] == 6
+    assert m["dpo/sft_weight"] == 0
     assert m["dpo/guard_start_parse_rate"] == pytest.approx(start)
     assert m["dpo/guard_min_parse_rate"] < start - 0.2, "this learning rate should destroy the format"
     assert m["dpo/guard_stopped"] == 1 and m["dpo/steps"] < 6

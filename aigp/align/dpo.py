@@ -321,7 +321,10 @@ def dpo_metrics(trainer: Any, output: Any, history: list[dict[str, float]], leng
     pairs_seen = min(steps * batch, round(trainer.state.num_train_epochs * n_pairs) or steps * batch)
     mean_pair_tokens = 2 * sum(lengths) / max(len(lengths), 1)
     tokens = pairs_seen * mean_pair_tokens
+    weights = dict(zip(trainer.args.loss_type, trainer.args.loss_weights or [1.0] * len(trainer.args.loss_type),
+                       strict=True))
     out = {"dpo/pairs": float(n_pairs), "dpo/steps": float(steps), "dpo/epochs": float(trainer.state.epoch or 0.0),
+           "dpo/sft_weight": float(weights.get("sft", 0.0)),
            "dpo/train_loss": float(output.training_loss), "dpo/seconds": seconds,
            "dpo/mean_sequence_tokens": sum(lengths) / max(len(lengths), 1),
            "dpo/max_sequence_tokens": float(max(lengths)), "dpo/train_tokens": tokens,
