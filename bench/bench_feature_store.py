@@ -10,7 +10,8 @@
    Comparison: Feast's own engine (``FeatureStore.materialize``) against ours on ``--stock-skus`` SKUs
    (Feast's engine needs ~4 min for 200k SKUs), 1 day and 7 days.
 3. Online lookups for 1 and 256 random SKUs of the ``llm_prompt`` service (56 features) from the 1-day
-   stores: ours (``AigpFeatureStore.online_features``, a DataFrame with the missing marker), Feast's SDK
+   stores: ours as a DataFrame (``AigpFeatureStore.online_features``) and as plain records
+   (``online_records``: the serving transformer's path), both with the missing marker, Feast's SDK
    (``get_online_features(...).to_dict()``) and a direct pandas lookup of the same rows (``frame.loc``).
 Targets (issue 3): 200k SKUs into SQLite in under 60 s; 256-SKU lookup p99 under 50 ms on Redis.
 """
@@ -112,12 +113,14 @@ def child_lookup(args: dict) -> dict:
     rng = np.random.default_rng(0)
     results = {}
     for n in (1, 256):
-        reps = {"ours": 500 if n == 1 else 300, "pandas": 500 if n == 1 else 300, "feast_sdk": 300 if n == 1 else 100}
+        reps = {"ours": 500 if n == 1 else 300, "ours_records": 500 if n == 1 else 300,
+                "pandas": 500 if n == 1 else 300, "feast_sdk": 300 if n == 1 else 100}
         batches = [rng.choice(ids_all, n, replace=False).tolist() for _ in range(max(reps.values()) + 10)]
         check = store.online_features(batches[0], "llm_prompt")
         assert not check["features_missing"].any(), "benchmark SKUs must all be materialized"
         ways = {
             "ours": lambda ids: store.online_features(ids, "llm_prompt"),
+            "ours_records": lambda ids: store.online_records(ids, "llm_prompt"),
             "feast_sdk": lambda ids: store.feast.get_online_features(
                 features=service, entity_rows=[{ENTITY_KEY: i} for i in ids]).to_dict(),
             "pandas": lambda ids: frame.loc[ids],
@@ -286,15 +289,17 @@ def report(skus: int, stock_skus: int, prepared: dict, runs: dict, lookups: dict
     for store, res in lookups.items():
         for n in (1, 256):
             pandas = res[f"pandas_{n}"]
-            for way, label in (("ours", "ours (DataFrame + missing marker)"), ("feast_sdk", "Feast SDK to_dict()"),
+            for way, label in (("ours", "ours, DataFrame + missing marker"),
+                               ("ours_records", "ours, records + missing marker (serving)"),
+                               ("feast_sdk", "Feast SDK to_dict()"),
                                ("pandas", "pandas .loc (same rows)")):
                 r = res[f"{way}_{n}"]
                 lookup_rows.append({"store": store, "SKUs": n, "path": label, "p50 ms": round(r["p50_ms"], 2),
                                     "p99 ms": round(r["p99_ms"], 2),
                                     "p50 / pandas": f"{r['p50_ms'] / pandas['p50_ms']:.0f}x",
                                     "reps": r["reps"]})
-    redis_p99 = lookups["redis"]["ours_256"]["p99_ms"]
-    verdict_redis = "met" if redis_p99 < 50 else f"missed by {redis_p99 - 50:.0f} ms"
+    redis_p99 = max(lookups["redis"]["ours_256"]["p99_ms"], lookups["redis"]["ours_records_256"]["p99_ms"])
+    verdict_redis = "met by both of our paths" if redis_p99 < 50 else f"missed by {redis_p99 - 50:.0f} ms"
     sdk_p99 = lookups["redis"]["feast_sdk_256"]["p99_ms"]
     prep = prepared.get("big") or {}
     prep_line = (f"Data: {skus:,} SKUs simulated in {prep['simulate_seconds']:.0f} s and ingested (rolling "
@@ -323,7 +328,7 @@ Online lookups, `llm_prompt` service ({n_features} features), random SKUs among 
 
 {markdown_table(lookup_rows)}
 
-- **Target 256-SKU lookup p99 < 50 ms on Redis: {verdict_redis}** (ours {redis_p99:.1f} ms; Feast's SDK
+- **Target 256-SKU lookup p99 < 50 ms on Redis: {verdict_redis}** (ours at most {redis_p99:.1f} ms; Feast's SDK
   {sdk_p99:.1f} ms). Ours reads Feast's Redis layout with one pipelined `HMGET` per SKU covering every view and
   decodes float columns with numpy; Feast's SDK issues one `HMGET` per SKU and view and builds a protobuf per value.
   The pandas row is the floor: an in-process index lookup with no store, no network and no missing marker.
