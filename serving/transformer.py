@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import os
 import re
@@ -409,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     resolver = pinned(args.pinned_version) if args.pinned_version else None
     model = PricingTransformer(args.model_name, config_from_args(args), resolver=resolver)
     model.load()
+    # Move everything loaded so far (KServe, Feast, pandas, the knowledge base: ~10^6 objects) out of the cyclic
+    # collector's reach: a full collection would otherwise walk them all in the middle of a request, the
+    # long tail of a 256-SKU request that allocates tens of thousands of objects.
+    gc.freeze()
     ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc,
                 workers=1).start([model])
 
