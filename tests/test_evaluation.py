@@ -102,3 +102,25 @@ def test_quick_evaluation_writes_every_table(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--render-only", str(assets / "results.json"), "--out", str(again)])
     assert result.exit_code == 0, result.output
     assert again.read_text().split("## Findings", 1)[1] == md.split("## Findings", 1)[1]  # nothing re-run, same report
+
+
+def test_findings_say_plainly_where_the_paper_is_contradicted():
+    from aigp.evaluation import Evaluation, findings
+
+    ev = Evaluation(EvaluationSettings.quick())
+    ab = {"policy": "AIGP (SFT+DPO)", "key": "sft_dpo"}
+    for metric, (value, ci, paper) in {"mar": (0.01, (-0.02, 0.04), 0.082),
+                                       "gmv": (-0.3, (-0.4, -0.2), 0.132)}.items():
+        ab |= {f"{metric}_14d_uplift": value, f"{metric}_14d_uplift_ci": ci, f"paper_{metric}_14d_uplift": paper}
+    ev.table4 = pd.DataFrame([ab])
+    ev.judge = pd.DataFrame({"key": ["kb_teacher", "base", "sft", "sft_dpo"], "mean_total": [20.0, 15.0, 15.0, 15.0]})
+    ev.table5 = pd.DataFrame({"key": ["sft_dpo"] * 3, "prompt": ["full", "no_diag", "no_kb"], "status": ["ok"] * 3,
+                              "avg_q": [0.9, 0.9, 0.8], "delta_avg_q": [0.0, 0.0, -0.1]})
+    ev.table7 = pd.DataFrame({"key": ["ltve", "cql"], "cda": [0.69, 0.88]})
+    text = findings(ev)
+    assert "GMV of AIGP (SFT+DPO) vs Price-Sales: -30.0% [-40.0%, -20.0%]; paper +13.2% — significant, **contradicts" \
+        in text
+    assert "MAR of AIGP (SFT+DPO) vs Price-Sales: +1.0% [-2.0%, +4.0%]; paper +8.2% — not significant." in text
+    assert "untrained base model included, scores 15.00 /20" in text and "Judge, paper" not in text
+    assert "lowers AIGP (SFT+DPO)'s Avg Q (-0.176 / -0.236). Ours: +0.000 / -0.100 — **contradicts" in text
+    assert "Ours: 69.0% vs 88.0% — **contradicts the paper**." in text
