@@ -48,6 +48,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--dpo-lr", type=float, default=1e-3)
     p.add_argument("--dpo-epochs", type=float, default=2.0)
+    p.add_argument("--dpo-sft-weight", type=float, default=1.0,
+                   help="NLL weight on the chosen answer added to the DPO loss (RPO); 0 = plain DPO")
+    p.add_argument("--dpo-guard", type=int, choices=(0, 1), default=1,
+                   help="1: stop DPO and keep the last adapter when the held-out parse rate falls (aigp.align.dpo)")
     p.add_argument("--max-pairs", type=int, default=96)
     p.add_argument("--fullseq-prompts", type=int, default=12)
     p.add_argument("--eval-rows", type=int, default=96, help="held-out expert rows priced by every variant")
@@ -135,7 +139,8 @@ def main() -> None:
              "lora": {"enabled": args.sft_lora}, "max_full_examples": args.sft_full_examples},
         sampling={"n_candidates": args.m, "generation": {**gen, "max_new_tokens": 24}},
         pairs={"delta_q": args.delta_q, "delta_a": args.delta_a, "max_pairs_per_prompt": 2},
-        dpo={"beta": args.beta, "max_pairs": args.max_pairs,
+        dpo={"beta": args.beta, "max_pairs": args.max_pairs, "sft_weight": args.dpo_sft_weight,
+             "guard": {"enabled": bool(args.dpo_guard)},
              "lora": {"r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES},
              "optim": {"epochs": args.dpo_epochs, "learning_rate": args.dpo_lr, "batch_size": 8,
                        "threads": args.threads, "logging_steps": 5}},
@@ -230,8 +235,9 @@ def main() -> None:
     # report ----------------------------------------------------------------------------------------------------
     body = report(args, run, offline_table, throughput, ab, llm_policies, timings, time.perf_counter() - started,
                   distill, cutoff)
-    command = "python -m bench.bench_alignment " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "root")
+    command = "python -m bench.bench_alignment " + " ".join(  # switches (store_true) appear only when set
+        f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f" {v}")
+        for k, v in vars(args).items() if k != "root" and v is not False)
     write_section("alignment", "Alignment: SFT, LTVE-ranked pairs, DPO (issue 6)", body, command)
     print(body)
 
@@ -310,11 +316,14 @@ def report(args, run, offline, throughput, ab, llm_policies, timings, total, dis
               "sequences of a pair (the reference pass is extra).", ""]
     for name, m in run.metrics.items():
         if name in ("sft_dpo", "dpo_only", "fullseq"):
-            lines.append(f"- {VARIANT_TITLES_FULL[name]}: loss {m.get('dpo/first_loss', float('nan')):.3f} -> "
-                         f"{m.get('dpo/last_loss', float('nan')):.3f}, reward accuracy "
+            loss = (f"loss {m['dpo/first_loss']:.3f} -> {m.get('dpo/last_loss', float('nan')):.3f}"
+                    if "dpo/first_loss" in m else  # fewer steps than logging_steps: only the run's mean loss
+                    f"mean loss {m.get('dpo/train_loss', float('nan')):.3f}")
+            lines.append(f"- {VARIANT_TITLES_FULL[name]}: {m.get('dpo/pairs', 0):.0f} training pairs, "
+                         f"{m.get('dpo/steps', 0):.0f} steps, {loss}, reward accuracy "
                          f"{m.get('dpo/first_rewards_accuracies', float('nan')):.2f} -> "
                          f"{m.get('dpo/last_rewards_accuracies', float('nan')):.2f}, margin "
-                         f"{m.get('dpo/last_rewards_margins', float('nan')):.3f}")
+                         f"{m.get('dpo/last_rewards_margins', float('nan')):.3f}" + _guard_text(m))
         if name == "sft":
             lines.append(f"- SFT: loss {m.get('sft/first_loss', float('nan')):.3f} -> "
                          f"{m.get('sft/last_loss', float('nan')):.3f}, validation loss "
@@ -327,6 +336,18 @@ def report(args, run, offline, throughput, ab, llm_policies, timings, total, dis
                      f"projected {st['projected']:.0f}")
     _ = np
     return "\n".join(lines)
+
+
+def _guard_text(m: dict) -> str:
+    """The parse-rate guard's outcome for one DPO run (``aigp.align.dpo``), or that it did not run."""
+    if not m.get("dpo/guard_active"):
+        return "; parse-rate guard off"
+    stopped = (f"stopped early, kept step {m['dpo/guard_kept_step']:.0f}" if m.get("dpo/guard_stopped")
+               else "ran to the end")
+    return (f"; parse-rate guard on {m['dpo/guard_prompts']:.0f} "
+            f"{'held-out' if m.get('dpo/guard_held_out') else 'training'} prompts: start "
+            f"{m['dpo/guard_start_parse_rate']:.0%}, lowest {m['dpo/guard_min_parse_rate']:.0%}, kept "
+            f"{m['dpo/guard_kept_parse_rate']:.0%} ({stopped})")
 
 
 VARIANT_TITLES_FULL = {"sft": "SFT", "dpo_only": "DPO-only (from base)", "sft_dpo": "DPO (SFT+DPO)",
