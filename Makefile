@@ -5,21 +5,40 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+UV := $(VENV)/bin/uv
+# torch is pinned here and installed first (a plain `torch` pulls a multi-GB CUDA build); the lock carries
+# everything else. uv resolves and installs the lock; its own version is pinned beside torch's.
+TORCH_VERSION := 2.13.0
+UV_VERSION := 0.13.9
+LOCK := requirements.lock
+# Where `make lock` finds the CPU torch wheel, so the lock carries CPU torch's dependencies (no CUDA
+# libraries): a folder or a find-links page (PyTorch's CPU wheel index elsewhere).
+TORCH_WHEELS ?= /opt/wheels
 export HF_HUB_OFFLINE := 1
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench lint venv system-deps clean evaluate
+.PHONY: demo test bench lint lock venv system-deps clean evaluate
 
 venv: $(STAMP)
 
-# torch first, pinned: a plain `torch` requirement with no torch installed pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# One pinned set of packages for every machine: torch first, then the lock, then the project without deps.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[all]"
+	$(PIP) install -q torch==$(TORCH_VERSION) uv==$(UV_VERSION)
+	$(UV) pip install -q --python $(PY) -r $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate the lock from pyproject.toml (every extra but gpu). torch is resolved from the CPU wheel but
+# not emitted: it is installed first, pinned by TORCH_VERSION (tests/test_lock.py checks they agree).
+# The CUDA image installs a CUDA torch of the same version first; the lock's other pins apply unchanged.
+lock:
+	test -x $(UV) || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PIP) install -q uv==$(UV_VERSION); }
+	echo "torch==$(TORCH_VERSION)+cpu" > $(VENV)/torch-pin.txt
+	$(UV) pip compile pyproject.toml --extra all --override $(VENV)/torch-pin.txt --no-emit-package torch --find-links $(TORCH_WHEELS) \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
+	  --quiet -o $(LOCK)
 
 # Services the tests start themselves (a real redis-server on loopback).
 system-deps:

@@ -54,7 +54,7 @@ def compile_pipelines(out_dir: str | Path | None = None, names: tuple[str, ...] 
 
 
 def compiled_text(name: str) -> str:
-    """The IR YAML the current source compiles to (what the committed file must equal)."""
+    """The IR YAML the current source compiles to."""
     import tempfile
 
     from kfp import compiler
@@ -63,6 +63,69 @@ def compiled_text(name: str) -> str:
         path = Path(tmp) / "p.yaml"
         compiler.Compiler().compile(pipeline_function(name), str(path))
         return path.read_text()
+
+
+# Top-level IR fields that record who compiled the file, not what runs.
+_PROVENANCE_FIELDS = ("sdkVersion",)
+
+
+def _ir_documents(text: str) -> list[Any]:
+    import yaml
+
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def ir_spec(text: str) -> list[Any]:
+    """The parts of an IR YAML that define the pipeline: every document, less the compiler's provenance."""
+    docs = _ir_documents(text)
+    return [{k: v for k, v in doc.items() if k not in _PROVENANCE_FIELDS} if isinstance(doc, dict) else doc
+            for doc in docs]
+
+
+def _sdk_version(text: str) -> str:
+    docs = _ir_documents(text)
+    return str(docs[0].get("sdkVersion", "unknown")) if docs and isinstance(docs[0], dict) else "unknown"
+
+
+def ir_difference(committed: str, current: str) -> str | None:
+    """None when the committed IR defines the same pipeline as ``current`` (the source compiled now), else one
+    line naming the first difference. A different compiler version alone is not a difference; the line says
+    which kfp compiled each when the spec differs too."""
+    old, new = ir_spec(committed), ir_spec(current)
+    if old == new:
+        return None
+    path = _first_difference(old, new, "")
+    versions = (f" (committed file compiled by {_sdk_version(committed)}, this SDK is {_sdk_version(current)})"
+                if _sdk_version(committed) != _sdk_version(current) else "")
+    return f"pipeline spec differs at {path or '<root>'}{versions}"
+
+
+def _first_difference(a: Any, b: Any, path: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b or a[key] != b[key]:
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+        if len(a) != len(b):
+            return f"{path}[{min(len(a), len(b))}]"
+    return path
+
+
+def stale_ir(names: tuple[str, ...] = tuple(IR_FILES)) -> dict[str, str]:
+    """Committed IR files that no longer define what their source compiles to: {path: reason}."""
+    stale = {}
+    for name in names:
+        path = IR_FILES[name]
+        if not path.exists():
+            stale[str(path)] = "missing"
+            continue
+        reason = ir_difference(path.read_text(), compiled_text(name))
+        if reason is not None:
+            stale[str(path)] = reason
+    return stale
 
 
 # Short [ACT_ONLY] prompts keep a CPU-sized model's sequences short (the alignment tests use the same).

@@ -60,15 +60,15 @@ def compile_(
     check: Annotated[bool, typer.Option("--check", help="fail when a committed IR YAML is stale")] = False,
 ) -> None:
     """Compile the pipelines to KFP IR YAML (committed next to pipelines/*.py)."""
-    from aigp.pipelines.runner import IR_FILES, compile_pipelines, compiled_text
+    from aigp.pipelines.runner import compile_pipelines, stale_ir
 
     if check:
-        stale = [str(path) for name, path in IR_FILES.items()
-                 if not path.exists() or path.read_text() != compiled_text(name)]
+        stale = stale_ir()
+        for path, reason in stale.items():
+            typer.echo(f"stale: {path}: {reason}; run `aigp pipeline compile` and commit", err=True)
         if stale:
-            console.print(f"[bold red]stale:[/] {', '.join(stale)}: run `aigp pipeline compile` and commit")
             raise typer.Exit(code=1)
-        console.print("compiled pipelines are up to date")
+        console.print("compiled pipelines are up to date (pipeline spec compared; the kfp version is not)", soft_wrap=True)
         return
     for name, path in compile_pipelines(out).items():
         console.print(f"{name}: {path}")
