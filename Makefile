@@ -60,9 +60,12 @@ bench: venv system-deps
 evaluate: venv
 	$(VENV)/bin/aigp evaluate --out EVALUATION.md
 
+# Every top-level package: the core and the folders that map into it (components/ is aigp.components, ...).
+LINT_PATHS := aigp components pipelines serving monitoring feature_repo bench tests
+
 lint: venv
-	$(VENV)/bin/ruff check aigp components pipelines serving monitoring feature_repo bench tests
-	$(VENV)/bin/mypy aigp
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(filter-out tests,$(LINT_PATHS))
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -125,7 +125,10 @@ def test_report_without_daily_outcomes_or_q(experiment, tmp_path) -> None:
     assert json.loads((tmp_path / "r2" / "ab_report.json").read_text())["q_spearman"]["deciles_gmv_14d"] > 0.9
 
 
-def test_report_errors_name_what_is_wrong(experiment, tmp_path) -> None:
+def test_report_errors_name_what_is_wrong(experiment, tmp_path, monkeypatch) -> None:
+    from aigp.cli._common import console
+
+    monkeypatch.setattr(console, "_width", 30)  # a narrow terminal must not break the one-line error
     directory, _, skus, _ = experiment
     result = runner.invoke(app, ["ab", "report", str(directory), "--out", str(tmp_path), "--control", "oracle"])
     assert result.exit_code == 2 and "control='oracle'" in result.output
@@ -133,8 +136,11 @@ def test_report_errors_name_what_is_wrong(experiment, tmp_path) -> None:
     write_parquet(broken, skus.drop(columns=["roi_target"]))
     result = runner.invoke(app, ["ab", "report", str(broken), "--out", str(tmp_path), "--control", "static"])
     assert result.exit_code == 2 and "roi_target" in result.output
-    result = runner.invoke(app, ["ab", "report", str(tmp_path / "nothing"), "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    missing = tmp_path / ("a-long-directory-name-" * 4) / "nothing"
+    result = runner.invoke(app, ["ab", "report", str(missing), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert f"{missing} does not exist" in line
 
 
 def test_simulate_then_report(tmp_path) -> None:

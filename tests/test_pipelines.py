@@ -14,6 +14,7 @@ from aigp.pipelines.runner import (
     IR_FILES,
     PRESETS,
     compiled_text,
+    ir_difference,
     local_parameters,
     parse_parameters,
     submit,
@@ -50,8 +51,29 @@ def _all_tasks(spec: dict) -> dict[str, dict]:
 @pytest.mark.parametrize("name", sorted(IR_FILES))
 def test_committed_ir_yaml_is_what_the_source_compiles_to(name: str) -> None:
     assert IR_FILES[name].exists(), f"{IR_FILES[name]} missing: run `aigp pipeline compile`"
-    assert IR_FILES[name].read_text() == compiled_text(name), (
+    assert ir_difference(IR_FILES[name].read_text(), compiled_text(name)) is None, (
         f"{IR_FILES[name].name} is stale: run `aigp pipeline compile` and commit it")
+
+
+def test_ir_check_ignores_the_compiler_version_and_catches_a_changed_command() -> None:
+    committed = IR_FILES["training"].read_text()
+    current = compiled_text("training")
+    other_sdk = committed.replace(f"sdkVersion: {yaml.safe_load_all(committed).__next__()['sdkVersion']}",
+                                  "sdkVersion: kfp-2.99.0")
+    assert "kfp-2.99.0" in other_sdk and other_sdk != committed
+    assert ir_difference(other_sdk, current) is None
+
+    spec, *rest = list(yaml.safe_load_all(committed))
+    executors = spec["deploymentSpec"]["executors"]
+    name = sorted(executors)[0]
+    executors[name]["container"]["command"] = [*executors[name]["container"]["command"], "--changed"]
+    changed = yaml.safe_dump_all([spec, *rest], sort_keys=False)
+    reason = ir_difference(changed, current)
+    assert reason is not None and f"deploymentSpec.executors.{name}.container.command" in reason
+
+    both = changed.replace(f"sdkVersion: {spec['sdkVersion']}", "sdkVersion: kfp-2.99.0")
+    reason = ir_difference(both, current)
+    assert reason is not None and "compiled by kfp-2.99.0" in reason
 
 
 def test_heavy_steps_request_a_gpu_tolerate_the_taint_and_share_the_volume() -> None:
