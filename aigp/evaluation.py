@@ -1128,7 +1128,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
     if t2 is not None and len(t2) > 1:
         best = t2.sort_values("cda", ascending=False).iloc[0]
         claim = "n = 3 has the best CDA" if int(best["n"]) == 3 else f"n = {int(best['n'])} has the best CDA, not n = 3"
-        add("ltve.horizon", _verdict(int(best["n"]) == 3), f"LTVE horizon, paper: n = 3 is best on MAE, EAMA and CDA. Ours: {claim} "
+        add("ltve.horizon", _verdict(int(best["n"]) == 3),
+            f"LTVE horizon, paper: n = 3 is best on MAE, EAMA and CDA. Ours: {claim} "
                      f"({', '.join(f'n={int(r.n)}: {r.cda:.1%}' for r in t2.itertuples())}) — "
                      + ("agrees." if int(best["n"]) == 3 else "**contradicts the paper**."))
     if t3 is not None:
@@ -1141,18 +1142,21 @@ def finding_records(ev: Evaluation) -> list[Finding]:
             failure = row.get("parse_failure_rate")
             if failure is not None and np.isfinite(failure) and failure >= 0.99:
                 unparsable.add(str(key))
-                add(f"unparsable.{key}", "untested", f"**{_label(str(key))} wrote no parsable action** ({failure:.0%} of answers), so every "
+                add(f"unparsable.{key}", "untested",
+                    f"**{_label(str(key))} wrote no parsable action** ({failure:.0%} of answers), so every "
                              "decision fell back to holding the price: its rows equal the hold policy's and say "
                              "nothing about the paper's claim for that variant.")
         if {"dpo_only", "base"} <= unparsable:
-            add("dpo_only.untested", "untested", "DPO-only starts from the base model, which writes no parsable action either (randomly "
+            add("dpo_only.untested", "untested",
+                "DPO-only starts from the base model, which writes no parsable action either (randomly "
                          "initialised and never trained on the task, unlike the paper's pretrained Qwen3): the DPO "
                          "adapter and its NLL term on the chosen actions did not teach it the answer format, so the "
                          "paper's DPO-only claims (above SFT-only, Tables 3 and 5) are untested here.")
         missing_llm = [v for v in LLM_VARIANTS if v in t3.set_index("key").index
                        and t3.set_index("key").loc[v, "status"] != "ok"]
         if missing_llm:
-            add("llm.not_measured", "untested", "**Not measured in this run**: " + ", ".join(_label(v) for v in missing_llm)
+            add("llm.not_measured", "untested",
+                "**Not measured in this run**: " + ", ".join(_label(v) for v in missing_llm)
                          + " (see their rows for why); the paper's DPO claims (Tables 3-5, 7) are untested here.")
         for a, b, claim in (("dt", "price_sales", "RL-DT above Price-Sales"),
                             ("price_sales", "ddpg", "Price-Sales above RL-DDPG"),
@@ -1164,7 +1168,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
             if np.isnan(q(a)) or np.isnan(q(b)) or {a, b} & unparsable:
                 continue
             holds = q(a) > q(b)
-            add(f"avg_q.{a}.{b}", _verdict(holds), f"Avg Q, paper: {claim}. Ours: {_label(a)} {q(a):.3f} vs {_label(b)} {q(b):.3f} — "
+            add(f"avg_q.{a}.{b}", _verdict(holds),
+                f"Avg Q, paper: {claim}. Ours: {_label(a)} {q(a):.3f} vs {_label(b)} {q(b):.3f} — "
                          + ("agrees." if holds else "**contradicts the paper**."))
     t5 = ev.table5
     if t5 is not None and "delta_avg_q" in t5:
@@ -1175,7 +1180,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
             d_diag, d_kb = (float(rows5.loc[m, "delta_avg_q"]) for m in ("no_diag", "no_kb"))
             paper = PAPER_TABLE5[variant]
             holds = d_diag < 0 and d_kb < 0
-            add(f"ablation.{variant}", _verdict(holds), f"Ablation, paper: removing the diagnosis or the knowledge base lowers {_label(variant)}'s "
+            add(f"ablation.{variant}", _verdict(holds),
+                f"Ablation, paper: removing the diagnosis or the knowledge base lowers {_label(variant)}'s "
                          f"Avg Q ({paper[1][0] - paper[0][0]:+.3f} / {paper[2][0] - paper[0][0]:+.3f}). Ours: "
                          f"{d_diag:+.3f} / {d_kb:+.3f} — " + ("agrees." if holds else "**contradicts the paper**"
                                                                   + (" (its answers do not depend on those prompt "
@@ -1184,7 +1190,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
     t7 = ev.table7
     if t7 is not None and {"ltve", "cql"} <= set(t7["key"]):
         cda = t7.set_index("key")["cda"]
-        add("cda", _verdict(cda["ltve"] > cda["cql"]), f"CDA, paper: the LTVE ranks the expert's action above a counterfactual more often than CQL "
+        add("cda", _verdict(cda["ltve"] > cda["cql"]),
+            f"CDA, paper: the LTVE ranks the expert's action above a counterfactual more often than CQL "
                      f"({PAPER_TABLE7['ltve'][0]:.1%} vs {PAPER_TABLE7['cql'][0]:.1%}). Ours: {cda['ltve']:.1%} vs "
                      f"{cda['cql']:.1%} — " + ("agrees." if cda["ltve"] > cda["cql"] else "**contradicts the paper**."))
     judge = ev.judge
@@ -1192,7 +1199,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
         totals = judge.set_index("key")["mean_total"]
         trained = [v for v in ("sft", "sft_dpo") if v in totals and np.isfinite(totals[v])]
         if "base" in totals and trained and all(totals[v] == totals["base"] for v in trained):
-            add("judge.untested", "untested", f"Judge: every variant, the untrained base model included, scores {totals['base']:.2f} /20 "
+            add("judge.untested", "untested",
+                f"Judge: every variant, the untrained base model included, scores {totals['base']:.2f} /20 "
                          "(the trained variants learned the [ACT_ONLY] answer, not the reasoning sections the judge "
                          "scores), so the paper's judge claims (Fig. 4) are untested here.")
             totals = totals.drop(index=[v for v in totals.index if v in LLM_VARIANTS])
@@ -1201,7 +1209,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
             if (a in totals and b in totals and np.isfinite(totals[a]) and np.isfinite(totals[b])
                     and not {a, b} & unparsable):
                 holds = totals[a] > totals[b] if a == "sft" else totals[a] >= totals[b]
-                add(f"judge.{a}.{b}", _verdict(holds), f"Judge, paper: {claim}. Ours: {_label(a)} {totals[a]:.2f} vs {_label(b)} "
+                add(f"judge.{a}.{b}", _verdict(holds),
+                    f"Judge, paper: {claim}. Ours: {_label(a)} {totals[a]:.2f} vs {_label(b)} "
                              f"{totals[b]:.2f} /20 — " + ("agrees." if holds else "**contradicts the paper**."))
     if t4 is not None:
         for r in t4.to_dict("records"):
@@ -1226,7 +1235,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
         st = stability.set_index("key")
         a, b = st.loc["sft_dpo"], st.loc["price_sales"]
         holds = a["small_move_share"] > b["small_move_share"] and a["big_jump_share"] <= b["big_jump_share"]
-        add("stability", _verdict(holds), f"Stability, paper: AIGP makes more small moves (|a| < 0.04) and fewer big jumps than the "
+        add("stability", _verdict(holds),
+            f"Stability, paper: AIGP makes more small moves (|a| < 0.04) and fewer big jumps than the "
                      f"production baseline. Ours: {a['small_move_share']:.1%} vs {b['small_move_share']:.1%} small, "
                      f"{a['big_jump_share']:.1%} vs {b['big_jump_share']:.1%} big — "
                      + ("agrees." if holds else "**contradicts the paper**."))

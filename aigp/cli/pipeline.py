@@ -68,7 +68,8 @@ def compile_(
             typer.echo(f"stale: {path}: {reason}; run `aigp pipeline compile` and commit", err=True)
         if stale:
             raise typer.Exit(code=1)
-        console.print("compiled pipelines are up to date (pipeline spec compared; the kfp version is not)", soft_wrap=True)
+        console.print("compiled pipelines are up to date (pipeline spec compared; the kfp version is not)",
+                      soft_wrap=True)
         return
     for name, path in compile_pipelines(out).items():
         console.print(f"{name}: {path}")
