@@ -1,8 +1,10 @@
 # The project image: every KFP component, the pricing transformer, the Feast feature server, the monitoring
-# CronJob and the nightly-run job run in it (components/_image.py: AIGP_IMAGE).
+# CronJob and the nightly-run job run in it (components/_image.py). Build and push with `make image` and
+# `make image-push` (REGISTRY=..., IMAGE_TAG=...), which run:
 #   docker build -t registry.local/aigp/platform:0.1.0 --build-arg GIT_SHA=$(git rev-parse HEAD) .
-# CUDA torch for GPU training pods (SFT, DPO, candidate sampling):
-#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t registry.local/aigp/platform:0.1.0-cuda .
+# and the CUDA build of the same project for the GPU pipeline steps (SFT, DPO, candidate sampling):
+#   docker build -t registry.local/aigp/platform-cuda:0.1.0 --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 --build-arg GIT_SHA=$(git rev-parse HEAD) .
+# Dependencies come from requirements.lock (make lock), torch first at the Makefile's TORCH_VERSION.
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0
@@ -31,8 +33,9 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
 WORKDIR /app
 COPY . /app
-# Non-editable install: the aigp console script (aigp monitor run, aigp registry ...), feast and kfp CLIs.
-RUN pip install ".[train,serve,mlops]" \
+# Non-editable install: the aigp console script (aigp monitor run, aigp registry ...), feast and kfp CLIs, every
+# dependency at its version in the lock (-c: the lock constrains, the extras choose what is installed).
+RUN pip install -c requirements.lock ".[train,serve,mlops]" \
     && useradd --create-home --home-dir /home/aigp --uid 10001 --user-group aigp \
     && mkdir -p /app/runs && chown -R aigp:aigp /app/runs
 

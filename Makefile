@@ -18,7 +18,20 @@ export HF_HUB_OFFLINE := 1
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench lint lock venv system-deps clean evaluate
+# Container images (docker, or DOCKER=podman): the project image, its CUDA build for the GPU pipeline steps,
+# and the vLLM serving image. The pipelines compile for the same REGISTRY and IMAGE_TAG (make pipelines).
+REGISTRY ?= registry.local
+IMAGE_TAG ?= 0.1.0
+DOCKER ?= docker
+CUDA_TORCH_INDEX ?= https://download.pytorch.org/whl/cu128
+GIT_SHA ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+PLATFORM_IMAGE = $(REGISTRY)/aigp/platform:$(IMAGE_TAG)
+CUDA_IMAGE = $(REGISTRY)/aigp/platform-cuda:$(IMAGE_TAG)
+SERVING_GPU_IMAGE = $(REGISTRY)/aigp/serving-gpu:$(IMAGE_TAG)
+# Where `make pipelines` writes the IR compiled for those images (the committed IR holds the defaults).
+PIPELINES_OUT ?= runs/pipelines
+
+.PHONY: demo test bench lint lock venv system-deps clean evaluate image image-push pipelines
 
 venv: $(STAMP)
 
@@ -46,6 +59,21 @@ system-deps:
 	  echo "installing redis-server"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi; }
+
+image:
+	$(DOCKER) build -t $(PLATFORM_IMAGE) --build-arg TORCH_VERSION=$(TORCH_VERSION) --build-arg GIT_SHA=$(GIT_SHA) .
+	$(DOCKER) build -t $(CUDA_IMAGE) --build-arg TORCH_VERSION=$(TORCH_VERSION) \
+	  --build-arg TORCH_INDEX_URL=$(CUDA_TORCH_INDEX) --build-arg GIT_SHA=$(GIT_SHA) .
+	$(DOCKER) build -f serving/Dockerfile.gpu -t $(SERVING_GPU_IMAGE) .
+
+image-push: image
+	$(DOCKER) push $(PLATFORM_IMAGE)
+	$(DOCKER) push $(CUDA_IMAGE)
+	$(DOCKER) push $(SERVING_GPU_IMAGE)
+
+# The pipelines' IR for REGISTRY/IMAGE_TAG (submit it, or `aigp pipeline submit --registry R --tag T`).
+pipelines: venv
+	$(VENV)/bin/aigp pipeline compile --registry $(REGISTRY) --tag $(IMAGE_TAG) --out $(PIPELINES_OUT)
 
 demo: venv
 	$(VENV)/bin/aigp demo

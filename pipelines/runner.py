@@ -1,6 +1,7 @@
 """Compile, run locally (kfp.local) and submit (kfp.Client) the project's pipelines.
 
-- :func:`compile_pipelines` writes the IR YAML committed next to each pipeline's source;
+- :func:`compile_pipelines` writes the IR YAML committed next to each pipeline's source (steps in the default
+  images, ``registry.local/aigp/platform[-cuda]:0.1.0``; ``images=Images.of(registry, tag)`` for others);
 - :func:`local_parameters` derives the data windows of a training run from a market log directory;
 - :func:`run_local` runs a pipeline under ``kfp.local.SubprocessRunner(use_venv=False)``: every step is a
   subprocess of this interpreter, so the installed ``aigp`` package is what runs (no image, no cluster);
@@ -15,25 +16,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aigp.components._image import DEFAULT_IMAGES, Images
+
 PIPELINES_DIR = Path(__file__).resolve().parent
 IR_FILES = {"training": PIPELINES_DIR / "training_pipeline.yaml", "nightly": PIPELINES_DIR / "nightly_pipeline.yaml"}
 DEFAULT_EXPERIMENTS = {"training": "aigp-training", "nightly": "aigp-nightly"}
 
 
-def pipeline_function(name: str) -> Callable[..., Any]:
+def pipeline_function(name: str, images: Images | None = None) -> Callable[..., Any]:
+    """The pipeline ``name``, its steps in ``images`` (default: the project's default images)."""
     if name == "training":
-        from aigp.pipelines.training_pipeline import training_pipeline
+        from aigp.pipelines import training_pipeline as module
+    elif name == "nightly":
+        from aigp.pipelines import nightly_pipeline as module  # type: ignore[no-redef]
+    else:
+        raise ValueError(f"unknown pipeline {name!r}; expected one of {sorted(IR_FILES)}")
+    if images is None or images == DEFAULT_IMAGES:
+        return getattr(module, f"{name}_pipeline")
+    return module.build(images)
 
-        return training_pipeline
-    if name == "nightly":
-        from aigp.pipelines.nightly_pipeline import nightly_pipeline
 
-        return nightly_pipeline
-    raise ValueError(f"unknown pipeline {name!r}; expected one of {sorted(IR_FILES)}")
-
-
-def compile_pipelines(out_dir: str | Path | None = None, names: tuple[str, ...] = tuple(IR_FILES)) -> dict[str, Path]:
-    """Compile each pipeline to its IR YAML (next to the source by default); written atomically."""
+def compile_pipelines(out_dir: str | Path | None = None, names: tuple[str, ...] = tuple(IR_FILES),
+                      images: Images | None = None) -> dict[str, Path]:
+    """Compile each pipeline to its IR YAML (next to the source by default); written atomically. ``images``:
+    the images the steps run in (default: the project's defaults, what the committed IR holds)."""
     from kfp import compiler
 
     from aigp.io import atomic_path
@@ -45,7 +51,7 @@ def compile_pipelines(out_dir: str | Path | None = None, names: tuple[str, ...] 
         with atomic_path(target) as tmp:  # the compiler insists on a .yaml name: compile beside, then copy in
             yaml_tmp = tmp.with_suffix(".yaml")
             try:
-                compiler.Compiler().compile(pipeline_function(name), str(yaml_tmp))
+                compiler.Compiler().compile(pipeline_function(name, images), str(yaml_tmp))
                 tmp.write_bytes(yaml_tmp.read_bytes())
             finally:
                 yaml_tmp.unlink(missing_ok=True)
@@ -264,9 +270,20 @@ def submit_arguments(name: str, *, host: str, experiment: str | None, run_name: 
 
 def submit(name: str, *, host: str, experiment: str | None = None, run_name: str | None = None,
            parameters: Mapping[str, Any] | None = None, package: str | Path | None = None,
-           namespace: str | None = None, client_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
+           namespace: str | None = None, client_factory: Callable[..., Any] | None = None,
+           images: Images | None = None) -> dict[str, Any]:
     """Create a run of the compiled pipeline on ``host``; returns the run id, name and experiment. The token
-    comes from ``KF_PIPELINES_SA_TOKEN_PATH``/in-cluster credentials, as kfp.Client reads them."""
+    comes from ``KF_PIPELINES_SA_TOKEN_PATH``/in-cluster credentials, as kfp.Client reads them. ``images``
+    other than the defaults: the pipeline is compiled for them and that package is submitted."""
+    if images is not None and images != DEFAULT_IMAGES:
+        if package is not None:
+            raise ValueError("give either a compiled package or the images to compile the pipeline for, not both")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="aigp-pipeline-") as tmp:
+            compiled = compile_pipelines(tmp, (name,), images)[name]
+            return submit(name, host=host, experiment=experiment, run_name=run_name, parameters=parameters,
+                          package=compiled, namespace=namespace, client_factory=client_factory)
     kwargs = submit_arguments(name, host=host, experiment=experiment, run_name=run_name,
                               parameters=parameters or {}, package=package)
     if client_factory is None:

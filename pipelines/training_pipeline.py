@@ -5,12 +5,13 @@ The same pipeline runs on Kubeflow (compiled IR: ``pipelines/training_pipeline.y
 ``kfp.local`` (``aigp pipeline run --local``): kfp-kubernetes settings (GPU requests, tolerations, node
 selectors, the shared PVC) only take effect on a cluster.
 
-Heavy steps (SFT, candidate sampling, DPO) request one GPU (``nvidia.com/gpu``), tolerate the GPU node
-taint, are pinned to GPU nodes by label, and mount one shared ReadWriteMany PVC (``shared_pvc``, created
-once per namespace: ``manifests/``) at ``/mnt/aigp`` as the model/tokenizer cache (``AIGP_CACHE_DIR``,
-``HF_HOME``), so three steps do not download the same base weights three times. Steps are cached by KFP
-(same inputs -> reused outputs) except the gate and registration, which depend on the registry's current
-champion and must run every time.
+Heavy steps (SFT, candidate sampling, DPO) run in the CUDA build of the project image, request one GPU
+(``nvidia.com/gpu``), tolerate the GPU node taint, are pinned to GPU nodes by label, and mount one shared
+ReadWriteMany PVC (``shared_pvc``: ``aigp-training-cache``, ``manifests/base/pipelines/``) at ``/mnt/aigp`` as
+the model/tokenizer cache (``AIGP_CACHE_DIR``, ``HF_HOME``), so three steps do not download the same base
+weights three times. Every step gets ``aigp-config`` and the Secrets it needs (``pipelines/platform.py``).
+Steps are cached by KFP (same inputs -> reused outputs) except the gate and registration, which depend on
+the registry's current champion and must run every time.
 
 The gate ends a failing run: ``offline_gate`` returns ``"passed"`` or ``"failed: <reasons>"``; on failure the
 ``fail_run`` step raises with the reasons (the run is marked failed, the candidate is not registered); on
@@ -24,6 +25,7 @@ format yet (every sample unparsable) is the usual cause.
 
 from typing import Any
 
+from aigp.components._image import DEFAULT_IMAGES, Images
 from aigp.components.build_base_model.component import build_base_model
 from aigp.components.build_pairs.component import build_pairs
 from aigp.components.build_training_sets.component import build_training_sets
@@ -39,7 +41,9 @@ from aigp.components.sft.component import sft
 from aigp.components.teacher_generate.component import teacher_generate
 from aigp.components.train_ltve.component import train_ltve
 from aigp.components.training_configs.component import training_configs
+from aigp.pipelines.platform import TRAINING_CACHE_PVC, building_with, on_cluster
 from kfp import dsl, kubernetes
+from kfp.dsl.graph_component import GraphComponent
 
 PIPELINE_NAME = "aigp-training"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -50,7 +54,8 @@ UNCACHED_STEPS = ("offline-gate", "register-model", "fail-run")
 
 
 def _on_gpu(task: dsl.PipelineTask, shared_pvc: str, *, cpu: str = "4", memory: str = "32G") -> dsl.PipelineTask:
-    """One GPU, the GPU node taint tolerated, GPU nodes only, the shared cache volume."""
+    """The CUDA image, one GPU, the GPU node taint tolerated, GPU nodes only, the shared cache volume."""
+    on_cluster(task, gpu=True, s3=True)
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
@@ -65,18 +70,20 @@ def _gate_then_register(candidate: Any, gate_inputs: dict, register_inputs: dict
                         description: str) -> None:
     """The offline gate on ``candidate``; registration when it passes, the run failed with its reasons when not.
     Neither is cached: both depend on the registry's current state (the champion, the next version)."""
-    gate = offline_gate(candidate=candidate, **gate_inputs)
+    gate = on_cluster(offline_gate(candidate=candidate, **gate_inputs), s3=True)
     gate.set_caching_options(False)
     with dsl.If(gate.outputs["Output"] == "passed", name="gate-passed"):
-        register_model(model=candidate, gate_json=gate.outputs["gate_json"], gate_report=gate.outputs["report"],
-                       description=description, **register_inputs).set_caching_options(False)
+        on_cluster(register_model(model=candidate, gate_json=gate.outputs["gate_json"],
+                                  gate_report=gate.outputs["report"], description=description, **register_inputs),
+                   s3=True).set_caching_options(False)
     with dsl.Else(name="gate-failed"):
-        fail_run(reason=gate.outputs["Output"]).set_caching_options(False)
+        on_cluster(fail_run(reason=gate.outputs["Output"])).set_caching_options(False)
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="AIGP: LTVE, teacher distillation, SFT, LTVE-guided DPO, offline "
-                                              "gate and registration of the candidate")
-def training_pipeline(
+DESCRIPTION = "AIGP: LTVE, teacher distillation, SFT, LTVE-guided DPO, offline gate and registration of the candidate"
+
+
+def _training_pipeline(
     market_logs_uri: str,
     data_start: str,
     data_end: str,
@@ -107,7 +114,7 @@ def training_pipeline(
     model_name: str = "aigp-pricing",
     compare_champion: bool = True,
     allow_sft_only: bool = False,
-    shared_pvc: str = "aigp-training-cache",
+    shared_pvc: str = TRAINING_CACHE_PVC,
     mlflow_experiment: str = "",
 ) -> None:
     """``market_logs_uri``: the decision logs (a market log directory or its URI). Data window: decisions
@@ -120,36 +127,39 @@ def training_pipeline(
     ``gate_config_yaml``: the gate's
     floors, margins and simulated A/B (run when the logs come from the simulator; ``ab: {enabled: false}``
     turns it off)."""
-    configs = training_configs(model_size=model_size, delta_q=delta_q, delta_a=delta_a, beta=beta, seed=seed,
-                               threads=threads, distill_config_yaml=distill_config_yaml,
-                               ltve_config_yaml=ltve_config_yaml, sft_config_yaml=sft_config_yaml,
-                               sampling_config_yaml=sampling_config_yaml, pairs_config_yaml=pairs_config_yaml,
-                               dpo_config_yaml=dpo_config_yaml, gate_config_yaml=gate_config_yaml)
+    configs = on_cluster(training_configs(
+        model_size=model_size, delta_q=delta_q, delta_a=delta_a, beta=beta, seed=seed, threads=threads,
+        distill_config_yaml=distill_config_yaml, ltve_config_yaml=ltve_config_yaml, sft_config_yaml=sft_config_yaml,
+        sampling_config_yaml=sampling_config_yaml, pairs_config_yaml=pairs_config_yaml,
+        dpo_config_yaml=dpo_config_yaml, gate_config_yaml=gate_config_yaml))
     logs = dsl.importer(artifact_uri=market_logs_uri, artifact_class=dsl.Dataset, reimport=False)
-    features = materialize_features(market_logs=logs.output, start=online_start, end=online_end)
-    sets = build_training_sets(feature_data=features.outputs["feature_data"], start=data_start, end=data_end,
-                               holdout_from=holdout_from, holdout_share=holdout_share, seed=seed)
+    features = on_cluster(materialize_features(market_logs=logs.output, start=online_start, end=online_end),
+                          redis=True)
+    sets = on_cluster(build_training_sets(feature_data=features.outputs["feature_data"], start=data_start,
+                                          end=data_end, holdout_from=holdout_from, holdout_share=holdout_share,
+                                          seed=seed), redis=True)  # opens the feature store (its online store)
 
-    ltve = train_ltve(training_set=sets.outputs["training_set"], config_yaml=configs.outputs["ltve"],
-                      steps=ltve_steps, mlflow_experiment=mlflow_experiment)
-    evaluate_ltve(model=ltve.outputs["model"], evaluation_set=sets.outputs["training_set"],
-                  mlflow_experiment=mlflow_experiment)
+    ltve = on_cluster(train_ltve(training_set=sets.outputs["training_set"], config_yaml=configs.outputs["ltve"],
+                                 steps=ltve_steps, mlflow_experiment=mlflow_experiment), s3=True)
+    on_cluster(evaluate_ltve(model=ltve.outputs["model"], evaluation_set=sets.outputs["training_set"],
+                             mlflow_experiment=mlflow_experiment), s3=True)
 
-    base = build_base_model(prompt_rows=sets.outputs["prompt_rows"], size=model_size, corpus_prompts=corpus_prompts,
-                            seed=seed)
-    generations = teacher_generate(prompt_source=sets.outputs["prompt_rows"], config_yaml=configs.outputs["distill"],
-                                   n_prompts=n_prompts)
-    distilled = judge_filter(generations=generations.outputs["generations"], config_yaml=configs.outputs["distill"],
-                             mlflow_experiment=mlflow_experiment)
+    base = on_cluster(build_base_model(prompt_rows=sets.outputs["prompt_rows"], size=model_size,
+                                       corpus_prompts=corpus_prompts, seed=seed), s3=True)  # base weights: s3:// too
+    generations = on_cluster(teacher_generate(prompt_source=sets.outputs["prompt_rows"],
+                                              config_yaml=configs.outputs["distill"], n_prompts=n_prompts))
+    distilled = on_cluster(judge_filter(generations=generations.outputs["generations"],
+                                        config_yaml=configs.outputs["distill"], mlflow_experiment=mlflow_experiment),
+                           s3=True)
     sft_task = _on_gpu(sft(distillation_set=distilled.outputs["distillation_set"], base_model=base.outputs["model"],
                            config_yaml=configs.outputs["sft"], max_steps=sft_max_steps,
                            mlflow_experiment=mlflow_experiment), shared_pvc)
     sampled = _on_gpu(sample_candidates(policy_model=sft_task.outputs["model"], prompt_rows=sets.outputs["prompt_rows"],
                                         config_yaml=configs.outputs["sampling"], n_prompts=sampling_prompts,
                                         n_candidates=n_candidates, mlflow_experiment=mlflow_experiment), shared_pvc)
-    pairs = build_pairs(candidates=sampled.outputs["candidates"], ltve_model=ltve.outputs["model"],
-                        config_yaml=configs.outputs["pairs"], mlflow_experiment=mlflow_experiment)
-    n_pairs = count_pairs(pairs=pairs.outputs["pairs"])
+    pairs = on_cluster(build_pairs(candidates=sampled.outputs["candidates"], ltve_model=ltve.outputs["model"],
+                                   config_yaml=configs.outputs["pairs"], mlflow_experiment=mlflow_experiment), s3=True)
+    n_pairs = on_cluster(count_pairs(pairs=pairs.outputs["pairs"]))
 
     gate_inputs = {"heldout_set": sets.outputs["heldout_set"], "ltve_model": ltve.outputs["model"],
                    "config_yaml": configs.outputs["gate"], "market_logs": logs.output, "model_name": model_name,
@@ -168,7 +178,16 @@ def training_pipeline(
                                 description="SFT only: no candidate pair cleared ΔQ/Δa, DPO skipped "
                                             "(aigp-training pipeline)")
         with dsl.Else(name="sft-only-refused"):
-            fail_run(reason="no preference pair cleared ΔQ/Δa, so DPO has nothing to learn from: lower delta_q / "
-                            "delta_a, sample more candidates (n_candidates, sampling_prompts) or train SFT longer; "
-                            "allow_sft_only=True gates the SFT model instead").set_caching_options(False)
+            on_cluster(fail_run(reason="no preference pair cleared ΔQ/Δa, so DPO has nothing to learn from: lower "
+                                       "delta_q / delta_a, sample more candidates (n_candidates, sampling_prompts) "
+                                       "or train SFT longer; allow_sft_only=True gates the SFT model instead"
+                                ).set_caching_options(False))
 
+
+def build(images: Images = DEFAULT_IMAGES) -> GraphComponent:
+    """The training pipeline with its steps in ``images`` (the GPU steps in ``images.cuda``)."""
+    with building_with(images):
+        return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(_training_pipeline)
+
+
+training_pipeline = build()

@@ -1,70 +1,67 @@
 """Offline schema checks for manifests: core kinds with kubernetes-validate (the Kubernetes OpenAPI JSON
-schemas, strict: unknown fields fail), KServe kinds with the KServe SDK's generated models (the CRD schema as
-Python types): walked recursively so unknown or mistyped fields fail, then built with client-side
-validation so missing required fields fail."""
+schemas, strict: unknown fields fail), KServe kinds against KServe's own CRDs (``tests/schemas/kserve-<version>/``,
+vendored unmodified): the served version's ``openAPIV3Schema``, made strict the way ``kubectl apply
+--validate=strict`` is (an unknown field fails wherever the schema does not preserve unknown fields)."""
 
 from __future__ import annotations
 
-import re
+import copy
+import functools
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 KUBERNETES_VERSION = "1.30.0"
-KSERVE_KINDS = {("serving.kserve.io/v1beta1", "InferenceService"): "V1beta1InferenceService",
-                ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime"}
+CRD_DIR = next((Path(__file__).resolve().parent / "schemas").glob("kserve-v*"))
+KSERVE_VERSION = CRD_DIR.name.removeprefix("kserve-")
+KSERVE_CRDS = {"InferenceService": "serving.kserve.io_inferenceservices.yaml",
+               "ServingRuntime": "serving.kserve.io_servingruntimes.yaml"}
+KSERVE_GROUP = "serving.kserve.io"
 
 
-def _model_class(name: str) -> Any:
-    import kserve.models
-    import kubernetes.client.models
+def _strict(schema: Any) -> Any:
+    """``schema`` with ``additionalProperties: false`` on every object that lists its properties and does not
+    preserve unknown fields (a structural CRD schema prunes such fields silently; strict validation refuses them)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if ("properties" in out and "additionalProperties" not in out
+                and not out.get("x-kubernetes-preserve-unknown-fields")):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
 
-    return getattr(kserve.models, name, None) or getattr(kubernetes.client.models, name)
+
+@functools.cache
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """{(apiVersion, kind): strict JSON schema} for every served version of the vendored KServe CRDs."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schemas = {}
+    for kind, filename in KSERVE_CRDS.items():
+        crd = yaml.load((CRD_DIR / filename).read_text(), Loader=loader)  # CSafeLoader or SafeLoader
+        assert crd["spec"]["names"]["kind"] == kind and crd["spec"]["group"] == KSERVE_GROUP, filename
+        for version in crd["spec"]["versions"]:
+            if version.get("served"):
+                schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+                schemas[(f"{KSERVE_GROUP}/{version['name']}", kind)] = schema
+    return schemas
 
 
-def openapi_errors(value: Any, type_name: str, path: str = "") -> list[str]:
-    """Every way ``value`` (plain YAML data) does not fit the generated model type ``type_name``."""
-    if type_name == "object":
-        return []
-    if type_name == "str":
-        return [] if isinstance(value, str) else [f"{path}: expected a string, got {value!r}"]
-    if type_name == "bool":
-        return [] if isinstance(value, bool) else [f"{path}: expected a boolean, got {value!r}"]
-    if type_name == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return [] if ok else [f"{path}: expected an integer, got {value!r}"]
-    if type_name == "float":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return [] if ok else [f"{path}: expected a number, got {value!r}"]
-    if type_name == "datetime":
-        return [] if isinstance(value, str) else [f"{path}: expected a timestamp string, got {value!r}"]
-    if match := re.fullmatch(r"list\[(.+)\]", type_name):
-        if not isinstance(value, list):
-            return [f"{path}: expected a list, got {type(value).__name__}"]
-        return [e for i, item in enumerate(value) for e in openapi_errors(item, match.group(1), f"{path}[{i}]")]
-    if match := re.fullmatch(r"dict\(str, (.+)\)", type_name):
-        if not isinstance(value, dict):
-            return [f"{path}: expected a mapping, got {type(value).__name__}"]
-        return [e for k, v in value.items() for e in openapi_errors(v, match.group(1), f"{path}.{k}")]
-    cls = _model_class(type_name)
-    if not isinstance(value, dict):
-        return [f"{path}: expected an object ({type_name}), got {value!r}"]
-    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
-    errors = []
-    for key, item in value.items():
-        if key not in by_json:
-            errors.append(f"{path}.{key}: unknown field of {type_name}")
-            continue
-        errors.extend(openapi_errors(item, cls.openapi_types[by_json[key]], f"{path}.{key}"))
-    if not errors:
-        try:  # the generated setters refuse missing required fields and values outside enums
-            cls(**{by_json[k]: v for k, v in value.items()})
-        except (ValueError, TypeError) as exc:
-            errors.append(f"{path or type_name}: {exc}")
-    return errors
+def _location(path: Any) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
 def kserve_errors(doc: dict[str, Any]) -> list[str]:
-    cls_name = KSERVE_KINDS[(doc["apiVersion"], doc["kind"])]
-    return openapi_errors(doc, cls_name, f"{doc['kind']}/{doc['metadata'].get('name')}")
+    """Every way ``doc`` does not fit its KServe CRD's schema: one line each, the field path first."""
+    import jsonschema
+
+    schema = crd_schemas()[(doc["apiVersion"], doc["kind"])]
+    validator = jsonschema.Draft7Validator(schema)
+    name = f"{doc['kind']}/{doc['metadata'].get('name')}"
+    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{name}{_location(e.absolute_path)}: {e.message}" for e in errors]
 
 
 def kubernetes_errors(doc: dict[str, Any]) -> list[str]:
@@ -78,4 +75,4 @@ def kubernetes_errors(doc: dict[str, Any]) -> list[str]:
 
 
 def is_kserve(doc: dict[str, Any]) -> bool:
-    return (doc.get("apiVersion"), doc.get("kind")) in KSERVE_KINDS
+    return str(doc.get("apiVersion", "")).startswith(KSERVE_GROUP + "/") and doc.get("kind") in KSERVE_CRDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -108,3 +109,77 @@ def test_images_in_manifests_and_components_agree() -> None:
     for line in header.splitlines():
         if line.startswith("# ") and "docker build" in line:
             shlex.split(line[2:])  # the documented commands are well-formed shell
+
+
+def _pip_install_args(run: str) -> list[str]:
+    """The arguments of the first `pip install` in a RUN step (up to the next `&&`)."""
+    tokens = shlex.split(run)
+    start = next(i for i in range(len(tokens) - 1) if tokens[i:i + 2] == ["pip", "install"])
+    end = tokens.index("&&", start) if "&&" in tokens[start:] else len(tokens)
+    return tokens[start + 2:end]
+
+
+def test_platform_image_installs_the_project_from_the_lock() -> None:
+    instructions = parse_dockerfile(ROOT / "Dockerfile")
+    (project,) = [r for r in _all(instructions, "RUN") if ".[train,serve,mlops]" in r]
+    args = _pip_install_args(project)
+    assert "-c" in args and args[args.index("-c") + 1] == "requirements.lock", args
+    assert (ROOT / "requirements.lock").is_file()
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "requirements.lock" not in ignored and ". /app" in _all(instructions, "COPY")
+    makefile = (ROOT / "Makefile").read_text()
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in _all(instructions, "ARG") if "=" in a}
+    assert re.search(r"^TORCH_VERSION := (\S+)$", makefile, re.M).group(1) == args["TORCH_VERSION"]
+
+
+def _make_dry_run(*targets: str, **variables: str) -> list[list[str]]:
+    """The commands `make -n` prints for ``targets``, each split like a shell would."""
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "-s", *targets, *(f"{k}={v}" for k, v in variables.items())], cwd=ROOT,
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return [shlex.split(line) for line in out.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def _docker_builds(commands: list[list[str]]) -> dict[str, dict]:
+    builds = {}
+    for argv in commands:
+        if argv[:2] != ["docker", "build"]:
+            continue
+        options: dict = {"build_args": {}, "file": "Dockerfile", "context": argv[-1]}
+        for flag, value in itertools.pairwise(argv[2:]):
+            if flag == "--build-arg":
+                key, _, val = value.partition("=")
+                options["build_args"][key] = val
+            elif flag in ("-f", "--file"):
+                options["file"] = value
+            elif flag in ("-t", "--tag"):
+                options["tag"] = value
+        builds[options.pop("tag")] = options
+    return builds
+
+
+def test_make_image_builds_and_pushes_what_the_manifests_and_pipelines_run() -> None:
+    commands = _make_dry_run("image-push", REGISTRY="reg.example:5000/team", IMAGE_TAG="1.2.3")
+    builds = _docker_builds(commands)
+    ours = {f"reg.example:5000/team/aigp/{name}:1.2.3" for name in ("platform", "platform-cuda", "serving-gpu")}
+    assert set(builds) == ours
+    assert [argv[2] for argv in commands if argv[:2] == ["docker", "push"]] == sorted(ours, key=list(builds).index)
+    platform, cuda, serving = (builds[f"reg.example:5000/team/aigp/{n}:1.2.3"]
+                               for n in ("platform", "platform-cuda", "serving-gpu"))
+    assert platform["file"] == cuda["file"] == "Dockerfile" and serving["file"] == "serving/Dockerfile.gpu"
+    assert {b["context"] for b in builds.values()} == {"."}
+    assert "TORCH_INDEX_URL" not in platform["build_args"]  # the Dockerfile's default: CPU wheels
+    assert re.search(r"/whl/cu\d+$", cuda["build_args"]["TORCH_INDEX_URL"])
+    assert platform["build_args"]["TORCH_VERSION"] == cuda["build_args"]["TORCH_VERSION"] == "2.13.0"
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", platform["build_args"]["GIT_SHA"])
+
+    # with the defaults, the tags are the images that manifests/ and the committed pipelines run
+    defaults = set(_docker_builds(_make_dry_run("image")))
+    manifests_text = "\n".join(p.read_text() for p in (ROOT / "manifests").rglob("*.yaml"))
+    in_manifests = set(re.findall(r"image: (registry\.local/aigp/\S+)", manifests_text))
+    in_pipelines = {e["container"]["image"] for p in (ROOT / "pipelines").glob("*.yaml")
+                    for e in yaml.safe_load_all(p.read_text()).__next__()["deploymentSpec"]["executors"].values()
+                    if "container" in e}
+    assert in_manifests | in_pipelines == defaults
+    assert in_pipelines == {"registry.local/aigp/platform:0.1.0", "registry.local/aigp/platform-cuda:0.1.0"}

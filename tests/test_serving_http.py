@@ -436,9 +436,8 @@ def test_fallbacks_retries_and_bad_requests_are_counted_in_metrics(stack) -> Non
 
 # --- configuration: the manifest's arguments, the feature server ------------------------------------------------
 def test_the_manifest_command_and_configmap_configure_the_transformer(monkeypatch) -> None:
+    from _kustomize import build
     from aigp.serving.transformer import build_parser, config_from_args
-
-    from aigp.kustomize import build
 
     resources = build(ROOT / "manifests" / "overlays" / "production")
     service = next(r for r in resources if r["kind"] == "InferenceService" and r["metadata"]["name"] == MODEL)

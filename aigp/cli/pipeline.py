@@ -9,11 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from aigp.cli._common import console, user_errors
+from aigp.components._image import REGISTRY, TAG, Images
 
 app = typer.Typer(no_args_is_help=True, help="Kubeflow pipelines: run locally (kfp.local), compile, submit.")
 
 PipelineName = Annotated[str, typer.Option("--pipeline", "-p", help="training | nightly")]
 Params = Annotated[list[str] | None, typer.Option("--param", help="KEY=VALUE pipeline parameter (repeatable)")]
+Registry = Annotated[str, typer.Option(help="image registry the steps pull from: <registry>/aigp/platform:<tag>, "
+                                            "GPU steps <registry>/aigp/platform-cuda:<tag> (make image)")]
+Tag = Annotated[str, typer.Option(help="image tag of both images")]
 
 
 @app.command("run")
@@ -58,8 +62,11 @@ def run(
 def compile_(
     out: Annotated[Path | None, typer.Option(help="write the IR YAML here (default: next to the sources)")] = None,
     check: Annotated[bool, typer.Option("--check", help="fail when a committed IR YAML is stale")] = False,
+    registry: Registry = REGISTRY,
+    tag: Tag = TAG,
 ) -> None:
-    """Compile the pipelines to KFP IR YAML (committed next to pipelines/*.py)."""
+    """Compile the pipelines to KFP IR YAML (committed next to pipelines/*.py, in the default images; use --out
+    with another --registry/--tag)."""
     from aigp.pipelines.runner import compile_pipelines, stale_ir
 
     if check:
@@ -71,7 +78,7 @@ def compile_(
         console.print("compiled pipelines are up to date (pipeline spec compared; the kfp version is not)",
                       soft_wrap=True)
         return
-    for name, path in compile_pipelines(out).items():
+    for name, path in compile_pipelines(out, images=Images.of(registry, tag)).items():
         console.print(f"{name}: {path}")
 
 
@@ -85,11 +92,15 @@ def submit(
     param: Params = None,
     package: Annotated[Path | None, typer.Option(help="compiled IR YAML (default: the committed one)")] = None,
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace (multi-user)")] = None,
+    registry: Registry = REGISTRY,
+    tag: Tag = TAG,
 ) -> None:
-    """Create a run of a compiled pipeline on a Kubeflow Pipelines endpoint."""
+    """Create a run of a compiled pipeline on a Kubeflow Pipelines endpoint (another --registry/--tag than the
+    defaults: the pipeline is compiled for those images first)."""
     from aigp.pipelines.runner import parse_parameters
     from aigp.pipelines.runner import submit as submit_run
 
     result = submit_run(pipeline, host=host, experiment=experiment, run_name=run_name,
-                        parameters=parse_parameters(pipeline, list(param or [])), package=package, namespace=namespace)
+                        parameters=parse_parameters(pipeline, list(param or [])), package=package, namespace=namespace,
+                        images=Images.of(registry, tag))
     typer.echo(json.dumps(result))

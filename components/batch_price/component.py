@@ -28,7 +28,8 @@ def batch_price(
     ``store_dir``, default ``<feature_data>/store``, or Redis with ``online_store="redis"``). Each group's
     predictor: ``predictor_url`` (an OpenAI API root, for every group), else the config's arms, else
     ``$AIGP_PREDICTOR_URL``; ``serve_local`` serves each group's registered model in the step instead.
-    Model versions come from the registry (``MLFLOW_TRACKING_URI``). ``work_dir``: where the run's journal
+    Model versions come from the registry (``MLFLOW_TRACKING_URI``). ``redis_connection_string``: "" =
+    ``$REDIS_CONNECTION_STRING`` (on a cluster the Secret ``aigp-redis``). ``work_dir``: where the run's journal
     lives (a persistent volume or bucket mount lets a retried step resume; "" = next to the outputs).
     ``config_yaml``: a ``BatchPricingConfig`` as YAML text (experiment arms, predictor settings; "" = defaults).
 
@@ -36,6 +37,7 @@ def batch_price(
     ``report``: the decision report (features, rationale and decision per SKU, next to yesterday's).
     """
     import datetime as dt
+    import os
     import shutil
     from pathlib import Path
 
@@ -50,8 +52,9 @@ def batch_price(
     out_dir = Path(work_dir) if work_dir else Path(decisions.path).parent / "batch_price_work"
     updates = {"out_dir": out_dir, "feature_data": source,
                "feature_state_dir": Path(store_dir) if store_dir else source / "store", "online_store": online_store}
-    if redis_connection_string:
-        updates["redis_connection_string"] = redis_connection_string
+    redis = redis_connection_string or os.environ.get("REDIS_CONNECTION_STRING", "")
+    if redis:
+        updates["redis_connection_string"] = redis
     config = BatchPricingConfig.build(**(yaml.safe_load(config_yaml) or {})).with_updates(**updates)
     urls = {group: predictor_url for group in config.pricing.experiment.arms} if predictor_url else None
     summary = run_batch_pricing(day, config, predictor_urls=urls, serve_local=serve_local, overwrite=overwrite,

@@ -14,23 +14,27 @@ def materialize_features(
     metrics: Output[Metrics],
     store_dir: str = "",
     online_store: str = "sqlite",
-    redis_connection_string: str = "127.0.0.1:6379",
+    redis_connection_string: str = "",
     max_window_rows: int = 250_000,
 ) -> int:
     """Validate and ingest ``market_logs`` into ``feature_data`` (one parquet table per feature view plus the
     decision events), register the Feast definitions and materialize the rows stamped in ``[start, end)``
     (ISO dates) into the online store, one bounded date window at a time. ``store_dir`` holds the registry
     and the SQLite store (default: ``<feature_data>/store``); ``online_store="redis"`` writes to
-    ``redis_connection_string`` instead. Returns the rows written to the online store.
+    ``redis_connection_string`` instead ("" = ``$REDIS_CONNECTION_STRING``, on a cluster the Secret
+    ``aigp-redis``; else ``127.0.0.1:6379``). Returns the rows written to the online store.
     """
     import datetime as dt
+    import os
     from pathlib import Path
 
     from aigp.feature_repo.store import FeatureStoreConfig, materialize_step
 
     state = Path(store_dir) if store_dir else Path(feature_data.path) / "store"
     config = FeatureStoreConfig.build(feature_data=Path(feature_data.path), state_dir=state,
-                                      online_store=online_store, redis_connection_string=redis_connection_string,
+                                      online_store=online_store,
+                                      redis_connection_string=redis_connection_string
+                                      or os.environ.get("REDIS_CONNECTION_STRING") or "127.0.0.1:6379",
                                       max_window_rows=max_window_rows)
     values = materialize_step(market_logs.path, feature_data.path, dt.date.fromisoformat(start),
                               dt.date.fromisoformat(end), config)
