@@ -86,7 +86,7 @@ def test_concurrent_decisions_by_real_processes_are_serialised(registry: ModelRe
     for proc in procs:
         assert proc.wait(timeout=300) == 0
     results = [json.loads(o.read_text()) for o in outs]
-    for (action, version), result in zip(jobs, results, strict=True):
+    for (action, _version), result in zip(jobs, results, strict=True):
         assert result["ok"] or "cannot" in result["error"] or "concurrent" in result["error"], (action, result)
 
     assert registry.verify_audit(MODEL) == []  # distinct sequence numbers, file == tags, states replay
