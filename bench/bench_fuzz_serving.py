@@ -243,6 +243,8 @@ def batch_cases(root: Path, feature_data: Path | None) -> list[tuple[str, list[s
 
     root.mkdir(parents=True, exist_ok=True)
     out = ["--out", str(root / "out"), "--no-progress", "--predictor-url", "http://127.0.0.1:9/openai/v1"]
+    if feature_data is not None:  # the real tables; a case that names other tables puts them last (last wins)
+        out = ["--feature-data", str(feature_data), *out]
     configs = {"garbage.yaml": ": : [", "list.yaml": "- 1\n- 2\n", "unknown.yaml": "no_such_field: 1\n",
                "nan.yaml": "chunk_size: .nan\n", "huge.yaml": "horizon_days: 100000000000000000000\n",
                "types.yaml": "pricing: 7\n", "binary.yaml": "\x00\x01\x02"}
@@ -263,9 +265,9 @@ def batch_cases(root: Path, feature_data: Path | None) -> list[tuple[str, list[s
              ("max tokens 10^12", ["--date", "2026-03-16", "--max-tokens", str(10**12), *out]),
              ("online store kind", ["--date", "2026-03-16", "--online-store", "mongo", *out]),
              ("missing config", ["--date", "2026-03-16", "--config", str(root / "absent.yaml"), *out]),
-             ("missing feature data", ["--date", "2026-03-16", "--feature-data", str(root / "absent"), *out]),
-             ("truncated parquet", ["--date", "2026-03-16", "--feature-data", str(truncated.parent), *out]),
-             ("CSV named .parquet", ["--date", "2026-03-16", "--feature-data", str(foreign.parent), *out])]
+             ("missing feature data", ["--date", "2026-03-16", *out, "--feature-data", str(root / "absent")]),
+             ("truncated parquet", ["--date", "2026-03-16", *out, "--feature-data", str(truncated.parent)]),
+             ("CSV named .parquet", ["--date", "2026-03-16", *out, "--feature-data", str(foreign.parent)])]
     cases += [(f"config {name}", ["--date", "2026-03-16", "--config", str(root / name), *out]) for name in configs]
     return cases
 
@@ -286,6 +288,7 @@ def fuzz_batch(root: Path, feature_data: Path | None = None, env: dict[str, str]
             figures["examples"].append((name, f"{type(result.exception).__name__}: {result.exception}"[:200]))
         elif result.exit_code == 2 and result.output.strip():
             figures["refused (exit 2)"] += 1
+            figures.setdefault("messages", []).append((name, " ".join(result.output.split())[-160:]))
         else:
             figures["other exits"] += 1
             figures["examples"].append((name, f"exit {result.exit_code}: {result.output.strip()[-200:]}"))
