@@ -464,26 +464,26 @@ class ModelRegistry:
             run_id = run.info.run_id
         from mlflow.exceptions import MlflowException
 
-        try:
-            self._client.get_registered_model(model_name)
-        except MlflowException:
-            self._client.create_registered_model(model_name, description="AIGP LLM pricing policy")
-        tags = {
-            TAG_STATE: VersionState.CANDIDATE.value,
-            TAG_GATE_STATUS: gate_report.status,
-            TAG_GATE_HTML: f"{artifact_uri}/gate/{Path(gate_report.html_path).name}",
-            TAG_GATE_JSON: f"{artifact_uri}/gate/{Path(gate_report.json_path).name}",
-            TAG_GATE_REASONS: json.dumps(list(gate_report.reasons)),
-            TAG_METRICS: json.dumps(clean_metrics, sort_keys=True),
-            TAG_WINDOW_START: window.start.isoformat(),
-            TAG_WINDOW_END: window.end.isoformat(),
-            TAG_CODE_VERSION: version_of_code,
-            TAG_PIPELINE_RUN: pipeline_run_id,
-        }
-        mv = self._client.create_model_version(model_name, source=f"{artifact_uri}/model", run_id=run_id,
-                                               tags=tags, description=description or None)
-        version = int(mv.version)
-        with self.audit.lock(model_name):
+        with self.audit.lock(model_name):  # one writer: MLflow's version numbers and the audit sequence
+            try:
+                self._client.get_registered_model(model_name)
+            except MlflowException:
+                self._client.create_registered_model(model_name, description="AIGP LLM pricing policy")
+            tags = {
+                TAG_STATE: VersionState.CANDIDATE.value,
+                TAG_GATE_STATUS: gate_report.status,
+                TAG_GATE_HTML: f"{artifact_uri}/gate/{Path(gate_report.html_path).name}",
+                TAG_GATE_JSON: f"{artifact_uri}/gate/{Path(gate_report.json_path).name}",
+                TAG_GATE_REASONS: json.dumps(list(gate_report.reasons)),
+                TAG_METRICS: json.dumps(clean_metrics, sort_keys=True),
+                TAG_WINDOW_START: window.start.isoformat(),
+                TAG_WINDOW_END: window.end.isoformat(),
+                TAG_CODE_VERSION: version_of_code,
+                TAG_PIPELINE_RUN: pipeline_run_id,
+            }
+            mv = self._client.create_model_version(model_name, source=f"{artifact_uri}/model", run_id=run_id,
+                                                   tags=tags, description=description or None)
+            version = int(mv.version)
             self._record(model_name, version, "register", None, VersionState.CANDIDATE.value, by,
                          f"registered by the offline gate ({gate_report.status})",
                          {"gate_status": gate_report.status, "pipeline_run_id": pipeline_run_id,
