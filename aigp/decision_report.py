@@ -53,6 +53,20 @@ def safe_text(value: Any) -> str:
     return html.escape(_CONTROL.sub("", str(value)), quote=True)
 
 
+MAX_TEXT_CHARS = 1500  # longer texts (a 100 kB review) are cut in the page; the rationales file holds them whole
+
+
+def clipped_text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    """:func:`safe_text` of the first ``limit`` characters, and a note of how many more the rationales file holds."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    text = str(value)
+    if len(text) <= limit:
+        return safe_text(text)
+    return (safe_text(text[:limit]) + f"\n<span class='note'>… {len(text) - limit:,} more characters (of "
+            f"{len(text):,}): the full text is in the rationales file</span>")
+
+
 def _num(value: Any, fmt: str = "{:.4g}") -> str:
     if value is None or value is pd.NA:
         return "—"
@@ -122,7 +136,7 @@ def _yesterday_block(row: Mapping[str, Any], yesterday: Mapping[int, Mapping[str
                      f"v{safe_text(previous.get('model_version'))})</td></tr>")
     table = f"<table>{''.join(lines)}</table>"
     if previous is not None and previous.get("rationale"):
-        table += f"<p class='note'>Yesterday's rationale:</p><pre>{safe_text(previous.get('rationale'))}</pre>"
+        table += f"<p class='note'>Yesterday's rationale:</p><pre>{clipped_text(previous.get('rationale'))}</pre>"
     elif yesterday is None:
         table += ("<p class='note'>No run of yesterday in this output directory: yesterday is shown from the "
                   "features.</p>")
@@ -143,19 +157,19 @@ def _detail(row: Mapping[str, Any], yesterday: Mapping[int, Mapping[str, Any]] |
         ("attempts", _num(row.get("attempts"), "{:.0f}")),
     ]
     if row.get("detail"):
-        decision.append(("detail", safe_text(row.get("detail"))))
+        decision.append(("detail", clipped_text(row.get("detail"))))
     decision_html = "".join(f"<tr><td class='t'>{k}</td><td class='t'>{v}</td></tr>" for k, v in decision)
     rationale = row.get("rationale") or ""
     parts = [f"<div class='cols'><div><b>Today</b><table>{decision_html}</table></div>"
              f"<div><b>Yesterday</b>{_yesterday_block(row, yesterday)}</div></div>",
-             "<b>Rationale</b>" + (f"<pre>{safe_text(rationale)}</pre>" if rationale else
+             "<b>Rationale</b>" + (f"<pre>{clipped_text(rationale)}</pre>" if rationale else
                                    "<p class='note'>(none: the decision did not come from a model rationale)</p>")]
     if status != "model" and row.get("raw_output"):
-        parts.append(f"<details><summary>raw model output</summary><pre>{safe_text(row.get('raw_output'))}</pre>"
+        parts.append(f"<details><summary>raw model output</summary><pre>{clipped_text(row.get('raw_output'))}</pre>"
                      "</details>")
     parts.append("<b>Features</b>" + _features_table(row))
-    parts.append(f"<b>Description</b><pre>{safe_text(row.get('description')) or '(none)'}</pre>"
-                 f"<b>Reviews</b><pre>{safe_text(row.get('review_digest')) or '(none)'}</pre>")
+    parts.append(f"<b>Description</b><pre>{clipped_text(row.get('description')) or '(none)'}</pre>"
+                 f"<b>Reviews</b><pre>{clipped_text(row.get('review_digest')) or '(none)'}</pre>")
     return f'<details id="sku-{sku}" class="{status}"><summary>{head}</summary>{"".join(parts)}</details>'
 
 

@@ -20,10 +20,12 @@ the bulk writers of :mod:`aigp.feature_repo.online_layout`, in Feast's own layou
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -111,6 +113,10 @@ class MaterializationReport:
                 "rows_written": self.rows_written, "seconds": self.seconds,
                 "views": {v.view: {"windows": v.windows, "rows_read": v.rows_read, "rows_written": v.rows_written,
                                    "max_window_rows": v.max_window_rows, "seconds": v.seconds} for v in self.views}}
+
+
+class FeatureStoreError(ValueError):
+    """The store's files cannot be read (a damaged online store): the message names the file."""
 
 
 class AigpFeatureStore:
@@ -237,7 +243,12 @@ class AigpFeatureStore:
         objects with None) and the (SKU x feature) mask of missing values."""
         names = self._service_features(service)
         ids = np.asarray([int(i) for i in sku_ids], dtype=np.int64)
-        response = self._reader().read(ids.tolist(), self._service_views(service)) if len(ids) else {}
+        if len(ids):
+            reader = self._reader()
+            with self._damaged_store():
+                response = reader.read(ids.tolist(), self._service_views(service))
+        else:
+            response = {}
         missing = np.zeros((len(ids), len(names)), dtype=bool)
         values = []
         for j, name in enumerate(names):
@@ -270,8 +281,19 @@ class AigpFeatureStore:
 
     def _reader(self) -> OnlineReader:
         if self._online_reader is None:
-            self._online_reader = open_reader(self.repo_config)
+            with self._damaged_store():
+                self._online_reader = open_reader(self.repo_config)
         return self._online_reader
+
+    @contextlib.contextmanager
+    def _damaged_store(self) -> Iterator[None]:
+        """A damaged SQLite online store (truncated, overwritten) as one :class:`FeatureStoreError` naming it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            where = getattr(self.repo_config.online_store, "path", "the online store")
+            raise FeatureStoreError(f"online store {where}: {exc} (damaged or not a SQLite database; materialize "
+                                    "again into a fresh state directory)") from None
 
     def _service_views(self, service: str) -> list[tuple[FeatureView, list[str]]]:
         self._service_features(service)  # validates the name

@@ -340,7 +340,7 @@ def registry_resolver() -> Resolver:
 def _local_predictors(arms: Mapping[str, dict], served_model: Callable[[str], str], log_dir: Path,
                       **serve: Any) -> Iterator[dict[str, str]]:
     """One local predictor per distinct model version of the plan; yields group -> OpenAI API root."""
-    from aigp.serving.predictor import serve_local_predictor
+    serve_local_predictor = import_without_argv("aigp.serving.predictor").serve_local_predictor
 
     with contextlib.ExitStack() as stack:
         by_uri: dict[str, str] = {}
@@ -353,6 +353,21 @@ def _local_predictors(arms: Mapping[str, dict], served_model: Callable[[str], st
                     uri, served_model(group), log_path=log_dir / f"predictor-v{arm['model_version']}.log", **serve))
             urls[group] = by_uri[uri]
         yield urls
+
+
+def import_without_argv(module: str) -> Any:
+    """Import a module that imports KServe, whose ``model_server`` parses ``sys.argv`` when first imported (and
+    would read ``aigp price batch --config FILE`` as its own ``--configure_logging``): the command line is hidden
+    from it for the import."""
+    import importlib
+    import sys
+
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.argv = saved
 
 
 def token_counter_for(spec: str | None) -> Any:
@@ -427,8 +442,14 @@ def _run_locked(paths: RunPaths, config: BatchPricingConfig, resolver: Resolver,
             urls = dict(predictor_urls or {})
             pending = set(table["chunk"].tolist()) - paths.done_chunks()
             if serve_local and pending:
-                urls = stack.enter_context(_local_predictors(plan["arms"], served.__getitem__, paths.run_dir,
-                                                             **dict(serve_options or {})))
+                try:
+                    urls = stack.enter_context(_local_predictors(plan["arms"], served.__getitem__, paths.run_dir,
+                                                                 **dict(serve_options or {})))
+                except BaseException:
+                    if not resumed and not paths.done_chunks():  # nothing priced: leave no plan behind
+                        for name in (PLAN_JSON, PLAN_TABLE):
+                            (paths.run_dir / name).unlink(missing_ok=True)
+                    raise
             elif pending and resumed:
                 _check_versions(plan, config, resolver)
             arms = resolve_arms(config.pricing, _planned(plan), predictor_urls=urls) if pending else {}

@@ -122,9 +122,14 @@ def active_skus(feature_data: str | Path, date: dt.date, horizon_days: int = 14)
         raise FileNotFoundError(f"{path} does not exist: no ingested feature data in {feature_data} "
                                 "(run `aigp features ingest --logs DIR` first)")
     day = pd.Timestamp(date).tz_localize("UTC")
-    frame = pd.read_parquet(path, columns=[ENTITY_KEY, EVENT_TIMESTAMP],
-                            filters=[(EVENT_TIMESTAMP, "<=", day),
-                                     (EVENT_TIMESTAMP, ">", day - pd.Timedelta(days=horizon_days))])
+    try:
+        frame = pd.read_parquet(path, columns=[ENTITY_KEY, EVENT_TIMESTAMP],
+                                filters=[(EVENT_TIMESTAMP, "<=", day),
+                                         (EVENT_TIMESTAMP, ">", day - pd.Timedelta(days=horizon_days))])
+    except (OSError, ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a readable parquet table with {ENTITY_KEY} and {EVENT_TIMESTAMP} "
+                         f"({first[:200]})") from None
     launch = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).dt.tz_convert(None).dt.normalize()
     out = pd.DataFrame({ENTITY_KEY: frame[ENTITY_KEY].to_numpy(np.int64), "launch_date": launch.dt.date.to_numpy()})
     return out.sort_values(ENTITY_KEY, kind="stable").drop_duplicates(ENTITY_KEY).reset_index(drop=True)

@@ -464,19 +464,74 @@ def wait_until_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: 
         time.sleep(0.2)
 
 
+class ServerStartError(ValueError):
+    """A local server did not come up (a corrupt model, a port in use): the message names the cause from its log."""
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of a server process: the kernel kills it (SIGKILL) when the process that started it dies,
+    killed or not, so a SIGKILLed batch run never leaves a predictor behind (Linux ``PR_SET_PDEATHSIG``)."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def last_error_line(log_path: str | Path, max_bytes: int = 65536) -> str:
+    """The last ``SomethingError: ...`` / ``...Exception: ...`` line of a server log ('' when none)."""
+    import re
+
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(log_path) - max_bytes))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    pattern = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Exit)\b.*)$")
+    found = [m.group(1).strip() for line in text.splitlines() if (m := pattern.match(line.strip()))]
+    return found[-1][:300] if found else ""
+
+
 @contextlib.contextmanager
 def serve_subprocess(argv: list[str], ready_url: Callable[[str], str], *, port: int, url_suffix: str = "",
                      env: Mapping[str, str] | None = None, log_path: str | Path | None = None,
-                     timeout_s: float = 180.0) -> Iterator[str]:
+                     timeout_s: float = 180.0, what: str = "server") -> Iterator[str]:
     """Start a server process on a loopback ``port``, yield ``http://127.0.0.1:<port><url_suffix>`` once
-    ``ready_url(base)`` answers 200, and stop it on exit (SIGTERM, then SIGKILL after 30 s); its output goes to
-    ``log_path`` (appended) or is discarded."""
+    ``ready_url(base)`` answers 200, and stop it on exit (SIGTERM, then SIGKILL after 30 s). It dies with this
+    process (:func:`die_with_parent`). Its output goes to ``log_path`` (appended; a temporary file when None,
+    kept only when the server fails to start); a failed start is a :class:`ServerStartError` naming the log and
+    the last error in it."""
+    import tempfile
+
     environ = {**os.environ, **(env or {}), "TOKENIZERS_PARALLELISM": "false"}
-    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=environ)
+    if log_path is None:
+        handle, name = tempfile.mkstemp(prefix="aigp-server-", suffix=".log")
+        os.close(handle)
+        log_path, temporary = Path(name), True
+    else:
+        temporary = False
+    output = open(log_path, "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=environ,
+                            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
     base = f"http://127.0.0.1:{port}{url_suffix}"
+    started = False
     try:
-        wait_until_ready(ready_url(base), proc, timeout_s)
+        try:
+            wait_until_ready(ready_url(base), proc, timeout_s)
+        except (RuntimeError, TimeoutError) as exc:
+            output.flush()
+            cause = last_error_line(log_path)
+            temporary = False  # keep the log the message names
+            raise ServerStartError(f"{what} did not start: {exc}" + (f"; {cause}" if cause else "")
+                                   + f" (log: {log_path})") from None
+        started = True
         yield base
     finally:
         proc.terminate()
@@ -485,8 +540,9 @@ def serve_subprocess(argv: list[str], ready_url: Callable[[str], str], *, port: 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if log_path:
-            output.close()  # type: ignore[union-attr]
+        output.close()
+        if temporary and started:
+            Path(log_path).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -502,7 +558,7 @@ def serve_local_predictor(model_dir: str | Path, served_model: str = "aigp-prici
     if threads:
         argv.append(f"--threads={threads}")
     with serve_subprocess(argv, lambda base: f"{base}/models", port=port, url_suffix=OPENAI_PREFIX,
-                          log_path=log_path, timeout_s=timeout_s) as base:
+                          log_path=log_path, timeout_s=timeout_s, what=f"the local predictor for {model_dir}") as base:
         yield base
 
 

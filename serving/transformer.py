@@ -152,6 +152,32 @@ def _check_count(n: int, limit: int, field: str) -> None:
         raise InvalidInput(f"{field}: {n} SKU ids exceed the limit of {limit} per request")
 
 
+_JSON_MEDIA = ("application/json", "application/octet-stream", "text/plain", "")
+
+
+def v1_body(payload: Any, headers: Mapping[str, str] | None) -> Any:
+    """The v1 body as JSON. KServe decodes it only for a bare ``application/json`` content type and hands anything
+    else (``application/json; charset=utf-8``, ``application/octet-stream``) over as bytes: those are decoded
+    here (UTF-8, strict JSON: no NaN or Infinity); other media types are refused."""
+    if not isinstance(payload, bytes | bytearray):
+        return payload
+    content_type = next((v for k, v in (headers or {}).items() if k.lower() == "content-type"), "")
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media not in _JSON_MEDIA and not media.endswith("+json"):
+        raise InvalidInput(f"content-type={_shown(content_type)}: expected application/json")
+    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";")
+                    if p.strip().lower().startswith("charset=")), "utf-8")
+    if charset not in ("utf-8", "utf8"):
+        raise InvalidInput(f"content-type charset={_shown(charset)}: expected utf-8")
+    import orjson
+
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body: not JSON ({exc})") from None
+
+
 def parse_v1(payload: Any, limit: int) -> PricingRequest:
     """``{"instances": [17, {"sku_id": 42}, ...], "date": "YYYY-MM-DD"}`` (``date`` optional)."""
     if not isinstance(payload, dict):
@@ -329,11 +355,11 @@ class PricingTransformer(Model):
     def validate(self, payload: Any) -> Any:
         return payload  # parse_v1 / parse_v2 validate every field
 
-    def parse(self, payload: Any) -> PricingRequest:
+    def parse(self, payload: Any, headers: Mapping[str, str] | None = None) -> PricingRequest:
         limit = self.config.max_skus_per_request
         if isinstance(payload, InferRequest):
             return parse_v2(payload, limit)
-        return parse_v1(payload, limit)
+        return parse_v1(v1_body(payload, headers), limit)
 
     async def price(self, sku_ids: Sequence[int], date: dt.date | None) -> list[Decision]:
         """Decisions for ``sku_ids`` (a SKU asked for twice is priced once), in request order."""
@@ -359,7 +385,7 @@ class PricingTransformer(Model):
         protocol = "v2" if isinstance(payload, InferRequest) else "v1"
         started = time.perf_counter()
         try:
-            request = self.parse(payload)
+            request = self.parse(payload, headers)
         except InvalidInput:
             metrics.REQUESTS.labels(protocol, "bad_request").inc()
             raise
@@ -403,10 +429,60 @@ def config_from_args(args: Any, environ: Mapping[str, str] | None = None) -> Tra
                                       feature_state_dir=args.feature_state_dir)
 
 
+def validation_error_handler(request: Any, exc: Any) -> Any:
+    """A v2 body that does not fit the Open Inference Protocol's schema: 400 with one line naming the first field
+    at fault. FastAPI's own handler (422) echoes the offending value, and a NaN or Infinity there cannot be
+    encoded: the client got a 500 and a reset connection."""
+    from fastapi.responses import JSONResponse
+
+    errors = list(exc.errors()) if hasattr(exc, "errors") else []
+    # the body is InferenceRequest | bytes: name the problems with the InferenceRequest, not the bytes branch
+    errors = [e for e in errors if "bytes" not in e.get("loc", ())] or errors
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "InferenceRequest")]
+    field = ".".join(loc) or "request body"
+    shown = f"={_shown(first['input'])}" if "input" in first and not isinstance(first["input"], dict | list) else ""
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    metrics.REQUESTS.labels("v2", "bad_request").inc()
+    return JSONResponse(status_code=400, content={"error": f"{field}{shown}: {first.get('msg', 'invalid')}{more}"})
+
+
+class RefuseBinaryTensors:
+    """ASGI middleware: a request using the Open Inference Protocol's binary tensor extension (header
+    ``inference-header-content-length``) is a 400. The transformer's inputs are JSON; KServe's decoder of the
+    extension answers a bad header or JSON part with a 500 and a reset connection."""
+
+    HEADER = b"inference-header-content-length"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and any(k.lower() == self.HEADER for k, _ in scope.get("headers", ())):
+            body = (b'{"error":"inference-header-content-length: the binary tensor extension is not supported; '
+                    b'send the inputs as JSON"}')
+            metrics.REQUESTS.labels("v2", "bad_request").inc()
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def install_error_handlers(app: Any) -> None:
+    """400 with one line for bodies that do not fit the v2 schema, and for the binary tensor extension."""
+    from fastapi.exceptions import RequestValidationError
+
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(RefuseBinaryTensors)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    from kserve import ModelServer
+    from kserve import ModelServer, model_server
 
     args, _ = build_parser().parse_known_args(argv)
+    install_error_handlers(model_server.app)
     resolver = pinned(args.pinned_version) if args.pinned_version else None
     model = PricingTransformer(args.model_name, config_from_args(args), resolver=resolver)
     model.load()

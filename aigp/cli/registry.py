@@ -39,7 +39,19 @@ def _out() -> Any:
 
 
 def _state(value: str) -> str:
-    return f"[{STATE_STYLE.get(value, 'white')}]{value}[/]"
+    return f"[{STATE_STYLE.get(value, 'white')}]{_plain(value)}[/]"
+
+
+def _plain(value: object) -> str:
+    """Text from the registry as the terminal should show it: control and format characters (ESC, BEL, newline,
+    bidi overrides) written as escapes, Rich markup shown literally."""
+    import unicodedata
+
+    from rich.markup import escape
+
+    text = "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") else repr(c)[1:-1]
+                   if ord(c) < 0x10000 and repr(c)[1:-1] != c else f"\\u{ord(c):04x}" for c in str(value))
+    return escape(text)
 
 
 @app.command("list")
@@ -60,10 +72,10 @@ def list_versions(
         table.add_column(column, min_width=min_width or None, overflow="fold")
     for v in versions:
         metrics = ", ".join(f"{k}={val:.4g}" for k, val in list(v.metrics.items())[:4])
-        table.add_row(v.name, str(v.version), _state(v.state.value),
-                      "[green]passed[/]" if v.gate_status == "passed" else f"[red]{v.gate_status}[/]",
-                      ", ".join(v.aliases), f"{v.data_window[0]}..{v.data_window[1]}", v.code_version[:8],
-                      v.pipeline_run_id or "-", metrics)
+        table.add_row(_plain(v.name), str(v.version), _state(v.state.value),
+                      "[green]passed[/]" if v.gate_status == "passed" else f"[red]{_plain(v.gate_status)}[/]",
+                      ", ".join(v.aliases), _plain(f"{v.data_window[0]}..{v.data_window[1]}"),
+                      _plain(v.code_version[:8]), _plain(v.pipeline_run_id or "-"), _plain(metrics))
     _out().print(table if versions else "no versions registered")
 
 
@@ -85,23 +97,24 @@ def show(
     else:
         info = registry.get(model, version)
     out = _out()
-    facts = Table(title=f"{info.name} v{info.version}", show_header=False)
+    facts = Table(title=f"{_plain(info.name)} v{info.version}", show_header=False)
     facts.add_column("field", style="bold")
     facts.add_column("value", overflow="fold")
-    for key, value in (("state", _state(info.state.value)), ("aliases", ", ".join(info.aliases) or "-"),
+    facts.add_row("state", _state(info.state.value))
+    for key, value in (("aliases", ", ".join(info.aliases) or "-"),
                        ("gate", info.gate_status), ("gate reasons", "; ".join(info.gate_reasons) or "-"),
                        ("gate report (HTML)", info.gate_report_html), ("gate report (JSON)", info.gate_report_json),
                        ("data window", f"{info.data_window[0]} .. {info.data_window[1]}"),
                        ("code version", info.code_version), ("pipeline run", info.pipeline_run_id or "-"),
                        ("MLflow run", info.run_id), ("storage URI", info.storage_uri),
                        ("created (UTC)", info.created_at)):
-        facts.add_row(key, value)
+        facts.add_row(key, _plain(value))
     out.print(facts)
     metrics = Table(title="metrics")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for key, value in sorted(info.metrics.items()):
-        metrics.add_row(key, f"{value:.6g}")
+        metrics.add_row(_plain(key), f"{value:.6g}")
     out.print(metrics)
     out.print(_audit_table(info.audit, f"audit trail of v{info.version}"))
 
@@ -116,7 +129,7 @@ def audit(model: ModelOpt = DEFAULT_MODEL) -> None:
     problems = registry.verify_audit(model)
     if problems:
         for problem in problems:
-            console.print(f"[bold red]audit problem:[/] {problem}")
+            console.print(f"[bold red]audit problem:[/] {_plain(problem)}")
         raise typer.Exit(code=1)
     out.print("[green]audit log complete: file and MLflow tags agree, no gaps, states replay[/]")
 
@@ -131,7 +144,8 @@ def approve(
 ) -> None:
     """candidate -> approved. Refused unless the version passed the offline gate."""
     info = _registry().approve(model, version, by=by, reason=reason)
-    _out().print(f"approved {info.name} v{info.version} (by {info.audit[-1].by}: {info.audit[-1].reason})")
+    _out().print(f"approved {info.name} v{info.version} (by {_plain(info.audit[-1].by)}: "
+                 f"{_plain(info.audit[-1].reason)})")
 
 
 @app.command("reject")
@@ -144,7 +158,8 @@ def reject(
 ) -> None:
     """-> rejected (final: a rejected version can never be promoted)."""
     info = _registry().reject(model, version, by=by, reason=reason)
-    _out().print(f"rejected {info.name} v{info.version} (by {info.audit[-1].by}: {info.audit[-1].reason})")
+    _out().print(f"rejected {info.name} v{info.version} (by {_plain(info.audit[-1].by)}: "
+                 f"{_plain(info.audit[-1].reason)})")
 
 
 DeployOpts = dict[str, Any]
@@ -200,7 +215,7 @@ def promote(
 ) -> None:
     """approved -> production under an alias; renders (and applies) the version's InferenceService."""
     info = _registry().promote(model, version, by=by, reason=reason, alias=alias)
-    _out().print(f"promoted {info.name} v{info.version} to {alias} (by {info.audit[-1].by})")
+    _out().print(f"promoted {info.name} v{info.version} to {alias} (by {_plain(info.audit[-1].by)})")
     _deploy(model, info.version, info.storage_uri,
             _deploy_options(out, apply, namespace, max_model_len, gpus, lora_adapter, publish_to, serving_config),
             alias)
@@ -228,8 +243,8 @@ def _audit_table(events: Any, title: str) -> Table:
     for column in ("#", "when (UTC)", "version", "action", "from", "to", "by", "reason"):
         table.add_column(column, overflow="fold")
     for e in events:
-        table.add_row(str(e.seq), e.at[:19], f"v{e.version}", e.action, e.from_state or "-", _state(e.to_state),
-                      e.by, e.reason)
+        table.add_row(str(e.seq), _plain(e.at[:19]), f"v{e.version}", _plain(e.action), _plain(e.from_state or "-"),
+                      _state(e.to_state), _plain(e.by), _plain(e.reason))
     return table
 
 

@@ -31,13 +31,16 @@ agree, that sequence numbers have no gap, and that replaying the events gives ev
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
+import hashlib
 import json
 import math
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -152,8 +155,24 @@ class AuditEvent:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> AuditEvent:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, where: str = "audit event") -> AuditEvent:
+        """One event from its JSON; anything else is a :class:`RegistryError` naming ``where`` it came from."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{where}: not JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(data, dict):
+            raise RegistryError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        names = set(cls.__dataclass_fields__)
+        missing = sorted(names - set(data) - {"details"})
+        unknown = sorted(set(data) - names)
+        if missing or unknown:
+            raise RegistryError(f"{where}: not an audit event (missing {', '.join(missing) or 'nothing'}; "
+                                f"unknown {', '.join(unknown) or 'nothing'})")
+        if not isinstance(data["seq"], int) or not isinstance(data["version"], int) or not isinstance(
+                data.get("details", {}), dict):
+            raise RegistryError(f"{where}: seq and version must be integers and details an object")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -253,12 +272,37 @@ class AuditLog:
             events = []
             for obj in storage._iter_objects(client, location):
                 body = client.get_object(Bucket=location.bucket, Key=obj["Key"])["Body"].read().decode()
-                events.append(AuditEvent.from_json(body))
+                events.append(AuditEvent.from_json(body, f"s3://{location.bucket}/{obj['Key']}"))
             return sorted(events, key=lambda e: e.seq)
         path = Path(self.root) / f"{model}.jsonl"
         if not path.exists():
             return []
-        return [AuditEvent.from_json(line) for line in path.read_text().splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"audit log {path}: not UTF-8 text (byte {exc.start})") from None
+        return [AuditEvent.from_json(line, f"audit log {path} line {n}")
+                for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+    @contextlib.contextmanager
+    def lock(self, model: str) -> Iterator[None]:
+        """Serialise the transitions of ``model``: an exclusive lock file beside a local audit log (held across
+        processes; the kernel drops it when its holder dies). An S3 audit root has no lock: there every event
+        claims its sequence number with a conditional put, so of two writers that read the same log only one
+        succeeds (the optimistic check, see :meth:`ModelRegistry._record`)."""
+        if self.root.startswith("s3://"):
+            yield
+            return
+        import fcntl
+
+        path = Path(self.root) / f".{model}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def where(self, model: str) -> str:
         if self.root.startswith("s3://"):
@@ -306,25 +350,81 @@ class ModelRegistry:
         except MlflowException:
             raise RegistryError(f"no registered model named {name!r}") from None
 
-    def _next_seq(self, name: str) -> int:
-        seqs = [int(k[len(TAG_AUDIT_PREFIX):]) for mv in self._search(name) for k in mv.tags
-                if k.startswith(TAG_AUDIT_PREFIX)]
-        return max(seqs, default=0) + 1
-
     def _record(self, name: str, version: int, action: str, from_state: str | None, to_state: str, by: str,
-                reason: str, details: Mapping[str, Any] | None = None) -> AuditEvent:
-        """Write one audit event: the version's MLflow tags first (state + event), then the audit file."""
-        event = AuditEvent(seq=self._next_seq(name), model=name, version=version, action=action,
+                reason: str, details: Mapping[str, Any] | None = None, *, trail: list[AuditEvent]) -> AuditEvent:
+        """Write one audit event after the ``trail`` it was decided on: the audit log first (the event's sequence
+        number is the trail's next; the log refuses a number taken meanwhile), then the version's MLflow tags
+        (event + state). Callers hold :meth:`AuditLog.lock` and read ``trail`` under it; ``trail`` is extended."""
+        event = AuditEvent(seq=max((e.seq for e in trail), default=0) + 1, model=name, version=version, action=action,
                            from_state=from_state, to_state=to_state, by=by,
                            at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), reason=reason,
                            details=dict(details or {}))
         key = f"{TAG_AUDIT_PREFIX}{event.seq:06d}"
         if key in self._client.get_model_version(name, str(version)).tags:
             raise RegistryError(f"audit event {key} of {name} v{version} exists already; refusing to overwrite it")
+        current = self.audit.read(name)
+        if [e.seq for e in current] != [e.seq for e in trail]:
+            raise TransitionRefused(f"the audit log of {name} changed while {action} v{version} was decided "
+                                    "(a concurrent registry change); nothing was written, try again")
+        self.audit.append(event)
         self._client.set_model_version_tag(name, str(version), key, event.to_json())
         self._client.set_model_version_tag(name, str(version), TAG_STATE, to_state)
-        self.audit.append(event)
+        trail.append(event)
         return event
+
+    def _gate_digest(self, uri: str) -> str:
+        """SHA-256 of the gate JSON report at ``uri`` (a local path, file:// or s3:// URI)."""
+        from aigp import storage
+
+        local = storage.local_path(uri)
+        try:
+            if local is not None:
+                data = local.read_bytes()
+            else:
+                location = storage.parse_s3_uri(uri)
+                data = storage.s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+        except Exception as exc:  # unreadable is a finding, not a crash: the caller refuses to trust the version
+            return f"unreadable ({type(exc).__name__}: {str(exc)[:120]})"
+        return hashlib.sha256(data).hexdigest()
+
+    def _trail_problems(self, info: ModelVersionInfo, trail: Sequence[AuditEvent], *, gate: bool = True) -> list[str]:
+        """Where a version's MLflow tags and aliases disagree with its audit trail (the append-only log, which
+        MLflow write access cannot change): state, gate status, the gate report's digest, aliases."""
+        where = f"{info.name} v{info.version}"
+        events = [e for e in trail if e.version == info.version]
+        problems = []
+        replayed = events[-1].to_state if events else None
+        if replayed != info.state.value:
+            problems.append(f"{where}: state tag {info.state.value!r} disagrees with its audit trail ({replayed!r})")
+        register = next((e for e in events if e.action == "register"), None)
+        if gate and register is not None:
+            registered = register.details.get("gate_status")
+            if registered is not None and registered != info.gate_status:
+                problems.append(f"{where}: gate tag {info.gate_status!r} disagrees with the gate status registered "
+                                f"in the audit trail ({registered!r})")
+            digest = register.details.get("gate_report_sha256")
+            if digest:
+                if register.details.get("gate_report_json") not in (None, info.gate_report_json):
+                    problems.append(f"{where}: gate report tag points at {info.gate_report_json}, but "
+                                    f"{register.details['gate_report_json']} was registered")
+                actual = self._gate_digest(info.gate_report_json)
+                if actual != digest:
+                    problems.append(f"{where}: gate report {info.gate_report_json} has SHA-256 {actual[:80]}, "
+                                    f"but {digest[:16]}... was registered")
+        elif gate and events:
+            problems.append(f"{where}: no register event in the audit trail")
+        expected = tuple(sorted(a for a, v in replay_aliases(trail).items() if v == info.version))
+        if expected != info.aliases:
+            problems.append(f"{where}: holds alias(es) {list(info.aliases)} but the audit trail gives it "
+                            f"{list(expected)}")
+        return problems
+
+    def _trusted(self, info: ModelVersionInfo, trail: Sequence[AuditEvent], action: str, *,
+                 gate: bool = True) -> None:
+        problems = self._trail_problems(info, trail, gate=gate)
+        if problems:
+            raise TransitionRefused(f"will not {action} {info.name} v{info.version}: its registry record was changed "
+                                    f"outside the audit trail ({'; '.join(problems)}); run aigp registry audit")
 
     # --- registration -----------------------------------------------------------------------------
     def register_candidate(self, model_dir: str | os.PathLike[str], gate_report: GateReport,
@@ -364,29 +464,32 @@ class ModelRegistry:
             run_id = run.info.run_id
         from mlflow.exceptions import MlflowException
 
-        try:
-            self._client.get_registered_model(model_name)
-        except MlflowException:
-            self._client.create_registered_model(model_name, description="AIGP LLM pricing policy")
-        tags = {
-            TAG_STATE: VersionState.CANDIDATE.value,
-            TAG_GATE_STATUS: gate_report.status,
-            TAG_GATE_HTML: f"{artifact_uri}/gate/{Path(gate_report.html_path).name}",
-            TAG_GATE_JSON: f"{artifact_uri}/gate/{Path(gate_report.json_path).name}",
-            TAG_GATE_REASONS: json.dumps(list(gate_report.reasons)),
-            TAG_METRICS: json.dumps(clean_metrics, sort_keys=True),
-            TAG_WINDOW_START: window.start.isoformat(),
-            TAG_WINDOW_END: window.end.isoformat(),
-            TAG_CODE_VERSION: version_of_code,
-            TAG_PIPELINE_RUN: pipeline_run_id,
-        }
-        mv = self._client.create_model_version(model_name, source=f"{artifact_uri}/model", run_id=run_id,
-                                               tags=tags, description=description or None)
-        version = int(mv.version)
-        self._record(model_name, version, "register", None, VersionState.CANDIDATE.value, by,
-                     f"registered by the offline gate ({gate_report.status})",
-                     {"gate_status": gate_report.status, "pipeline_run_id": pipeline_run_id,
-                      "source_dir": str(model_dir.resolve())})
+        with self.audit.lock(model_name):  # one writer: MLflow's version numbers and the audit sequence
+            try:
+                self._client.get_registered_model(model_name)
+            except MlflowException:
+                self._client.create_registered_model(model_name, description="AIGP LLM pricing policy")
+            tags = {
+                TAG_STATE: VersionState.CANDIDATE.value,
+                TAG_GATE_STATUS: gate_report.status,
+                TAG_GATE_HTML: f"{artifact_uri}/gate/{Path(gate_report.html_path).name}",
+                TAG_GATE_JSON: f"{artifact_uri}/gate/{Path(gate_report.json_path).name}",
+                TAG_GATE_REASONS: json.dumps(list(gate_report.reasons)),
+                TAG_METRICS: json.dumps(clean_metrics, sort_keys=True),
+                TAG_WINDOW_START: window.start.isoformat(),
+                TAG_WINDOW_END: window.end.isoformat(),
+                TAG_CODE_VERSION: version_of_code,
+                TAG_PIPELINE_RUN: pipeline_run_id,
+            }
+            mv = self._client.create_model_version(model_name, source=f"{artifact_uri}/model", run_id=run_id,
+                                                   tags=tags, description=description or None)
+            version = int(mv.version)
+            self._record(model_name, version, "register", None, VersionState.CANDIDATE.value, by,
+                         f"registered by the offline gate ({gate_report.status})",
+                         {"gate_status": gate_report.status, "pipeline_run_id": pipeline_run_id,
+                          "source_dir": str(model_dir.resolve()), "gate_report_json": tags[TAG_GATE_JSON],
+                          "gate_report_sha256": hashlib.sha256(Path(gate_report.json_path).read_bytes()).hexdigest()},
+                         trail=self.audit.read(model_name))
         return self.get(model_name, version)
 
     # --- reading ----------------------------------------------------------------------------------
@@ -408,8 +511,8 @@ class ModelRegistry:
     def _info(self, mv: Any, aliases: Mapping[str, int]) -> ModelVersionInfo:
         tags = mv.tags
         version = int(mv.version)
-        audit = tuple(sorted((AuditEvent.from_json(v) for k, v in tags.items() if k.startswith(TAG_AUDIT_PREFIX)),
-                             key=lambda e: e.seq))
+        audit = tuple(sorted((AuditEvent.from_json(v, f"MLflow tag {k} of {mv.name} v{mv.version}")
+                              for k, v in tags.items() if k.startswith(TAG_AUDIT_PREFIX)), key=lambda e: e.seq))
         return ModelVersionInfo(
             name=mv.name, version=version, state=VersionState(tags.get(TAG_STATE, VersionState.CANDIDATE.value)),
             gate_status=tags.get(TAG_GATE_STATUS, "unknown"), gate_report_html=tags.get(TAG_GATE_HTML, ""),
@@ -424,31 +527,42 @@ class ModelRegistry:
             audit=audit)
 
     # --- transitions ------------------------------------------------------------------------------
+    # Each transition holds the model's audit lock (AuditLog.lock) from reading the version to writing its event,
+    # so two decisions about one model are serialised; and each trusts a version only where its MLflow tags and
+    # aliases agree with the audit trail (_trusted), which MLflow write access alone cannot rewrite.
     def approve(self, model_name: str, version: int | str, *, by: str | None = None, reason: str) -> ModelVersionInfo:
         """candidate -> approved. Requires a passed offline gate."""
-        info = self.get(model_name, version)
         reason, by = _reason(reason, "approve"), _who(by)
-        where = f"{model_name} v{info.version} (state {info.state.value}, gate {info.gate_status})"
-        if info.state is not VersionState.CANDIDATE:
-            raise TransitionRefused(f"cannot approve {where}: only a candidate can be approved"
-                                    + _state_hint(info.state))
-        if info.gate_status != "passed":
-            raise TransitionRefused(f"cannot approve {where}: approval requires a passed offline gate; "
-                                    f"gate reasons: {'; '.join(info.gate_reasons) or 'none recorded'}")
-        self._record(model_name, info.version, "approve", info.state.value, VersionState.APPROVED.value, by, reason)
+        with self.audit.lock(model_name):
+            trail = self.audit.read(model_name)
+            info = self.get(model_name, version)
+            where = f"{model_name} v{info.version} (state {info.state.value}, gate {info.gate_status})"
+            if info.state is not VersionState.CANDIDATE:
+                raise TransitionRefused(f"cannot approve {where}: only a candidate can be approved"
+                                        + _state_hint(info.state))
+            if info.gate_status != "passed":
+                raise TransitionRefused(f"cannot approve {where}: approval requires a passed offline gate; "
+                                        f"gate reasons: {'; '.join(info.gate_reasons) or 'none recorded'}")
+            self._trusted(info, trail, "approve")
+            self._record(model_name, info.version, "approve", info.state.value, VersionState.APPROVED.value, by,
+                         reason, trail=trail)
         return self.get(model_name, info.version)
 
     def reject(self, model_name: str, version: int | str, *, by: str | None = None, reason: str) -> ModelVersionInfo:
         """candidate | approved | production without alias | rolled_back -> rejected (final)."""
-        info = self.get(model_name, version)
         reason, by = _reason(reason, "reject"), _who(by)
-        where = f"{model_name} v{info.version} (state {info.state.value})"
-        if info.state is VersionState.REJECTED:
-            raise TransitionRefused(f"cannot reject {where}: it is rejected already")
-        if info.aliases:
-            raise TransitionRefused(f"cannot reject {where}: it holds the alias(es) {', '.join(info.aliases)}; "
-                                    "roll back or promote another version first")
-        self._record(model_name, info.version, "reject", info.state.value, VersionState.REJECTED.value, by, reason)
+        with self.audit.lock(model_name):
+            trail = self.audit.read(model_name)
+            info = self.get(model_name, version)
+            where = f"{model_name} v{info.version} (state {info.state.value})"
+            if info.state is VersionState.REJECTED:
+                raise TransitionRefused(f"cannot reject {where}: it is rejected already")
+            if info.aliases:
+                raise TransitionRefused(f"cannot reject {where}: it holds the alias(es) {', '.join(info.aliases)}; "
+                                        "roll back or promote another version first")
+            self._trusted(info, trail, "reject", gate=False)  # a tampered gate is a reason to reject, not to refuse
+            self._record(model_name, info.version, "reject", info.state.value, VersionState.REJECTED.value, by,
+                         reason, trail=trail)
         return self.get(model_name, info.version)
 
     def promote(self, model_name: str, version: int | str, *, by: str | None = None, reason: str = "",
@@ -459,27 +573,30 @@ class ModelRegistry:
         """
         if alias not in ALIASES:
             raise RegistryError(f"alias={alias!r}: expected one of {', '.join(ALIASES)}")
-        info = self.get(model_name, version)
         by = _who(by)
-        reason = reason.strip() or f"promoted to {alias}"
-        where = f"{model_name} v{info.version} (state {info.state.value}, gate {info.gate_status})"
-        if info.state in (VersionState.CANDIDATE, VersionState.REJECTED, VersionState.ROLLED_BACK):
-            raise TransitionRefused(f"cannot promote {where}: promotion requires an approved version"
-                                    + _state_hint(info.state))
-        if info.gate_status != "passed":  # cannot happen through approve(); refuse a hand-edited tag anyway
-            raise TransitionRefused(f"cannot promote {where}: promotion requires a passed offline gate")
-        if alias in info.aliases:
-            raise TransitionRefused(f"cannot promote {where} to {alias}: it is the {alias} already")
-        if alias == "challenger" and "champion" in info.aliases:
-            raise TransitionRefused(f"cannot make {where} the challenger: it is the champion")
-        aliases = self._aliases(model_name)
-        details: dict[str, Any] = {"alias": alias, "previous": aliases.get(alias)}
-        if alias == "champion" and "challenger" in info.aliases:
-            self._client.delete_registered_model_alias(model_name, "challenger")
-            details["cleared_alias"] = "challenger"
-        self._client.set_registered_model_alias(model_name, alias, str(info.version))
-        self._record(model_name, info.version, "promote", info.state.value, VersionState.PRODUCTION.value, by,
-                     reason, details)
+        reason = _reason(reason.strip() or f"promoted to {alias}", "promote")
+        with self.audit.lock(model_name):
+            trail = self.audit.read(model_name)
+            info = self.get(model_name, version)
+            where = f"{model_name} v{info.version} (state {info.state.value}, gate {info.gate_status})"
+            if info.state in (VersionState.CANDIDATE, VersionState.REJECTED, VersionState.ROLLED_BACK):
+                raise TransitionRefused(f"cannot promote {where}: promotion requires an approved version"
+                                        + _state_hint(info.state))
+            if info.gate_status != "passed":  # cannot happen through approve(); refuse a hand-edited tag anyway
+                raise TransitionRefused(f"cannot promote {where}: promotion requires a passed offline gate")
+            if alias in info.aliases:
+                raise TransitionRefused(f"cannot promote {where} to {alias}: it is the {alias} already")
+            if alias == "challenger" and "champion" in info.aliases:
+                raise TransitionRefused(f"cannot make {where} the challenger: it is the champion")
+            self._trusted(info, trail, "promote")
+            aliases = self._aliases(model_name)
+            details: dict[str, Any] = {"alias": alias, "previous": aliases.get(alias)}
+            if alias == "champion" and "challenger" in info.aliases:
+                self._client.delete_registered_model_alias(model_name, "challenger")
+                details["cleared_alias"] = "challenger"
+            self._client.set_registered_model_alias(model_name, alias, str(info.version))
+            self._record(model_name, info.version, "promote", info.state.value, VersionState.PRODUCTION.value, by,
+                         reason, details, trail=trail)
         return self.get(model_name, info.version)
 
     def rollback(self, model_name: str, *, by: str | None = None,
@@ -487,22 +604,28 @@ class ModelRegistry:
         """Move ``champion`` back to the previous production version; the current champion becomes
         ``rolled_back``. Returns (rolled-back version, new champion)."""
         reason, by = _reason(reason, "rollback"), _who(by)
-        aliases = self._aliases(model_name)
-        if "champion" not in aliases:
-            raise TransitionRefused(f"cannot roll back {model_name}: no version is the champion")
-        current = self.get(model_name, aliases["champion"])
-        target = self._previous_champion(model_name, current.version)
-        if target is None:
-            raise TransitionRefused(f"cannot roll back {model_name} v{current.version} (state {current.state.value}, "
-                                    "champion): there is no earlier production version to return to")
-        if "challenger" in target.aliases:
-            self._client.delete_registered_model_alias(model_name, "challenger")
-        self._client.set_registered_model_alias(model_name, "champion", str(target.version))
-        self._record(model_name, current.version, "rollback", current.state.value, VersionState.ROLLED_BACK.value,
-                     by, reason, {"alias": "champion", "new_champion": target.version})
-        self._record(model_name, target.version, "promote", target.state.value, VersionState.PRODUCTION.value, by,
-                     f"rollback from v{current.version}: {reason}",
-                     {"alias": "champion", "previous": current.version, "rollback": True})
+        with self.audit.lock(model_name):
+            trail = self.audit.read(model_name)
+            aliases = self._aliases(model_name)
+            if "champion" not in aliases:
+                raise TransitionRefused(f"cannot roll back {model_name}: no version is the champion")
+            current = self.get(model_name, aliases["champion"])
+            target = self._previous_champion(model_name, current.version)
+            if target is None:
+                raise TransitionRefused(f"cannot roll back {model_name} v{current.version} (state "
+                                        f"{current.state.value}, champion): there is no earlier production version to "
+                                        "return to")
+            self._trusted(target, trail, "roll back to")
+            details: dict[str, Any] = {"alias": "champion", "previous": current.version, "rollback": True}
+            if "challenger" in target.aliases:
+                self._client.delete_registered_model_alias(model_name, "challenger")
+                details["cleared_alias"] = "challenger"
+            self._client.set_registered_model_alias(model_name, "champion", str(target.version))
+            self._record(model_name, current.version, "rollback", current.state.value,
+                         VersionState.ROLLED_BACK.value, by, reason,
+                         {"alias": "champion", "new_champion": target.version}, trail=trail)
+            self._record(model_name, target.version, "promote", target.state.value, VersionState.PRODUCTION.value,
+                         by, f"rollback from v{current.version}: {reason}", details, trail=trail)
         return self.get(model_name, current.version), self.get(model_name, target.version)
 
     def _previous_champion(self, model_name: str, current: int) -> ModelVersionInfo | None:
@@ -523,7 +646,8 @@ class ModelRegistry:
     def resolve(self, model_name: str, alias_or_version: str | int) -> ResolvedModel:
         """``(version, storage URI)`` for an alias (``champion``/``challenger``) or a version number.
 
-        Only versions fit to serve resolve: approved or in production.
+        Only versions fit to serve resolve: approved or in production, with tags and aliases that agree with the
+        audit trail (and the gate report it registered).
         """
         ref = str(alias_or_version).strip()
         if ref in ALIASES:
@@ -536,12 +660,13 @@ class ModelRegistry:
         if info.state not in (VersionState.APPROVED, VersionState.PRODUCTION):
             raise TransitionRefused(f"will not serve {model_name} v{info.version} (state {info.state.value}): "
                                     "only approved or production versions are served")
+        self._trusted(info, self.audit.read(model_name), "serve")
         return ResolvedModel(info.version, info.storage_uri)
 
     # --- audit ------------------------------------------------------------------------------------
     def _events_from_tags(self, model_name: str) -> list[AuditEvent]:
-        events = [AuditEvent.from_json(v) for mv in self._search(model_name) for k, v in mv.tags.items()
-                  if k.startswith(TAG_AUDIT_PREFIX)]
+        events = [AuditEvent.from_json(v, f"MLflow tag {k} of {model_name} v{mv.version}")
+                  for mv in self._search(model_name) for k, v in mv.tags.items() if k.startswith(TAG_AUDIT_PREFIX)]
         return sorted(events, key=lambda e: e.seq)
 
     def audit_log(self, model_name: str) -> list[AuditEvent]:
@@ -571,6 +696,13 @@ class ModelRegistry:
             if last_state.get(int(mv.version)) != mv.tags.get(TAG_STATE):
                 problems.append(f"v{mv.version}: state tag {mv.tags.get(TAG_STATE)!r} disagrees with the audit "
                                 f"log ({last_state.get(int(mv.version))!r})")
+        infos = self.list_versions(model_name)
+        for info in infos:  # gate tag, gate report digest and aliases against the append-only file
+            problems += [p for p in self._trail_problems(info, from_file) if "state tag" not in p]
+        held = {a: i.version for i in infos for a in i.aliases}
+        for alias, version in sorted(replay_aliases(from_file).items()):
+            if alias not in held:
+                problems.append(f"alias {alias} is missing; the audit trail gives it to v{version}")
         return problems
 
 
@@ -587,6 +719,18 @@ def resolve(model_name: str, alias_or_version: str | int) -> ResolvedModel:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+def replay_aliases(events: Sequence[AuditEvent]) -> dict[str, int]:
+    """Alias -> version as the audit events leave them: a promotion moves its alias to the version, which then
+    holds no other alias (promoting the challenger to champion clears the challenger)."""
+    aliases: dict[str, int] = {}
+    for e in sorted(events, key=lambda e: e.seq):
+        if e.action == "promote" and e.details.get("alias") in ALIASES:
+            for other in [a for a, v in aliases.items() if v == e.version]:
+                del aliases[other]
+            aliases[e.details["alias"]] = e.version
+    return aliases
+
+
 def _state_hint(state: VersionState) -> str:
     return {
         VersionState.CANDIDATE: "; approve it first (requires a passed gate): aigp registry approve",
@@ -613,6 +757,7 @@ def _reason(reason: str | None, action: str) -> str:
         raise RegistryError(f"--reason is required to {action} (say why, for the audit log)")
     if len(text) > MAX_REASON_CHARS:
         raise RegistryError(f"--reason is {len(text)} characters; keep it under {MAX_REASON_CHARS}")
+    _no_control(text, "--reason")
     return text
 
 
@@ -620,7 +765,19 @@ def _who(by: str | None) -> str:
     who = (by if by is not None else current_user()).strip()
     if not who:
         raise RegistryError("--by is empty and $USER is not set: say who is making this change")
+    if len(who) > 200:
+        raise RegistryError(f"--by is {len(who)} characters; a name or e-mail address is expected")
+    _no_control(who, "--by")
     return who
+
+
+def _no_control(text: str, label: str) -> None:
+    """Refuse control and format characters (newline, ESC, BEL, bidi overrides): an audit record is one line
+    of plain text, and a terminal showing it must not obey it."""
+    for i, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            raise RegistryError(f"{label} contains the control character U+{ord(char):04X} at position {i}; "
+                                "use plain text on one line")
 
 
 def _check_name(name: str) -> None:
