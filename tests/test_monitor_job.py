@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+import subprocess
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -130,7 +132,7 @@ def test_metrics_match_the_summary(run_dir) -> None:
     alerts = {a["name"]: a for a in summary["alerts"]}
     for spec in ALERTS:
         value = metrics[(spec.metric, ())]
-        expected = alerts[spec.name]["value"]
+        expected = alerts[spec.name]["value"] if alerts[spec.name]["evaluated"] else None  # NaN: not evaluated
         assert (np.isnan(value) and expected is None) or value == pytest.approx(expected), spec.name
         assert metrics[("aigp_pricing_alert_firing", (("alert", spec.prometheus), ("severity", spec.severity)))] \
             == float(alerts[spec.name]["firing"])
@@ -226,3 +228,82 @@ def test_drill_command_passes(tmp_path) -> None:
     assert "drill passed" in result.output
     summary = json.loads((tmp_path / "drill" / "summary.json").read_text())
     assert summary["firing"] == ["decision_volume"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# promtool: the metrics lint, the committed rule tests, and Prometheus firing exactly the job's alerts
+# ------------------------------------------------------------------------------------------------------
+def _promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    binary = shutil.which("promtool")
+    if binary is None:  # `make test` installs it (Makefile system-deps): a missing tool fails, it never skips
+        pytest.fail("promtool not found: run `make system-deps` (Debian package prometheus)")
+    return subprocess.run([binary, *args], input=stdin, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_promtool_check_metrics_passes_on_the_jobs_gauges(run_dir) -> None:
+    text = (run_dir / "metrics.prom").read_text()
+    checked = _promtool("check", "metrics", stdin=text)
+    assert checked.returncode == 0 and not (checked.stdout + checked.stderr).strip(), checked.stdout + checked.stderr
+    assert "aigp_pricing_latency_p95_seconds " in text and "_ms" not in text and "quantile=" not in text
+
+
+def test_promtool_rule_tests_cover_every_alert_and_pass() -> None:
+    from aigp.monitoring.rules import RULES_FILE, RULES_TEST, rules_file_yaml, rules_test_yaml
+
+    stale = "regenerate: aigp monitor rules --out manifests/base/monitoring/prometheus-rules.yaml --promtool"
+    assert RULES_FILE.read_text() == rules_file_yaml(MonitorConfig()), stale
+    assert RULES_TEST.read_text() == rules_test_yaml(MonitorConfig()), stale
+    cases = yaml.safe_load(RULES_TEST.read_text())["tests"]
+    tested = {t["alert_rule_test"][0]["alertname"] for t in cases}
+    fired = {t["alert_rule_test"][0]["alertname"] for t in cases if t["alert_rule_test"][0]["exp_alerts"]}
+    every = {a.prometheus for a in (*ALERTS, STALE_ALERT)}
+    assert tested == fired == every  # every alert is tested firing and quiet
+    checked = _promtool("check", "rules", str(RULES_FILE))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = _promtool("test", "rules", str(RULES_TEST))
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
+def _prometheus_fires(metrics_text: str, tmp_path: Path) -> set[str]:
+    """The job's pricing alerts Prometheus fires on these gauges: each alert is asserted quiet in a promtool
+    test; promtool names every alert whose expectation failed, i.e. the ones that fired."""
+    from aigp.monitoring.rules import RULES_FILE
+
+    series = [{"series": name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""),
+               "values": " ".join([repr(value) if np.isfinite(value) else "NaN"] * 16)}
+              for (name, labels), value in _metrics(metrics_text).items()]
+    test = {"rule_files": [str(RULES_FILE)], "evaluation_interval": "1m",
+            "tests": [{"name": a.prometheus, "interval": "1m", "input_series": series,
+                       "alert_rule_test": [{"eval_time": "10m", "alertname": a.prometheus, "exp_alerts": []}]}
+                      for a in ALERTS]}
+    path = tmp_path / "job.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = _promtool("test", "rules", str(path))
+    output = result.stdout + result.stderr
+    assert "parse error" not in output and "Unit Testing" in output, output
+    fired = {a.prometheus for a in ALERTS if f"name: {a.prometheus}," in output}
+    assert (result.returncode == 0) == (not fired), output
+    return fired
+
+
+@pytest.mark.parametrize("min_window", [100, 100_000], ids=["evaluated", "window-too-small"])
+def test_prometheus_fires_exactly_the_alerts_the_job_reports(market_logs, live_decisions, tmp_path,
+                                                            min_window) -> None:
+    """The gauges of a run, fed to the committed rules: Prometheus fires what summary.json says fires. With
+    too few decisions the drift alert is "not evaluated" in the report and must stay quiet in Prometheus."""
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"min_window_decisions: {min_window}\n")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["monitor", "run", "--reference", str(market_logs.path), "--current",
+                                 str(live_decisions), "--out", str(out), "--window", "14", "--end", END,
+                                 "--reference-end", END, "--config", str(config), "--no-html",
+                                 "--skus", str(market_logs.path / "skus.parquet")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    reported = {a["prometheus"] for a in summary["alerts"] if a["firing"]}
+    drift = next(a for a in summary["alerts"] if a["name"] == "feature_drift")
+    if min_window > 1000:
+        assert not drift["evaluated"] and drift["value"] >= 1  # drifted columns counted, alert not evaluated
+    else:
+        assert "AigpPricingFeatureDrift" in reported
+    assert _prometheus_fires((out / "metrics.prom").read_text(), tmp_path) == reported
