@@ -307,3 +307,32 @@ def test_prometheus_fires_exactly_the_alerts_the_job_reports(market_logs, live_d
     else:
         assert "AigpPricingFeatureDrift" in reported
     assert _prometheus_fires((out / "metrics.prom").read_text(), tmp_path) == reported
+
+
+def test_demo_monitors_the_served_decisions_and_reports_what_fires(market_logs, tmp_path, monkeypatch) -> None:
+    """`make demo` monitors what its serving stage served (ctx['pricing_decisions']), on the day served, and
+    its summary line names the alerts that fire there (here: replies that do not parse, and fall back)."""
+    from aigp.monitoring.drills import inject_parse_failures
+
+    from aigp.cli.demo import STAGES
+    from aigp.cli.monitor import stage_monitor
+    from aigp.cli.price import stage_price
+
+    traffic = simulated_traffic(DrillConfig(current_skus=400, launch_days=20), 5, 400)
+    day = traffic[traffic["date"] == traffic["date"].max()].reset_index(drop=True)
+    served = inject_parse_failures(day, np.random.default_rng(1), rate=0.2)
+    path = tmp_path / "pricing" / "decisions.parquet"
+    write_parquet(path, served.drop(columns=["category"]))
+    monkeypatch.setattr("aigp.cli.monitor.console.print", lambda *a, **k: None)
+    ctx = {"root": tmp_path, "logs": market_logs, "pricing_decisions": str(path)}
+    line = stage_monitor(ctx)
+    result = ctx["monitoring"]
+    assert result.figures.current_rows == len(served)
+    assert str(result.figures.window.start) == str(result.figures.window.end) == str(served["date"].max().date())
+    assert {"AigpPricingParseFailures", "AigpPricingFallbackRateHigh"} <= set(a.prometheus for a in result.alerts
+                                                                              if a.firing)
+    assert "AigpPricingParseFailures" in line and "AigpPricingFallbackRateHigh" in line and "none" not in line
+    order = [stage for _, stage in STAGES]
+    assert order.index(stage_monitor) == order.index(stage_price) + 1  # monitoring runs after serving
+    with pytest.raises(ValueError, match="served decisions"):
+        stage_monitor({"root": tmp_path, "logs": market_logs})

@@ -64,8 +64,8 @@ STAGES: list[tuple[str, Stage]] = [
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
     ("alignment (SFT, [ACT_ONLY] candidates, LTVE-ranked pairs, DPO)", align_stages.stage_align),
     ("training pipeline (kfp.local) -> gate -> registry, demo auto-approval", pipeline_stages.stage_training_pipeline),
-    ("monitor live pricing (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
     ("serve the promoted model and price the next day through the transformer", price_stages.stage_price),
+    ("monitor what was served (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
 ]
 
 
