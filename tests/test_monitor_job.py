@@ -336,3 +336,37 @@ def test_demo_monitors_the_served_decisions_and_reports_what_fires(market_logs, 
     assert order.index(stage_monitor) == order.index(stage_price) + 1  # monitoring runs after serving
     with pytest.raises(ValueError, match="served decisions"):
         stage_monitor({"root": tmp_path, "logs": market_logs})
+
+
+def test_drift_chart_shows_the_alerting_features_next_to_a_huge_score() -> None:
+    """Rationale length against a reference without rationales scores ~260k; on a linear axis every other bar
+    is a sliver. On the chart's axis each alerting feature's bar spans a visible share of the width."""
+    import math
+    from types import SimpleNamespace
+
+    from aigp.monitor import ColumnDrift
+    from aigp.monitoring.plots import drift_scores_figure
+
+    def column(name: str, kind: str, score: float, alerting: bool) -> ColumnDrift:
+        return ColumnDrift(name, kind, "wasserstein", score, 0.15, score >= 0.15, alerting)
+
+    drift = {"rationale_tokens": column("rationale_tokens", "rationale", 259_891.0, False),
+             "ctr_1d": column("ctr_1d", "daily_performance", 0.31, True),
+             "cvr_1d": column("cvr_1d", "daily_performance", 0.18, True),
+             "list_price": column("list_price", "sku_attributes", 0.02, True),
+             "weekday": column("weekday", "calendar", 0.0, False)}
+    fig = drift_scores_figure(SimpleNamespace(drift=drift))
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    widths = {t.get_text().split(" (")[0]: p for t, p in zip(ax.get_yticklabels(), ax.patches, strict=True)}
+
+    def share(name: str) -> float:  # the share of the axis the bar covers, as the eye sees it
+        bar = widths[name]
+        ends = (bar.get_x(), bar.get_x() + bar.get_width())
+        if ax.get_xscale() == "log":
+            return (math.log(ends[1]) - math.log(ends[0])) / (math.log(right) - math.log(left))
+        return (ends[1] - ends[0]) / (right - left)
+
+    assert share("ctr_1d") > 0.15 and share("cvr_1d") > 0.1 and share("ctr_1d") > share("cvr_1d")
+    assert share("rationale_tokens") > share("ctr_1d")
+    assert left <= 0.15 <= right  # the threshold line is on the chart
