@@ -39,6 +39,7 @@ def stage_simulate(ctx: dict[str, Any]) -> str:
 
 def stage_ab_baselines(ctx: dict[str, Any]) -> str:
     from aigp.ab.experiment import ABConfig, run_ab
+    from aigp.ab.report import DailyOutcomeSink
     from aigp.io import write_text
     from aigp.market.policies import build_baselines
 
@@ -46,7 +47,9 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
     cfg = ABConfig.build(cohort_skus=ctx["ab_skus"], seed=ctx["seed"], history_skus=logs.manifest["rows"]["skus"])
     policies = build_baselines(list(cfg.allocation), dynamics=logs.config.dynamics, seed=ctx["seed"],
                                history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet")))
-    result = run_ab(cfg, policies, progress=True)
+    daily = DailyOutcomeSink(keep_first_states=True)  # the A/B report's daily GMV, |a| and Q-score inputs
+    result = run_ab(cfg, policies, progress=True, sink=daily)
+    ctx["ab_daily"] = daily
     report = result.markdown()
     write_text(ctx["root"] / "ab_baselines.md", report)
     console.print(report)

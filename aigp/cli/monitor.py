@@ -176,10 +176,23 @@ def stage_monitor(ctx: dict) -> str:
             f"{result.figures.reference_rows:,}; alerts firing: "
             f"{', '.join(a.prometheus for a in result.alerts if a.firing) or 'none'} -> {out / 'index.html'}")
     if "ab_baselines" in ctx:
-        from aigp.ab.report import build_report, report_config, write_report
-
-        ab = ctx["ab_baselines"]
-        skus = ab.run.summary.assign(group=ab.groups)
-        files = write_report(build_report(skus, report_config(skus, ab.config)), ctx["root"] / "ab_report")
+        files = demo_ab_report(ctx)
         line += f"; A/B report -> {files['html']}"
     return line
+
+
+def demo_ab_report(ctx: dict) -> dict:
+    """The A/B report of the demo's baselines experiment: per-group outcomes, daily cumulative GMV and |a|
+    per group from the cohort's daily outcomes, and, with the demo's LTVE, the Q-score deciles (the LTVE's
+    Q of each SKU's launch-day state and action against its realised GMV)."""
+    from aigp.ab.report import attach_q, build_report, cohort_q_scores, report_config, write_report
+
+    ab = ctx["ab_baselines"]
+    sink = ctx.get("ab_daily")
+    skus = ab.run.summary.assign(group=ab.groups)
+    if sink is not None and ctx.get("ltve") is not None:
+        from aigp.ltve.artifact import load_model
+
+        skus = attach_q(skus, cohort_q_scores(load_model(ctx["ltve"]), sink.first_states(), ab.config), "q_score")
+    report = build_report(skus, report_config(skus, ab.config), daily=sink.frame() if sink is not None else None)
+    return write_report(report, ctx["root"] / "ab_report")
