@@ -159,18 +159,18 @@ def test_simulate_then_report(tmp_path) -> None:
 def test_demo_ab_report_fills_every_section_with_daily_cumulative_gmv(market_logs, tmp_path) -> None:
     """The demo's A/B report: the cohort's daily outcomes give a cumulative-GMV curve for every day (not only the
     7/14-day points) and the |a| section; the demo's LTVE scores each SKU's launch-day state for the Q section."""
+    from aigp.cli.monitor import demo_ab_report
     from aigp.ltve.artifact import save_model
     from aigp.ltve.dataset import training_frame_from_logs
     from aigp.ltve.train import LTVETrainConfig, train_ltve
-
-    from aigp.cli.monitor import demo_ab_report
 
     trained = train_ltve(training_frame_from_logs(market_logs.path),
                          LTVETrainConfig.build(critic={"steps": 20, "hidden_dims": [16]}, threads=2))
     sink = DailyOutcomeSink(keep_first_states=True)
     result = run_ab(CONFIG, {"static": StaticPolicy(), "random": RandomPolicy()}, sink=sink)
     assert len(sink.first_states()) == CONFIG.cohort_skus
-    ctx = {"root": tmp_path, "ab_baselines": result, "ab_daily": sink, "ltve": save_model(trained.model, tmp_path / "l")}
+    ltve = save_model(trained.model, tmp_path / "ltve")
+    ctx = {"root": tmp_path, "ab_baselines": result, "ab_daily": sink, "ltve": ltve}
     files = demo_ab_report(ctx)
     html = files["html"].read_text()
     assert "no |a| distribution" not in html and "No q_score column" not in html

@@ -344,8 +344,9 @@ def test_drift_chart_shows_the_alerting_features_next_to_a_huge_score() -> None:
     import math
     from types import SimpleNamespace
 
-    from aigp.monitor import ColumnDrift
     from aigp.monitoring.plots import drift_scores_figure
+
+    from aigp.monitor import ColumnDrift
 
     def column(name: str, kind: str, score: float, alerting: bool) -> ColumnDrift:
         return ColumnDrift(name, kind, "wasserstein", score, 0.15, score >= 0.15, alerting)
