@@ -152,7 +152,10 @@ def distribution(prepared: PreparedWindows, column: str, title: str, xlabel: str
         if values.size:
             ax.hist(values, bins=edges, density=True, histtype="step", lw=1.6, color=color, label=label)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels (2x10^2, 3x10^2, ...) overlap
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
