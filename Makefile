@@ -41,7 +41,7 @@ lock:
 	  --quiet -o $(LOCK)
 
 # Tools the tests run themselves: a real redis-server on loopback, Prometheus' promtool (Debian package
-# prometheus) for the metrics lint and the alert rules' unit tests.
+# prometheus) for the metrics lint and the alert rules' unit tests, a real Pushgateway on loopback.
 system-deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server"; \
@@ -51,6 +51,10 @@ system-deps:
 	  echo "installing promtool (package prometheus)"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
+	@command -v prometheus-pushgateway >/dev/null || { \
+	  echo "installing prometheus-pushgateway"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus-pushgateway >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus-pushgateway >/dev/null; fi; }
 
 demo: venv
 	$(VENV)/bin/aigp demo

@@ -371,3 +371,52 @@ def test_drift_chart_shows_the_alerting_features_next_to_a_huge_score() -> None:
     assert share("ctr_1d") > 0.15 and share("cvr_1d") > 0.1 and share("ctr_1d") > share("cvr_1d")
     assert share("rationale_tokens") > share("ctr_1d")
     assert left <= 0.15 <= right  # the threshold line is on the chart
+
+
+def test_gauges_reach_prometheus_through_the_shipped_pushgateway(run_dir, tmp_path) -> None:
+    """The cluster layout: the monitoring kustomization ships a Pushgateway (Deployment + Service) and the
+    ConfigMap with the URL the job pushes to. A real Pushgateway (the image's binary) receives `aigp monitor
+    export --pushgateway` and serves the job's gauges, promtool-clean, for Prometheus to scrape."""
+    from _registry_support import free_port
+
+    folder = ROOT / "manifests" / "base" / "monitoring"
+    assert "pushgateway.yaml" in yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+    docs = {d["kind"]: d for d in yaml.safe_load_all((folder / "pushgateway.yaml").read_text())}
+    service, deployment, config = docs["Service"], docs["Deployment"], docs["ConfigMap"]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    port = service["spec"]["ports"][0]["port"]
+    url = config["data"]["AIGP_PUSHGATEWAY_URL"]
+    assert url == f"http://{service['metadata']['name']}:{port}"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == port and f"--web.listen-address=:{port}" in container["args"]
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:  # `make test` installs it (Makefile system-deps): a missing tool fails, it never skips
+        pytest.fail("pushgateway not found: run `make system-deps` (Debian package prometheus-pushgateway)")
+    local = free_port()
+    gateway = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{local}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{local}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+        result = runner.invoke(app, ["monitor", "export", str(run_dir / "summary.json"), "--pushgateway", base])
+        assert result.exit_code == 0, result.output
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=10)
+    ours = "\n".join(line for line in scraped.splitlines() if "aigp_pricing_" in line) + "\n"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    pushed = _metrics(ours)
+    assert pushed[("aigp_pricing_decisions", (("instance", ""), ("job", "aigp-monitor")))] == \
+        summary["safety"]["decisions"]
+    checked = _promtool("check", "metrics", stdin=ours)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
