@@ -53,12 +53,21 @@ lock:
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
 	  --quiet -o $(LOCK)
 
-# Services the tests start themselves (a real redis-server on loopback).
+# Tools the tests run themselves: a real redis-server on loopback, Prometheus' promtool (Debian package
+# prometheus) for the metrics lint and the alert rules' unit tests, a real Pushgateway on loopback.
 system-deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi; }
+	@command -v promtool >/dev/null || { \
+	  echo "installing promtool (package prometheus)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
+	@command -v prometheus-pushgateway >/dev/null || { \
+	  echo "installing prometheus-pushgateway"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus-pushgateway >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus-pushgateway >/dev/null; fi; }
 
 image:
 	$(DOCKER) build -t $(PLATFORM_IMAGE) --build-arg TORCH_VERSION=$(TORCH_VERSION) --build-arg GIT_SHA=$(GIT_SHA) .

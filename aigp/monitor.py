@@ -683,6 +683,23 @@ class AlertSpec:
     def thresholds(self, config: MonitorConfig) -> tuple[float, ...]:
         return tuple(float(getattr(config, f)) * s for f, s in _THRESHOLD_FIELDS[self.name])
 
+    def fires(self, value: float, thresholds: tuple[float, ...]) -> bool:
+        """The alert's condition: the job's verdict, and (as PromQL, ``promql``) the PrometheusRule's."""
+        return _fires(value, self.comparison, thresholds)
+
+    def promql(self, thresholds: tuple[float, ...]) -> str:
+        """The same condition over the gauge ``metric``. The exporter writes NaN for an alert the job did
+        not evaluate, and every comparison with NaN is false in PromQL as in :meth:`fires`."""
+        if self.comparison == "outside":
+            return f"{self.metric} < {_exact(thresholds[0])} or {self.metric} > {_exact(thresholds[1])}"
+        return f"{self.metric} {self.comparison} {_exact(thresholds[0])}"
+
+
+def _exact(value: float) -> str:
+    """The shortest text of ``value`` that reads back as the same float (a rule compares the same number)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
 
 # alert -> (config field, sign) of its threshold(s)
 _THRESHOLD_FIELDS: dict[str, tuple[tuple[str, float], ...]] = {
@@ -693,7 +710,7 @@ _THRESHOLD_FIELDS: dict[str, tuple[tuple[str, float], ...]] = {
     "fallback_rate": (("fallback_rate_max", 1.0),),
     "parse_failures": (("parse_failure_rate_max", 1.0),),
     "projection_rate": (("projection_rate_max", 1.0),),
-    "serving_latency": (("latency_p95_ms_max", 1.0),),
+    "serving_latency": (("latency_p95_ms_max", 0.001),),  # the gauge is in seconds (Prometheus base unit)
     "rationale_length": (("rationale_ratio_min", 1.0), ("rationale_ratio_max", 1.0)),
     "decision_volume": (("volume_min_ratio", 1.0),),
 }
@@ -713,8 +730,8 @@ ALERTS: tuple[AlertSpec, ...] = (
               "the model's replies cannot be parsed", needs_window=False),
     AlertSpec("projection_rate", "AigpPricingProjectionRateHigh", "aigp_pricing_projection_rate", ">=", "warning",
               "the model proposes changes outside A_safe", needs_window=False),
-    AlertSpec("serving_latency", "AigpPricingLatencyHigh", "aigp_pricing_latency_p95_ms", ">=", "warning",
-              "decisions are slow (95th percentile)", needs_window=False),
+    AlertSpec("serving_latency", "AigpPricingLatencyHigh", "aigp_pricing_latency_p95_seconds", ">=", "warning",
+              "decisions are slow (95th percentile, seconds)", needs_window=False),
     AlertSpec("rationale_length", "AigpPricingRationaleLength", "aigp_pricing_rationale_length_ratio", "outside",
               "warning", "the rationales got much shorter or longer"),
     AlertSpec("decision_volume", "AigpPricingDecisionVolumeLow", "aigp_pricing_decision_volume_ratio", "<",
@@ -759,7 +776,8 @@ def alert_value(name: str, figures: WindowFigures, config: MonitorConfig) -> flo
     if name == "projection_rate":
         return figures.safety["projection_rate"]
     if name == "serving_latency":
-        return figures.safety["latency_ms"]["0.95"]
+        p95 = figures.safety["latency_ms"]["0.95"]
+        return math.nan if p95 is None else float(p95) / 1000.0
     if name == "rationale_length":
         return figures.rationale_ratio
     if name == "decision_volume":
@@ -801,7 +819,7 @@ def evaluate_alerts(figures: WindowFigures, config: MonitorConfig) -> list[Alert
         value = alert_value(spec.name, figures, config)
         thresholds = spec.thresholds(config)
         evaluated = math.isfinite(value) and (figures.sufficient or not spec.needs_window)
-        firing = evaluated and _fires(value, spec.comparison, thresholds)
+        firing = evaluated and spec.fires(value, thresholds)
         bound = (f"outside [{thresholds[0]:g}, {thresholds[1]:g}]" if spec.comparison == "outside"
                  else f"{spec.comparison} {thresholds[0]:g}")
         if not evaluated:
@@ -817,6 +835,14 @@ def evaluate_alerts(figures: WindowFigures, config: MonitorConfig) -> list[Alert
 
 def firing(alerts: Iterable[Alert]) -> list[str]:
     return [a.name for a in alerts if a.firing]
+
+
+def gauge_value(alert: Alert | Mapping[str, Any]) -> float:
+    """What the exporter writes for an alert's gauge: the deciding value when the job evaluated the alert,
+    else NaN (which no PromQL comparison matches), so Prometheus fires exactly the alerts the job fired."""
+    evaluated = alert.evaluated if isinstance(alert, Alert) else alert["evaluated"]
+    value = alert.value if isinstance(alert, Alert) else alert["value"]
+    return float(value) if evaluated and value is not None else math.nan
 
 
 # ------------------------------------------------------------------------------------------------------

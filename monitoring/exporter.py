@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, start_http_server, write_to_textfile
 
-from aigp.monitor import ALERT_BY_NAME, ALERTS, STALE_ALERT
+from aigp.monitor import ALERT_BY_NAME, ALERTS, STALE_ALERT, gauge_value
 
 PREFIX = "aigp_pricing"
 
@@ -38,7 +38,9 @@ def summary_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
 
     alerts = {a["name"]: a for a in summary["alerts"]}
     for spec in ALERTS:
-        gauge(spec.metric, f"{spec.title} (alert {spec.prometheus})").set(_num(alerts[spec.name]["value"]))
+        # NaN when the job did not evaluate the alert: the rule's comparison is then false, as the job's verdict
+        gauge(spec.metric, f"{spec.title} (alert {spec.prometheus}; NaN: not evaluated)").set(
+            gauge_value(alerts[spec.name]))
     firing = gauge(f"{PREFIX}_alert_firing", "1 when the monitoring job found the alert firing",
                    ("alert", "severity"))
     for name, alert in alerts.items():
@@ -60,9 +62,11 @@ def summary_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
     reasons = gauge(f"{PREFIX}_fallbacks", "decisions that fell back to a hold, by reason", ("reason",))
     for reason, count in safety["fallbacks_by_reason"].items():
         reasons.labels(reason).set(count)
-    latency = gauge(f"{PREFIX}_latency_ms", "decision latency percentiles in the window, ms", ("quantile",))
+    # a gauge may not carry a `quantile` label (that is a summary's); percentiles get their own label
+    latency = gauge(f"{PREFIX}_latency_percentile_seconds", "decision latency percentiles in the window",
+                    ("percentile",))
     for q, value in safety["latency_ms"].items():
-        latency.labels(q).set(_num(value))
+        latency.labels(f"{100 * float(q):g}").set(_num(value) / 1000.0)
 
     small = gauge(f"{PREFIX}_small_move_share", "share of the model's changes with |a| < 0.04", ("window",))
     tail = gauge(f"{PREFIX}_tail_probability", "Pr(|a| >= x) of the model's changes", ("window", "x"))

@@ -3,6 +3,8 @@ drift scores, category mix, daily safety rates, rationale length and latency."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -62,22 +64,39 @@ def actions(figures: WindowFigures, prepared: PreparedWindows) -> bytes:
     return figure_png(fig)
 
 
-def drift_scores(figures: WindowFigures, top: int = 30) -> bytes:
+def drift_scores_figure(figures: WindowFigures, top: int = 30) -> Any:
+    """Bars of the per-column drift scores on a log axis: one column far off (rationale length against a
+    reference without rationales scores ~10^5) must not flatten the alerting features' bars near the
+    threshold. Each bar carries its value; the axis spans the scores and the threshold."""
     plt = matplotlib_agg()
     drift = sorted(figures.drift.values(), key=lambda d: d.score if d.method != "ks" else -d.score, reverse=True)
-    drift = drift[:top][::-1]
-    fig, ax = plt.subplots(figsize=(6.5, max(2.5, 0.22 * len(drift) + 1)))
+    drift = [d for d in drift if np.isfinite(d.score)][:top][::-1]
+    fig, ax = plt.subplots(figsize=(7.5, max(2.5, 0.24 * len(drift) + 1)))
+    if not drift:
+        ax.set_title("Drift per column: no column to compare", fontsize=9)
+        return fig
+    threshold, method = drift[0].threshold, drift[0].method
+    positive = [d.score for d in drift if d.score > 0]
+    low = max(min([*positive, threshold]) / 3.0, threshold / 100.0)  # below: at the left edge, value written
+    high = max([*positive, threshold]) * 3.0
+    scores = [max(d.score, low) for d in drift]  # a zero score (identical windows) sits at the axis' left edge
     colors = [CUR if d.drifted and d.alerting else ("#e67e22" if d.drifted else REF) for d in drift]
-    ax.barh([f"{d.column} ({d.kind})" for d in drift], [d.score for d in drift], color=colors)
-    if drift:
-        ax.axvline(drift[0].threshold, color="k", ls="--", lw=1, label=f"threshold {drift[0].threshold:g}")
-        ax.legend(fontsize=8, loc="lower right")
-    method = drift[0].method if drift else ""
-    ax.set_xlabel("normed Wasserstein distance" if method == "wasserstein" else "KS p-value")
+    ax.barh([f"{d.column} ({d.kind})" for d in drift], [s - low for s in scores], left=low, color=colors)
+    for y, (d, s) in enumerate(zip(drift, scores, strict=True)):
+        ax.text(s * 1.08, y, f"{d.score:.3g}", va="center", fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlim(low, high * 3.0)
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel(("normed Wasserstein distance" if method == "wasserstein" else "KS p-value") + " (log scale)")
     ax.set_title("Drift per column (red: drifted, counts toward the alert; orange: drifted, context only)",
                  fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
-    return figure_png(fig)
+    return fig
+
+
+def drift_scores(figures: WindowFigures, top: int = 30) -> bytes:
+    return figure_png(drift_scores_figure(figures, top))
 
 
 def category_mix(figures: WindowFigures) -> bytes:
@@ -133,7 +152,10 @@ def distribution(prepared: PreparedWindows, column: str, title: str, xlabel: str
         if values.size:
             ax.hist(values, bins=edges, density=True, histtype="step", lw=1.6, color=color, label=label)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels (2x10^2, 3x10^2, ...) overlap
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(fontsize=8)

@@ -77,3 +77,27 @@ def test_paired_design_has_narrower_intervals_than_hash_partitioning() -> None:
 def test_ab_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match="control"):
         ABConfig.build(allocation={"a": 1.0}, control="b", ceiling=None)
+
+
+def test_uplift_over_a_zero_control_is_undefined_without_a_warning() -> None:
+    """A control whose MAR is 0 (no SKU reached its milestone, common at 7 days on a small cohort): the MAR
+    uplift is NaN, the other metrics' uplifts are numbers, and no divide-by-zero warning is raised."""
+    import warnings
+
+    import pandas as pd
+
+    from aigp.ab.experiment import analyse, relative_change
+
+    rng = np.random.default_rng(0)
+    frame = lambda mar: pd.DataFrame({"gmv": rng.uniform(50, 150, 200), "spend": rng.uniform(5, 15, 200),  # noqa: E731
+                                      "mar": mar})
+    cfg = ABConfig.build(allocation={"static": 0.5, "random": 0.5}, control="static", ceiling=None, bootstrap=100,
+                         horizons=(7,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, uplift = analyse({7: {"static": frame(np.zeros(200)), "random": frame(rng.uniform(0, 1, 200) > 0.5)}},
+                            cfg)
+    by_metric = uplift.set_index("metric")
+    assert np.isnan(by_metric.loc["mar", "uplift"]) and np.isnan(by_metric.loc["mar", "ci_low"])
+    assert np.isfinite(by_metric.loc["gmv", "uplift"]) and np.isfinite(by_metric.loc["roi", "ci_high"])
+    assert relative_change(np.array([2.0, 1.0]), np.array([1.0, 0.0]))[0] == 1.0

@@ -160,3 +160,37 @@ def test_simulate_then_report(tmp_path) -> None:
     page = _Images()
     page.feed((tmp_path / "report" / "ab_report.html").read_text())
     assert len(page.pngs) == 2  # cumulative GMV and |a| per group (no Q-scores given)
+
+
+def test_demo_ab_report_fills_every_section_with_daily_cumulative_gmv(market_logs, tmp_path) -> None:
+    """The demo's A/B report: the cohort's daily outcomes give a cumulative-GMV curve for every day (not only the
+    7/14-day points) and the |a| section; the demo's LTVE scores each SKU's launch-day state for the Q section."""
+    from aigp.cli.monitor import demo_ab_report
+    from aigp.ltve.artifact import save_model
+    from aigp.ltve.dataset import training_frame_from_logs
+    from aigp.ltve.train import LTVETrainConfig, train_ltve
+
+    trained = train_ltve(training_frame_from_logs(market_logs.path),
+                         LTVETrainConfig.build(critic={"steps": 20, "hidden_dims": [16]}, threads=2))
+    sink = DailyOutcomeSink(keep_first_states=True)
+    result = run_ab(CONFIG, {"static": StaticPolicy(), "random": RandomPolicy()}, sink=sink)
+    assert len(sink.first_states()) == CONFIG.cohort_skus
+    ltve = save_model(trained.model, tmp_path / "ltve")
+    ctx = {"root": tmp_path, "ab_baselines": result, "ab_daily": sink, "ltve": ltve}
+    files = demo_ab_report(ctx)
+    html = files["html"].read_text()
+    assert "no |a| distribution" not in html and "No q_score column" not in html
+    page = _Images()
+    page.feed(html)
+    assert len(page.pngs) == 3  # cumulative GMV, |a| per group, Q deciles
+    saved = json.loads(files["json"].read_text())
+    assert saved["q_deciles"] and np.isfinite(saved["q_spearman"]["deciles_gmv_14d"])
+    # the cumulative-GMV curve has a point per day: it ends at each group's 14-day GMV per SKU
+    from aigp.ab.report import build_report, report_config
+
+    skus = result.run.summary.assign(group=result.groups)
+    report = build_report(skus, report_config(skus, CONFIG), daily=sink.frame(), plots=False)
+    per_day = report.daily.groupby(["group", "day"])["gmv"].sum().groupby("group").cumsum()
+    assert per_day.index.get_level_values("day").nunique() == 14
+    for group, frame in skus.groupby("group"):
+        assert per_day.loc[(group, 13)] / len(frame) == pytest.approx(frame["gmv_14d"].mean(), rel=1e-6)

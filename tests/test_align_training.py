@@ -4,6 +4,7 @@ sampling after a reload, and the trained model as a market policy / on decision-
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -128,8 +129,12 @@ def test_shared_prefix_sampling_matches_plain_generate(tiny) -> None:
               "eos_token_id": tok.eos_token_id, "temperature": None, "top_k": None, "top_p": None}
     with torch.inference_mode():
         plain = loaded.model.generate(**enc, **kwargs)
-        shared = _generate_shared_prefix(loaded.model, enc, 3, kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            shared = _generate_shared_prefix(loaded.model, enc, 3, kwargs)
     assert torch.equal(plain.repeat_interleave(3, 0), shared)
+    ours = [str(w.message) for w in caught if "aigp" in str(w.filename)]
+    assert not ours, ours  # no deprecated `generate` argument of ours (past_key_values -> cache)
 
 
 def test_policy_holds_on_unparsable_output_and_counts_it(tiny) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+import subprocess
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -130,7 +132,7 @@ def test_metrics_match_the_summary(run_dir) -> None:
     alerts = {a["name"]: a for a in summary["alerts"]}
     for spec in ALERTS:
         value = metrics[(spec.metric, ())]
-        expected = alerts[spec.name]["value"]
+        expected = alerts[spec.name]["value"] if alerts[spec.name]["evaluated"] else None  # NaN: not evaluated
         assert (np.isnan(value) and expected is None) or value == pytest.approx(expected), spec.name
         assert metrics[("aigp_pricing_alert_firing", (("alert", spec.prometheus), ("severity", spec.severity)))] \
             == float(alerts[spec.name]["firing"])
@@ -226,3 +228,195 @@ def test_drill_command_passes(tmp_path) -> None:
     assert "drill passed" in result.output
     summary = json.loads((tmp_path / "drill" / "summary.json").read_text())
     assert summary["firing"] == ["decision_volume"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# promtool: the metrics lint, the committed rule tests, and Prometheus firing exactly the job's alerts
+# ------------------------------------------------------------------------------------------------------
+def _promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    binary = shutil.which("promtool")
+    if binary is None:  # `make test` installs it (Makefile system-deps): a missing tool fails, it never skips
+        pytest.fail("promtool not found: run `make system-deps` (Debian package prometheus)")
+    return subprocess.run([binary, *args], input=stdin, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_promtool_check_metrics_passes_on_the_jobs_gauges(run_dir) -> None:
+    text = (run_dir / "metrics.prom").read_text()
+    checked = _promtool("check", "metrics", stdin=text)
+    assert checked.returncode == 0 and not (checked.stdout + checked.stderr).strip(), checked.stdout + checked.stderr
+    assert "aigp_pricing_latency_p95_seconds " in text and "_ms" not in text and "quantile=" not in text
+
+
+def test_promtool_rule_tests_cover_every_alert_and_pass() -> None:
+    from aigp.monitoring.rules import RULES_FILE, RULES_TEST, rules_file_yaml, rules_test_yaml
+
+    stale = "regenerate: aigp monitor rules --out manifests/base/monitoring/prometheus-rules.yaml --promtool"
+    assert RULES_FILE.read_text() == rules_file_yaml(MonitorConfig()), stale
+    assert RULES_TEST.read_text() == rules_test_yaml(MonitorConfig()), stale
+    cases = yaml.safe_load(RULES_TEST.read_text())["tests"]
+    tested = {t["alert_rule_test"][0]["alertname"] for t in cases}
+    fired = {t["alert_rule_test"][0]["alertname"] for t in cases if t["alert_rule_test"][0]["exp_alerts"]}
+    every = {a.prometheus for a in (*ALERTS, STALE_ALERT)}
+    assert tested == fired == every  # every alert is tested firing and quiet
+    checked = _promtool("check", "rules", str(RULES_FILE))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = _promtool("test", "rules", str(RULES_TEST))
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
+def _prometheus_fires(metrics_text: str, tmp_path: Path) -> set[str]:
+    """The job's pricing alerts Prometheus fires on these gauges: each alert is asserted quiet in a promtool
+    test; promtool names every alert whose expectation failed, i.e. the ones that fired."""
+    from aigp.monitoring.rules import RULES_FILE
+
+    series = [{"series": name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""),
+               "values": " ".join([repr(value) if np.isfinite(value) else "NaN"] * 16)}
+              for (name, labels), value in _metrics(metrics_text).items()]
+    test = {"rule_files": [str(RULES_FILE)], "evaluation_interval": "1m",
+            "tests": [{"name": a.prometheus, "interval": "1m", "input_series": series,
+                       "alert_rule_test": [{"eval_time": "10m", "alertname": a.prometheus, "exp_alerts": []}]}
+                      for a in ALERTS]}
+    path = tmp_path / "job.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = _promtool("test", "rules", str(path))
+    output = result.stdout + result.stderr
+    assert "parse error" not in output and "Unit Testing" in output, output
+    fired = {a.prometheus for a in ALERTS if f"name: {a.prometheus}," in output}
+    assert (result.returncode == 0) == (not fired), output
+    return fired
+
+
+@pytest.mark.parametrize("min_window", [100, 100_000], ids=["evaluated", "window-too-small"])
+def test_prometheus_fires_exactly_the_alerts_the_job_reports(market_logs, live_decisions, tmp_path,
+                                                            min_window) -> None:
+    """The gauges of a run, fed to the committed rules: Prometheus fires what summary.json says fires. With
+    too few decisions the drift alert is "not evaluated" in the report and must stay quiet in Prometheus."""
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"min_window_decisions: {min_window}\n")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["monitor", "run", "--reference", str(market_logs.path), "--current",
+                                 str(live_decisions), "--out", str(out), "--window", "14", "--end", END,
+                                 "--reference-end", END, "--config", str(config), "--no-html",
+                                 "--skus", str(market_logs.path / "skus.parquet")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    reported = {a["prometheus"] for a in summary["alerts"] if a["firing"]}
+    drift = next(a for a in summary["alerts"] if a["name"] == "feature_drift")
+    if min_window > 1000:
+        assert not drift["evaluated"] and drift["value"] >= 1  # drifted columns counted, alert not evaluated
+    else:
+        assert "AigpPricingFeatureDrift" in reported
+    assert _prometheus_fires((out / "metrics.prom").read_text(), tmp_path) == reported
+
+
+def test_demo_monitors_the_served_decisions_and_reports_what_fires(market_logs, tmp_path, monkeypatch) -> None:
+    """`make demo` monitors what its serving stage served (ctx['pricing_decisions']), on the day served, and
+    its summary line names the alerts that fire there (here: replies that do not parse, and fall back)."""
+    from aigp.monitoring.drills import inject_parse_failures
+
+    from aigp.cli.demo import STAGES
+    from aigp.cli.monitor import stage_monitor
+    from aigp.cli.price import stage_price
+
+    traffic = simulated_traffic(DrillConfig(current_skus=400, launch_days=20), 5, 400)
+    day = traffic[traffic["date"] == traffic["date"].max()].reset_index(drop=True)
+    served = inject_parse_failures(day, np.random.default_rng(1), rate=0.2)
+    path = tmp_path / "pricing" / "decisions.parquet"
+    write_parquet(path, served.drop(columns=["category"]))
+    monkeypatch.setattr("aigp.cli.monitor.console.print", lambda *a, **k: None)
+    ctx = {"root": tmp_path, "logs": market_logs, "pricing_decisions": str(path)}
+    line = stage_monitor(ctx)
+    result = ctx["monitoring"]
+    assert result.figures.current_rows == len(served)
+    assert str(result.figures.window.start) == str(result.figures.window.end) == str(served["date"].max().date())
+    assert {"AigpPricingParseFailures", "AigpPricingFallbackRateHigh"} <= set(a.prometheus for a in result.alerts
+                                                                              if a.firing)
+    assert "AigpPricingParseFailures" in line and "AigpPricingFallbackRateHigh" in line and "none" not in line
+    order = [stage for _, stage in STAGES]
+    assert order.index(stage_monitor) == order.index(stage_price) + 1  # monitoring runs after serving
+    with pytest.raises(ValueError, match="served decisions"):
+        stage_monitor({"root": tmp_path, "logs": market_logs})
+
+
+def test_drift_chart_shows_the_alerting_features_next_to_a_huge_score() -> None:
+    """Rationale length against a reference without rationales scores ~260k; on a linear axis every other bar
+    is a sliver. On the chart's axis each alerting feature's bar spans a visible share of the width."""
+    import math
+    from types import SimpleNamespace
+
+    from aigp.monitoring.plots import drift_scores_figure
+
+    from aigp.monitor import ColumnDrift
+
+    def column(name: str, kind: str, score: float, alerting: bool) -> ColumnDrift:
+        return ColumnDrift(name, kind, "wasserstein", score, 0.15, score >= 0.15, alerting)
+
+    drift = {"rationale_tokens": column("rationale_tokens", "rationale", 259_891.0, False),
+             "ctr_1d": column("ctr_1d", "daily_performance", 0.31, True),
+             "cvr_1d": column("cvr_1d", "daily_performance", 0.18, True),
+             "list_price": column("list_price", "sku_attributes", 0.02, True),
+             "weekday": column("weekday", "calendar", 0.0, False)}
+    fig = drift_scores_figure(SimpleNamespace(drift=drift))
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    widths = {t.get_text().split(" (")[0]: p for t, p in zip(ax.get_yticklabels(), ax.patches, strict=True)}
+
+    def share(name: str) -> float:  # the share of the axis the bar covers, as the eye sees it
+        bar = widths[name]
+        ends = (bar.get_x(), bar.get_x() + bar.get_width())
+        if ax.get_xscale() == "log":
+            return (math.log(ends[1]) - math.log(ends[0])) / (math.log(right) - math.log(left))
+        return (ends[1] - ends[0]) / (right - left)
+
+    assert share("ctr_1d") > 0.15 and share("cvr_1d") > 0.1 and share("ctr_1d") > share("cvr_1d")
+    assert share("rationale_tokens") > share("ctr_1d")
+    assert left <= 0.15 <= right  # the threshold line is on the chart
+
+
+def test_gauges_reach_prometheus_through_the_shipped_pushgateway(run_dir, tmp_path) -> None:
+    """The cluster layout: the monitoring kustomization ships a Pushgateway (Deployment + Service) and the
+    ConfigMap with the URL the job pushes to. A real Pushgateway (the image's binary) receives `aigp monitor
+    export --pushgateway` and serves the job's gauges, promtool-clean, for Prometheus to scrape."""
+    from _registry_support import free_port
+
+    folder = ROOT / "manifests" / "base" / "monitoring"
+    assert "pushgateway.yaml" in yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+    docs = {d["kind"]: d for d in yaml.safe_load_all((folder / "pushgateway.yaml").read_text())}
+    service, deployment, config = docs["Service"], docs["Deployment"], docs["ConfigMap"]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    port = service["spec"]["ports"][0]["port"]
+    url = config["data"]["AIGP_PUSHGATEWAY_URL"]
+    assert url == f"http://{service['metadata']['name']}:{port}"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == port and f"--web.listen-address=:{port}" in container["args"]
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:  # `make test` installs it (Makefile system-deps): a missing tool fails, it never skips
+        pytest.fail("pushgateway not found: run `make system-deps` (Debian package prometheus-pushgateway)")
+    local = free_port()
+    gateway = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{local}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{local}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+        result = runner.invoke(app, ["monitor", "export", str(run_dir / "summary.json"), "--pushgateway", base])
+        assert result.exit_code == 0, result.output
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=10)
+    ours = "\n".join(line for line in scraped.splitlines() if "aigp_pricing_" in line) + "\n"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    pushed = _metrics(ours)
+    assert pushed[("aigp_pricing_decisions", (("instance", ""), ("job", "aigp-monitor")))] == \
+        summary["safety"]["decisions"]
+    checked = _promtool("check", "metrics", stdin=ours)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -227,3 +227,23 @@ def test_versions_and_audit_on_s3(registry: ModelRegistry, tmp_path: Path, monke
         first = s3_registry.audit_log("s3-model")[0]
         with pytest.raises(RegistryError, match="already exists"):
             AuditLog("s3://aigp-mlflow/registry-audit").append(first)
+
+
+def test_gate_report_is_an_html_artifact_whatever_the_file_was_called(registry: ModelRegistry,
+                                                                     tmp_path: Path) -> None:
+    """KFP names an output artifact's file after the output ("report", no extension); MLflow's artifact list
+    must still show an .html page (the UI previews it, a browser renders it) and the JSON beside it."""
+    import mlflow
+
+    model_dir, html, report = make_candidate(tmp_path, tag="k")
+    kfp_html, kfp_json = tmp_path / "offline-gate" / "report", tmp_path / "offline-gate" / "gate_json"
+    kfp_html.parent.mkdir()
+    html.rename(kfp_html)
+    report.rename(kfp_json)
+    version = registry.register_candidate(model_dir, GateReport.from_json(kfp_json, kfp_html), {"avg_q": 1.0},
+                                          data_window=WINDOW)
+    run_id = mlflow.MlflowClient().get_model_version("aigp-pricing", str(version.version)).run_id
+    listed = {Path(a.path).name for a in mlflow.MlflowClient().list_artifacts(run_id, "gate")}
+    assert listed == {"gate_report.html", "gate_report.json"}
+    assert version.gate_report_html.endswith("/gate/gate_report.html")
+    assert Path(storage.local_path(version.gate_report_html)).read_text().endswith("gate passed</body></html>")

@@ -95,4 +95,18 @@ def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(mar
     # the transformer served the requests (KServe's access log of the v1 route)
     transformer_log = (report.parent / "transformer.log").read_text()
     assert transformer_log.count("POST /v1/models/aigp-pricing%3Apredict HTTP/1.1\" 200") >= 1
-    assert STAGES[-1][1] is stage_price  # `make demo` ends with this stage
+    # `make demo` then monitors what it served: the decisions log just written, its day, its alerts
+    from aigp.cli.monitor import stage_monitor
+
+    order = [stage for _, stage in STAGES]
+    assert order.index(stage_monitor) == order.index(stage_price) + 1
+    monkeypatch.setattr("aigp.cli.monitor.console.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    monitored = stage_monitor(ctx)
+    result = ctx["monitoring"]
+    assert result.figures.current_rows == len(log) and str(result.figures.window.end) == date.isoformat()
+    served = result.figures.safety
+    assert served["fallback_rate"] == pytest.approx(log["fallback"].mean())
+    fired = [a.prometheus for a in result.alerts if a.firing]
+    assert f"alerts firing: {', '.join(fired) or 'none'}" in monitored
+    if log["fallback"].mean() >= 0.02:  # the tiny model's noise falls back: the summary must say what fires
+        assert "AigpPricingFallbackRateHigh" in monitored

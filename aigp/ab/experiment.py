@@ -134,6 +134,13 @@ def _bootstrap(frames: Mapping[str, pd.DataFrame], n_boot: int, rng: np.random.G
     return {g: {m: np.concatenate(v) for m, v in d.items()} for g, d in draws.items()}
 
 
+def relative_change(value: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """value / base - 1, NaN where the base is 0 or not finite (an uplift over nothing is undefined)."""
+    value, base = np.asarray(value, dtype=np.float64), np.asarray(base, dtype=np.float64)
+    ok = np.isfinite(base) & (base != 0)
+    return np.divide(value, base, out=np.full(np.broadcast(value, base).shape, np.nan), where=ok) - 1.0
+
+
 def _point(outcomes: pd.DataFrame) -> dict[str, float]:
     spend = outcomes["spend"].sum()
     return {"gmv": float(outcomes["gmv"].mean()),
@@ -168,10 +175,12 @@ def analyse(frames_by_horizon: Mapping[int, Mapping[str, pd.DataFrame]], config:
             if group == ctrl:
                 continue
             for m in METRICS:
-                rel = boot[group][m] / boot[ctrl][m] - 1.0
+                rel = relative_change(boot[group][m], boot[ctrl][m])
+                finite = rel[np.isfinite(rel)]
+                low, high = np.quantile(finite, [alpha, 1 - alpha]) if finite.size else (np.nan, np.nan)
                 row = {"group": group, "horizon": h, "metric": m,
-                       "uplift": point[group][m] / point[ctrl][m] - 1.0,
-                       "ci_low": np.quantile(rel, alpha), "ci_high": np.quantile(rel, 1 - alpha),
+                       "uplift": float(relative_change(np.float64(point[group][m]), np.float64(point[ctrl][m]))),
+                       "ci_low": low, "ci_high": high,
                        "gap_closed": np.nan, "gap_ci_low": np.nan, "gap_ci_high": np.nan}
                 if ceil is not None:
                     gap = boot[ceil][m] - boot[ctrl][m]

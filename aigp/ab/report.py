@@ -40,10 +40,14 @@ class DailyOutcomeSink:
     """A simulation log sink that keeps only what the A/B report needs per SKU-day (a few columns, so a
     20k-SKU cohort costs a few MB)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_first_states: bool = False) -> None:
         self._parts: list[pd.DataFrame] = []
+        self._first: list[pd.DataFrame] = []
+        self.keep_first_states = keep_first_states  # also keep every column of each SKU's launch-day decision
 
     def write_decisions(self, frame: pd.DataFrame) -> None:
+        if self.keep_first_states:
+            self._first.append(frame[frame["days_since_launch"].to_numpy() == 0])
         self._parts.append(pd.DataFrame({
             "sku_id": frame["sku_id"].to_numpy(np.int64),
             "day": frame["days_since_launch"].to_numpy(np.int64),
@@ -59,6 +63,26 @@ class DailyOutcomeSink:
             return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("sku_id", "day") else "float64")
                                  for c in DAILY_COLUMNS})
         return pd.concat(self._parts, ignore_index=True)
+
+
+    def first_states(self) -> pd.DataFrame:
+        """Each SKU's launch-day decision row (state and action), when ``keep_first_states``."""
+        if not self._first:
+            raise ValueError("no launch-day decisions kept: create the sink with keep_first_states=True")
+        return pd.concat(self._first, ignore_index=True)
+
+
+def cohort_q_scores(ltve: Any, first_states: pd.DataFrame, config: ABConfig, q_column: str = "q_score"
+                    ) -> pd.DataFrame:
+    """The LTVE's Q of each cohort SKU's launch-day state and the action its group's policy took there
+    (``sku_id``, ``q_column``): the state joins the day's dynamic features with the cohort's static ones."""
+    from aigp.market.simulator import Market
+
+    static = Market(config.cohort_market()).sku_frame()
+    keep = ["sku_id", *[c for c in static.columns if c not in first_states.columns]]
+    states = first_states.merge(static[keep], on="sku_id", how="left", validate="one_to_one")
+    q = ltve.q_values(states, states["discount_change"].to_numpy(np.float32)[:, None])[:, 0]
+    return pd.DataFrame({"sku_id": states["sku_id"].to_numpy(), q_column: q})
 
 
 def load_inputs(path: str | Path, daily: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:

@@ -120,7 +120,7 @@ def _generate_shared_prefix(model: Any, enc: Any, n: int, kwargs: dict[str, Any]
                   use_cache=True).past_key_values
     cache.batch_repeat_interleave(n)
     return model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
-                          past_key_values=cache, **{**kwargs, "num_return_sequences": 1})
+                          cache=cache, **{**kwargs, "num_return_sequences": 1})  # `past_key_values` is deprecated
 
 
 def set_threads(threads: int | None) -> None:

@@ -39,6 +39,7 @@ def stage_simulate(ctx: dict[str, Any]) -> str:
 
 def stage_ab_baselines(ctx: dict[str, Any]) -> str:
     from aigp.ab.experiment import ABConfig, run_ab
+    from aigp.ab.report import DailyOutcomeSink
     from aigp.io import write_text
     from aigp.market.policies import build_baselines
 
@@ -46,7 +47,9 @@ def stage_ab_baselines(ctx: dict[str, Any]) -> str:
     cfg = ABConfig.build(cohort_skus=ctx["ab_skus"], seed=ctx["seed"], history_skus=logs.manifest["rows"]["skus"])
     policies = build_baselines(list(cfg.allocation), dynamics=logs.config.dynamics, seed=ctx["seed"],
                                history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet")))
-    result = run_ab(cfg, policies, progress=True)
+    daily = DailyOutcomeSink(keep_first_states=True)  # the A/B report's daily GMV, |a| and Q-score inputs
+    result = run_ab(cfg, policies, progress=True, sink=daily)
+    ctx["ab_daily"] = daily
     report = result.markdown()
     write_text(ctx["root"] / "ab_baselines.md", report)
     console.print(report)
@@ -64,8 +67,8 @@ STAGES: list[tuple[str, Stage]] = [
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
     ("alignment (SFT, [ACT_ONLY] candidates, LTVE-ranked pairs, DPO)", align_stages.stage_align),
     ("training pipeline (kfp.local) -> gate -> registry, demo auto-approval", pipeline_stages.stage_training_pipeline),
-    ("monitor live pricing (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
     ("serve the promoted model and price the next day through the transformer", price_stages.stage_price),
+    ("monitor what was served (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
 ]
 
 

@@ -11,13 +11,53 @@ so the serving stage that follows has a champion to serve.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 DEMO_FLOORS = ("floors: {max_parse_failure_rate: null, min_compliance_rate: null, min_judge_score: null, "
                "min_ab_gmv_uplift: null}")
 DEMO_BY = "aigp-demo (automatic)"
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[Path]:
+    """Send stdout and stderr to ``path`` for the block: ``sys.stdout``/``sys.stderr`` (kfp.local's logger and
+    the task output it relays with print) and file descriptors 1 and 2 (anything a subprocess writes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    with open(path, "a", encoding="utf-8", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
+        try:
+            yield path
+        finally:
+            log.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            os.close(saved_fds[0])
+            os.close(saved_fds[1])
+
+
+_TASK_STATE = re.compile(r"Task '([^']+)' finished with status (\S+)")
+
+
+def task_lines(log_path: Path) -> list[str]:
+    """One line per task of the kfp.local log: its name and final status."""
+    if not log_path.exists():
+        return []
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(errors="replace"))
+    return [f"{name}: {status}" for name, status in _TASK_STATE.findall(text)]
 
 
 def stage_training_pipeline(ctx: dict[str, Any]) -> str:
@@ -35,11 +75,16 @@ def stage_training_pipeline(ctx: dict[str, Any]) -> str:
     console.print("[bold yellow]DEMO GATE:[/] the format, compliance, judge and A/B floors are OFF in the demo "
                   "(a minutes-old CPU model has not learned the action format); the production verdict on the "
                   "same metrics is printed below.")
+    log_path = root / "kfp-local.log"
+    console.print(f"kfp.local runs every task as a subprocess; its output (each task's inputs, logs) -> {log_path}")
     try:
-        run_local("training", params, root)
+        with output_to(log_path):
+            run_local("training", params, root)
         error = None
     except RuntimeError as exc:  # the gate (or a step) failed the run: show why, promote nothing
-        error = str(exc)
+        error = f"{exc} (the tasks' output: {log_path})"
+    for line in task_lines(log_path):
+        console.print(f"[dim]kfp.local[/] {line}")
     gate_json = latest_output(root, "offline-gate*", "gate_json")
     gate_html = latest_output(root, "offline-gate*", "report")
     report = json.loads(gate_json.read_text()) if gate_json else None

@@ -92,12 +92,17 @@ def export(
 def rules(
     config: Annotated[Path | None, typer.Option(help="MonitorConfig YAML (default: the defaults)")] = None,
     out: Annotated[Path | None, typer.Option(help="write the PrometheusRule here (default: print it)")] = None,
+    promtool: Annotated[bool, typer.Option(help="also write monitoring/alerts.rules.yml and alerts.test.yml "
+                                                "(plain rule file and `promtool test rules` cases)")] = False,
 ) -> None:
     """The PrometheusRule manifest of a config (same gauges and thresholds as the job's alerts)."""
     from aigp.monitor import MonitorConfig
-    from aigp.monitoring.rules import rules_yaml, write_rules
+    from aigp.monitoring.rules import rules_yaml, write_promtool_files, write_rules
 
     cfg = MonitorConfig.from_yaml(config) if config else MonitorConfig()
+    if promtool:
+        for path in write_promtool_files(cfg):
+            console.print(f"wrote {path}")
     if out is None:
         typer.echo(rules_yaml(cfg), nl=False)
     else:
@@ -139,40 +144,55 @@ def drill(
 
 
 def stage_monitor(ctx: dict) -> str:
-    """`make demo` stage: monitor a window of live pricing against the training window, and write the A/B
-    report of the baselines' experiment (when the demo ran it)."""
+    """`make demo` stage: monitor what the serving stage served (its decisions log) against the training
+    window, and write the A/B report of the baselines' experiment (when the demo ran it)."""
     import datetime as dt
 
+    import pandas as pd
+
     from aigp.monitor import MonitorConfig, load_decisions
-    from aigp.monitoring.drills import DrillConfig, simulated_traffic
     from aigp.monitoring.job import run_monitoring
 
     logs = ctx["logs"]
     market = logs.config
+    served = ctx.get("pricing_decisions")
+    if served is None:
+        raise ValueError("the monitoring stage reads the served decisions log (ctx['pricing_decisions']); run the "
+                         "serving stage first")
     reference = load_decisions(logs.path)
-    # Live traffic: what serving logs for a fresh market over the same dates (a serving stage may provide it).
-    live = ctx.get("decisions")
-    if live is None:
-        drill = DrillConfig(launch_days=market.launch_days, start_date=market.start_date)
-        current = simulated_traffic(drill, market.seed + 100, max(500, market.n_skus // 2))
-    else:
-        current = load_decisions(live)
+    current = load_decisions(served, skus=logs.path / "skus.parquet")
+    days = sorted(pd.to_datetime(current["date"]).dt.date.unique())
     start = market.start_date + dt.timedelta(days=market.horizon_days - 1)  # steady state: all ages on sale
-    end = market.start_date + dt.timedelta(days=market.launch_days - 1)
-    cfg = MonitorConfig(window_days=(end - start).days + 1)
+    reference_end = min(market.start_date + dt.timedelta(days=market.launch_days - 1), days[0] - dt.timedelta(days=1))
+    cfg = MonitorConfig(window_days=(days[-1] - days[0]).days + 1)
     out = ctx["root"] / "monitoring"
-    result = run_monitoring(reference, current, cfg, out, end=end, reference_start=start, reference_end=end,
-                            log=lambda msg: console.print(f"[dim]monitor[/] {msg}"))
+    result = run_monitoring(reference, current, cfg, out, end=days[-1], reference_start=start,
+                            reference_end=reference_end, log=lambda msg: console.print(f"[dim]monitor[/] {msg}"))
     for alert in result.alerts:
         if alert.firing:
             console.print(f"[bold red]FIRING[/] {alert.prometheus}: {alert.message}")
-    line = (f"{result.figures.current_rows:,} decisions vs {result.figures.reference_rows:,}; alerts firing: "
-            f"{', '.join(result.firing) or 'none'} -> {out / 'index.html'}")
+    ctx["monitoring"] = result
+    line = (f"{result.figures.current_rows:,} served decisions ({result.figures.window}) vs "
+            f"{result.figures.reference_rows:,}; alerts firing: "
+            f"{', '.join(a.prometheus for a in result.alerts if a.firing) or 'none'} -> {out / 'index.html'}")
     if "ab_baselines" in ctx:
-        from aigp.ab.report import build_report, report_config, write_report
-
-        ab = ctx["ab_baselines"]
-        skus = ab.run.summary.assign(group=ab.groups)
-        files = write_report(build_report(skus, report_config(skus, ab.config)), ctx["root"] / "ab_report")
+        files = demo_ab_report(ctx)
         line += f"; A/B report -> {files['html']}"
     return line
+
+
+def demo_ab_report(ctx: dict) -> dict:
+    """The A/B report of the demo's baselines experiment: per-group outcomes, daily cumulative GMV and |a|
+    per group from the cohort's daily outcomes, and, with the demo's LTVE, the Q-score deciles (the LTVE's
+    Q of each SKU's launch-day state and action against its realised GMV)."""
+    from aigp.ab.report import attach_q, build_report, cohort_q_scores, report_config, write_report
+
+    ab = ctx["ab_baselines"]
+    sink = ctx.get("ab_daily")
+    skus = ab.run.summary.assign(group=ab.groups)
+    if sink is not None and ctx.get("ltve") is not None:
+        from aigp.ltve.artifact import load_model
+
+        skus = attach_q(skus, cohort_q_scores(load_model(ctx["ltve"]), sink.first_states(), ab.config), "q_score")
+    report = build_report(skus, report_config(skus, ab.config), daily=sink.frame() if sink is not None else None)
+    return write_report(report, ctx["root"] / "ab_report")

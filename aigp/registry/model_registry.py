@@ -38,7 +38,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
+import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,6 +58,8 @@ MAX_REASON_CHARS = 2000
 TAG_STATE = "aigp.state"
 TAG_GATE_STATUS = "aigp.gate.status"
 TAG_GATE_HTML = "aigp.gate.report_html"
+GATE_HTML_NAME = "gate_report.html"  # artifact names of the gate report in the registry's MLflow run
+GATE_JSON_NAME = "gate_report.json"
 TAG_GATE_JSON = "aigp.gate.report_json"
 TAG_GATE_REASONS = "aigp.gate.reasons"
 TAG_METRICS = "aigp.metrics"
@@ -458,8 +462,13 @@ class ModelRegistry:
                                   tags={"aigp.registered_by": by}) as run:
             tracking.log_metrics(clean_metrics)
             tracking.log_artifacts(model_dir, "model")
-            tracking.log_artifacts(gate_report.html_path, "gate")
-            tracking.log_artifacts(gate_report.json_path, "gate")
+            # fixed names with their extensions: a KFP artifact's file is named after the output ("report"),
+            # and without ".html" neither the MLflow UI previews the page nor a browser renders it
+            gate_files = {GATE_HTML_NAME: gate_report.html_path, GATE_JSON_NAME: gate_report.json_path}
+            with tempfile.TemporaryDirectory(prefix="aigp-gate-") as staged:
+                for name, source in gate_files.items():
+                    shutil.copyfile(source, Path(staged) / name)
+                tracking.log_artifacts(staged, "gate")
             artifact_uri = run.info.artifact_uri.rstrip("/")
             run_id = run.info.run_id
         from mlflow.exceptions import MlflowException
@@ -472,8 +481,8 @@ class ModelRegistry:
             tags = {
                 TAG_STATE: VersionState.CANDIDATE.value,
                 TAG_GATE_STATUS: gate_report.status,
-                TAG_GATE_HTML: f"{artifact_uri}/gate/{Path(gate_report.html_path).name}",
-                TAG_GATE_JSON: f"{artifact_uri}/gate/{Path(gate_report.json_path).name}",
+                TAG_GATE_HTML: f"{artifact_uri}/gate/{GATE_HTML_NAME}",
+                TAG_GATE_JSON: f"{artifact_uri}/gate/{GATE_JSON_NAME}",
                 TAG_GATE_REASONS: json.dumps(list(gate_report.reasons)),
                 TAG_METRICS: json.dumps(clean_metrics, sort_keys=True),
                 TAG_WINDOW_START: window.start.isoformat(),
