@@ -38,7 +38,8 @@ def _nightly_pipeline(
 ) -> int:
     """``market_logs_uri``: the decision logs the features are built from; ``reference_uri``: the training
     window's decisions monitoring compares with; ``date``: the day priced ("" = today, UTC);
-    ``redis_connection_string``: "" = ``$REDIS_CONNECTION_STRING`` (the Secret ``aigp-redis``). Returns the
+    ``redis_connection_string``: "" = ``$REDIS_CONNECTION_STRING`` (the Secret ``aigp-redis``); ``pushgateway``:
+    "" = ``$AIGP_PUSHGATEWAY_URL`` (the ConfigMap ``aigp-monitoring``). Returns the
     number of monitoring alerts firing."""
     window = on_cluster(nightly_window(date=date, online_days=online_days)).set_caching_options(False)
     logs = dsl.importer(artifact_uri=market_logs_uri, artifact_class=dsl.Dataset, reimport=True)
@@ -54,7 +55,8 @@ def _nightly_pipeline(
     reference = dsl.importer(artifact_uri=reference_uri, artifact_class=dsl.Dataset, reimport=False)
     monitor = on_cluster(monitor_pricing(reference=reference.output, decisions=priced.outputs["decisions"],
                                          window_days=monitor_window_days, end_date=window.outputs["date"],
-                                         config_yaml=monitor_config_yaml, pushgateway=pushgateway), s3=True)
+                                         config_yaml=monitor_config_yaml, pushgateway=pushgateway), s3=True,
+                         pushes_metrics=True)
     monitor.set_caching_options(False)
     return monitor.outputs["Output"]
 

@@ -31,6 +31,8 @@ S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 REDIS_SECRET = "aigp-redis"
 REDIS_SECRET_ENV = {"connection-string": "REDIS_CONNECTION_STRING"}
 TRAINING_CACHE_PVC = "aigp-training-cache"
+MONITORING_CONFIG_MAP = "aigp-monitoring"  # manifests/base/monitoring/pushgateway.yaml: where gauges are pushed
+MONITORING_CONFIG_KEYS = ("AIGP_PUSHGATEWAY_URL",)
 
 _IMAGES: ContextVar[Images] = ContextVar("aigp_pipeline_images", default=DEFAULT_IMAGES)
 
@@ -46,9 +48,9 @@ def building_with(images: Images) -> Iterator[Images]:
 
 
 def on_cluster(task: dsl.PipelineTask, *, gpu: bool = False, s3: bool = False,
-               redis: bool = False) -> dsl.PipelineTask:
+               redis: bool = False, pushes_metrics: bool = False) -> dsl.PipelineTask:
     """``task`` in the project image (its CUDA build when ``gpu``) with aigp-config as environment, plus the S3
-    credentials and the Redis connection string when it needs them."""
+    credentials, the Redis connection string and the Pushgateway URL (aigp-monitoring) when it needs them."""
     images = _IMAGES.get()
     task.set_container_image(images.cuda if gpu else images.platform)
     kubernetes.use_config_map_as_env(task, CONFIG_MAP, {key: key for key in CONFIG_KEYS})
@@ -57,4 +59,6 @@ def on_cluster(task: dsl.PipelineTask, *, gpu: bool = False, s3: bool = False,
         kubernetes.use_secret_as_env(task, S3_SECRET, {key: key for key in S3_SECRET_KEYS})
     if redis:
         kubernetes.use_secret_as_env(task, REDIS_SECRET, dict(REDIS_SECRET_ENV))
+    if pushes_metrics:
+        kubernetes.use_config_map_as_env(task, MONITORING_CONFIG_MAP, {key: key for key in MONITORING_CONFIG_KEYS})
     return task

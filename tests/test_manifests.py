@@ -22,7 +22,8 @@ PLATFORM_IMAGE = "registry.local/aigp/platform"
 GPU_IMAGE = "registry.local/aigp/serving-gpu"
 REFERENCED_SECRETS = {"aigp-s3-credentials", "aigp-redis"}
 # Custom resources that are neither core Kubernetes nor KServe, with where they are validated.
-OTHER_CRDS = {("monitoring.coreos.com/v1", "PrometheusRule"): "the monitoring area's tests"}
+OTHER_CRDS = {("monitoring.coreos.com/v1", "PrometheusRule"): "the monitoring area's tests",
+              ("monitoring.coreos.com/v1", "ServiceMonitor"): "test_pipelines_cluster.py (it selects the Pushgateway)"}
 SECRET_NAME = re.compile(r"(?<![A-Za-z])(PASSWORD|SECRET|TOKEN|CREDENTIALS?|PRIVATE|ACCESS_KEY)(?![A-Za-z])", re.I)
 
 

@@ -34,7 +34,9 @@ NEEDS = {
     "mlflow": {"MLFLOW_TRACKING_URI", "AIGP_MLFLOW_ARTIFACTS", "AIGP_REGISTRY_AUDIT"},
     "s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"},
     "redis": {"REDIS_CONNECTION_STRING"},
+    "pushgateway": {"AIGP_PUSHGATEWAY_URL"},
 }
+CONFIG_MAPS = ("aigp-config", "aigp-monitoring")
 
 
 def _ir(name: str, path: Path | None = None) -> tuple[dict, dict]:
@@ -83,6 +85,8 @@ def _needs(program: str) -> set[str]:
         needs.add("s3")
     if "redis" in text:
         needs.add("redis")
+    if "pushgateway" in program.lower():
+        needs.add("pushgateway")  # the step's own parameter: it pushes gauges where the cluster says
     return needs
 
 
@@ -105,8 +109,9 @@ def test_every_step_gets_the_configuration_and_credentials_it_needs(name: str, r
     secrets = _documented_secret_keys()
     assert secrets == {"aigp-s3-credentials": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
                        "aigp-redis": {"password", "connection-string"}}
-    config = {o: next(r for r in res if r["kind"] == "ConfigMap" and r["metadata"]["name"] == "aigp-config")["data"]
-              for o, res in rendered.items()}
+    maps = {o: {r["metadata"]["name"]: r["data"] for r in res if r["kind"] == "ConfigMap"
+                and r["metadata"]["name"] in CONFIG_MAPS} for o, res in rendered.items()}
+    config = {o: found["aigp-config"] for o, found in maps.items()}
     seen = set()
     for executor_name, executor in spec["deploymentSpec"]["executors"].items():
         if "container" not in executor:
@@ -120,15 +125,15 @@ def test_every_step_gets_the_configuration_and_credentials_it_needs(name: str, r
             assert not missing, f"{executor_name} talks to {need} but gets no {sorted(missing)}"
         for var, (kind, ref_name, key, optional) in env.items():
             if kind == "ConfigMap":
-                assert ref_name == "aigp-config", f"{executor_name}: {var} from ConfigMap {ref_name}"
-                present = [o for o in OVERLAYS if key in config[o]]
+                assert ref_name in CONFIG_MAPS, f"{executor_name}: {var} from ConfigMap {ref_name}"
+                present = [o for o in OVERLAYS if key in maps[o].get(ref_name, {})]
                 # a required key must exist in every overlay; an optional one in at least one
                 assert present == list(OVERLAYS) or (optional and present), (
                     f"{executor_name}: {var} <- aigp-config/{key} (optional={optional}) is in {present}")
             else:
                 assert key in secrets.get(ref_name, set()), f"{executor_name}: {var} <- Secret {ref_name}/{key}"
                 assert not optional, f"{executor_name}: {var} from a Secret must not be optional"
-    expected = {"training": {"mlflow", "s3", "redis"}, "nightly": {"mlflow", "s3", "redis"}}[name]
+    expected = {"training": {"mlflow", "s3", "redis"}, "nightly": {"mlflow", "s3", "redis", "pushgateway"}}[name]
     assert seen == expected, f"{name}: the steps talk to {sorted(seen)}"
 
 
@@ -141,6 +146,24 @@ def test_gpu_steps_run_the_cuda_image_and_every_other_step_the_platform_image(na
         assert (executor_name in GPU_EXECUTORS) == gpu
         assert image == (CUDA if gpu else PLATFORM), executor_name
     assert (name == "training") == (set(images) >= GPU_EXECUTORS)
+
+
+def test_the_monitoring_cronjob_pushes_to_the_shipped_pushgateway(rendered) -> None:
+    for overlay, resources in rendered.items():
+        job = next(r for r in resources if r["kind"] == "CronJob" and r["metadata"]["name"] == "aigp-monitor")
+        (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        maps = {ref["configMapRef"]["name"] for ref in container["envFrom"] if "configMapRef" in ref}
+        urls = [r["data"]["AIGP_PUSHGATEWAY_URL"] for r in resources
+                if r["kind"] == "ConfigMap" and r["metadata"]["name"] in maps and "AIGP_PUSHGATEWAY_URL" in r["data"]]
+        assert len(urls) == 1, f"{overlay}: the CronJob gets AIGP_PUSHGATEWAY_URL from {sorted(maps)}: {urls}"
+        host, port = urls[0].removeprefix("http://").split(":")
+        service = next(r for r in resources if r["kind"] == "Service" and r["metadata"]["name"] == host)
+        assert int(port) in [p["port"] for p in service["spec"]["ports"]], overlay
+        # prometheus-operator scrapes that Service, keeping the pushed job label the alerts select on
+        (monitor,) = [r for r in resources if r["kind"] == "ServiceMonitor"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]] and endpoint["honorLabels"] is True
 
 
 def test_the_shared_cache_volume_is_a_claim_the_manifests_create(rendered) -> None:

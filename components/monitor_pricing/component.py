@@ -26,9 +26,12 @@ def monitor_pricing(
 
     ``report``: the summary page (alerts, figures, plots); ``drift_report``: Evidently's report (with
     ``html``); ``outputs``: every file of the run (summary.json, metrics.prom, plots/); ``config_yaml``: a
-    MonitorConfig as YAML text ("" = defaults); ``pushgateway`` non-empty pushes the gauges there.
+    MonitorConfig as YAML text ("" = defaults); ``pushgateway``: where the gauges are pushed ("" = the
+    ``AIGP_PUSHGATEWAY_URL`` environment, which the cluster sets from the ConfigMap aigp-monitoring; neither
+    = no push).
     """
     import math
+    import os
     import shutil
     from pathlib import Path
 
@@ -39,7 +42,8 @@ def monitor_pricing(
 
     cfg = MonitorConfig.build(**(yaml.safe_load(config_yaml) or {})).with_updates(window_days=window_days)
     result = run_from_paths(reference.path, decisions.path, outputs.path, config=cfg, end=end_date or None,
-                            html=html, pushgateway=pushgateway or None, log=print)
+                            html=html, pushgateway=pushgateway or os.environ.get("AIGP_PUSHGATEWAY_URL") or None,
+                            log=print)
     out = Path(outputs.path)
     shutil.copyfile(out / "index.html", report.path)
     if (out / "drift_report.html").exists():
