@@ -357,13 +357,15 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
            f"policy, branched once and shared by every critic; pairs and within-state Spearman on candidates "
            f">= Δa = {args.min_action_gap} apart. Total {results['total_wall_s']:.0f} s wall / "
            f"{results['total_cpu_s']:.0f} s CPU.", "", "### Ranking diagnostics against the Monte-Carlo truth", ""]
-    cols = ["variant", "within-state ρ (Δa)", "within-state ρ (all)", "pairwise acc. (Δa)", "pairs", "CDA vs truth",
+    cols = ["variant", "within-state ρ (Δa)", "within-state ρ (all)", "MC noise ceiling of ρ", "pairwise acc. (Δa)",
+            "pairs", "CDA vs truth",
             "CDA vs logged expert", "regret", "regret share", "greedy gain vs logged", "calib. slope",
             "calib. bias", "pooled ρ", "train s / CPU s", "transitions/s (1 thread)"]
     table = []
     for r in results["variants"]:
         table.append({"variant": r["variant"], "within-state ρ (Δa)": r["mc_spearman_within_state_gap"],
                       "within-state ρ (all)": r["mc_spearman_within_state"],
+                      "MC noise ceiling of ρ": r.get("mc_spearman_within_state_ceiling", float("nan")),
                       "pairwise acc. (Δa)": _pct(r["mc_pairwise_accuracy_gap"]), "pairs": int(r["mc_pairs_gap"]),
                       "CDA vs truth": _pct(r["mc_cda_vs_truth"]), "CDA vs logged expert": _pct(r["cda_logged_expert"]),
                       "regret": r["mc_regret"], "regret share": _pct(r["mc_regret_share"]),

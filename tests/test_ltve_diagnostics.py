@@ -94,6 +94,18 @@ def test_unclear_pairs_do_not_count() -> None:
     assert d["mc_pairs_gap"] == 0
 
 
+def test_truth_reliability_is_the_step_up_split_half_spearman() -> None:
+    from aigp.ltve.evaluate import truth_reliability
+
+    ordered = np.broadcast_to(np.arange(5.0)[None, :, None], (3, 5, 4))  # every rollout ranks alike
+    assert truth_reliability(ordered) == pytest.approx(1.0)
+    halves = np.stack([np.arange(5.0), -np.arange(5.0)], axis=-1)[None]  # even vs odd rollouts disagree fully
+    assert math.isnan(truth_reliability(halves))  # ρ = -1: no reliability to step up
+    noisy = np.stack([[0.0, 1.0, 2.0, 3.0], [0.0, 2.0, 1.0, 3.0]], axis=-1)[None]  # halves agree at ρ = 0.8
+    assert truth_reliability(noisy) == pytest.approx(2 * 0.8 / 1.8)
+    assert math.isnan(truth_reliability(ordered[:, :, :1]))
+
+
 def test_policy_validity_is_kendall_tau_over_shared_policies() -> None:
     avg_q = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "only_offline": 9.0}
     outcomes = {"a": {"gmv_14d": 10.0, "roi_14d": 4.0}, "b": {"gmv_14d": 20.0, "roi_14d": 3.0},
@@ -193,7 +205,8 @@ def test_branches_hold_each_state_from_its_own_day(model, frame, market_logs) ->
     table, metrics = monte_carlo_metrics(model, branches, cfg)
     returns = discounted_returns(model, branches.rows, branches.gmv, branches.spend).mean(2)
     assert np.allclose(table["mc_return"].to_numpy(), returns.ravel())
-    for key in ("mc_spearman_within_state_gap", "mc_regret", "mc_calibration_slope", "mc_greedy_gain_vs_logged"):
+    for key in ("mc_spearman_within_state_gap", "mc_regret", "mc_calibration_slope", "mc_greedy_gain_vs_logged",
+                "mc_spearman_within_state_ceiling"):
         assert math.isfinite(metrics[key]), key
 
 

@@ -388,6 +388,7 @@ def monte_carlo_metrics(model: LTVEModel, branches: Branches, config: Evaluation
     logged = rows[ACTION].to_numpy(np.float64)
     metrics = {"mc_states": float(n), "mc_candidates": float(k), "mc_rollouts": float(r),
                **ranking_diagnostics(q, truth, se, first, config.monte_carlo.min_action_gap),
+               "mc_spearman_within_state_ceiling": truth_reliability(returns),
                "mc_true_best_within_eps_of_expert": float(
                    (np.abs(first[np.arange(n), truth.argmax(1)] - logged) < config.eama_epsilon).mean())}
     table = pd.DataFrame({
@@ -469,6 +470,17 @@ def ranking_diagnostics(q: np.ndarray, truth: np.ndarray, se: np.ndarray, action
         "mc_calibration_intercept": float(y.mean() - slope * x.mean()) if np.isfinite(slope) else math.nan,
         "mc_return_se": float(se.mean()),
     }
+
+
+def truth_reliability(returns: np.ndarray) -> float:
+    """What the Monte-Carlo noise lets a perfect critic reach on within-state Spearman: the within-state Spearman
+    between the mean returns of the even and the odd rollouts (n, K, R), stepped up to all R rollouts by the
+    Spearman-Brown formula 2ρ / (1 + ρ). NaN with fewer than 2 rollouts or when the halves do not agree (ρ <= 0)."""
+    if returns.shape[2] < 2:
+        return math.nan
+    even, odd = returns[:, :, 0::2].mean(2), returns[:, :, 1::2].mean(2)
+    rho = _nanmean([_spearman(even[i], odd[i]) for i in range(len(returns))])
+    return float(2 * rho / (1 + rho)) if np.isfinite(rho) and rho > 0 else math.nan  # no reliability to step up
 
 
 def policy_validity(avg_q: dict[str, float], outcomes: dict[str, dict[str, float]]) -> dict[str, float]:
