@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--no-diagnostics", action="store_true", help="critics and the A/B only (needs --chosen)")
     parser.add_argument("--ab-from", type=Path, default=None,
                         help="take the A/B part from an earlier run's results.json (same log and critics)")
+    parser.add_argument("--throughput-from", type=Path, default=None,
+                        help="take the throughput from an earlier run's results.json (with --throughput-steps 0)")
     parser.add_argument("--models-dir", type=Path, default=None, help="trained critics (default: OUT/models)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--throughput-threads", type=int, default=2)
@@ -249,10 +251,14 @@ def main() -> None:
     if args.ab_from is not None:
         earlier = json.loads(args.ab_from.read_text())
         ab = earlier["ab"]
-        ab["from"] = str(args.ab_from)
-        ab["timings"] = {k: v for k, v in earlier["timings"].items() if k not in timings}
+        ab.setdefault("from", str(args.ab_from))
+        ab.setdefault("args", earlier["args"])
+        ab.setdefault("timings", {k: v for k, v in earlier["timings"].items() if k not in timings})
     elif not args.no_ab:
         ab = run_ab(args, frame, models, chosen, timed)
+    if args.throughput_from is not None and not speed:  # measured by an earlier run (same code and critics)
+        earlier = json.loads(args.throughput_from.read_text())
+        speed, loads = earlier["throughput"], earlier.get("throughput_load", {})
 
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "log": log_info, "chosen": chosen,
                "variants": rows_out, "throughput": speed, "throughput_load": loads, "ab": ab, "timings": timings,
@@ -418,7 +424,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     out += ["Stage times (wall s / CPU s of this process; the machine's 2 cores were shared with other jobs, load "
             "average 9-15, so wall time is several times CPU time): " + "; ".join(
                 f"{k} {w:.0f} / {c:.0f}" for k, (w, c) in stages.items()) +
-            (f". The A/B part comes from `{ab['from']}` (same log, same cached critics)." if "from" in ab else "."),
+            (f". The A/B part comes from `{ab['from']}` (same log, same cached critics; its run: SAC "
+             f"{ab['args']['sac_steps']} updates, best-of-{ab['args']['best_of']} at temperature "
+             f"{ab['args']['sample_temperature']}, {ab['args']['offline_rows']} held-out states for Avg Q)."
+             if "from" in ab else "."),
             "", "### Acceptance (issue 20)", "", *verdicts(results, args)]
     return "\n".join(out)
 
@@ -433,7 +442,10 @@ def verdicts(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
         lines.append(f"- {label}: **{'met' if ok else 'missed'}**, {r[key]:.3f} vs >= {TARGETS[key]}")
     for name, v in results["throughput"].items():
         lines.append(f"- throughput `{name}`: **{'met' if v >= 25_000 else 'missed'}**, {v:,.0f} transitions/s "
-                     f"on {args.throughput_threads} threads vs >= 25,000")
+                     f"on {args.throughput_threads} threads vs >= 25,000 (measured at a 1-min load average of "
+                     f"{results.get('throughput_load', {}).get(name, '?')} on {os.cpu_count()} CPUs: the machine was "
+                     "oversubscribed, two torch threads thrash; the default critic's update is the code whose throughput "
+                     "bench/results/ltve.md records)")
     ab = results.get("ab") or {}
     if ab:
         for c, v in ab["validity"].items():
