@@ -46,6 +46,7 @@ from aigp.io import write_json, write_text
 
 NOT_RUN = "not run"
 LLM_VARIANTS = ("base", "sft", "dpo_only", "fullseq", "sft_dpo")  # names of aigp.align.variants
+CRITIC_POLICIES = ("ltve_greedy", "best_of_teacher")  # act on the LTVE directly (aigp.ltve.policies)
 LLM_LABELS = {"base": "base model (untrained)", "sft": "AIGP (SFT-only)", "dpo_only": "AIGP (DPO-only)",
               "fullseq": "AIGP (FullSeq)", "sft_dpo": "AIGP (SFT+DPO)"}
 ABLATED = ("sft", "dpo_only", "sft_dpo")
@@ -94,6 +95,7 @@ class EvaluationSettings(StrictConfig):
     ltve_expert_rows: int = Field(20_000, ge=10, description="held-out expert rows for MAE/EAMA/CDA (paper: 30k)")
     mc_states: int = Field(200, ge=2, description="states branched for the Monte-Carlo truth")
     mc_rollouts: int = Field(8, ge=1, description="futures per branched (state, action)")
+    ltve_best_of: int = Field(8, ge=1, description="M of the best-of-M-by-LTVE policy over the teacher's samples")
     baseline_steps: int = Field(4_000, ge=1, description="updates of DDPG and SAC")
     ddpg_pretrain_steps: int = Field(1_500, ge=0, description="DDPG expert pre-training updates")
     dt_steps: int = Field(600, ge=1, description="updates of the Decision Transformer")
@@ -281,6 +283,7 @@ def run_evaluation(settings: EvaluationSettings, work_dir: str | Path, *, progre
 
     ltve, cql = _table2(ev, frame, log_dir, progress)
     baselines = _train_baselines(ev, frame, logs, progress)
+    baselines |= _critic_policies(settings, ltve)
     llm = _llm_models(ev, {"settings": settings, "work_dir": work, "log_dir": log_dir, "ltve": ltve}, llm_hook)
     _offline_tables(ev, frame, log_dir, ltve, cql, baselines, llm, progress)
     write_json(work / "results_offline.json", results_dict(ev))  # kept if the A/B fails
@@ -315,6 +318,8 @@ def _table2(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, progress: bool) 
                      "cda_boundary": m["cda_boundary"], "mc_spearman": m.get("mc_spearman", np.nan),
                      "mc_spearman_within_state": m.get("mc_spearman_within_state", np.nan),
                      "mc_cda_vs_truth": m.get("mc_cda_vs_truth", np.nan), "mc_regret": m.get("mc_regret", np.nan),
+                     **{k: m.get(k, np.nan) for k in ("mc_spearman_within_state_gap", "mc_pairwise_accuracy_gap",
+                                                      "mc_regret_share", "mc_calibration_slope")},
                      **{f"spearman_{k}": m.get(f"spearman_decile_{k}", np.nan) for k in PAPER_SPEARMAN},
                      "expert_rows": m["expert_rows"], "transitions": result.model.metrics["train/transitions"]})
         if n == 3 or "split" not in ev.record:
@@ -382,6 +387,14 @@ def _train_baselines(ev: Evaluation, frame: pd.DataFrame, logs: Any, progress: b
     return out
 
 
+def _critic_policies(settings: EvaluationSettings, ltve: Any) -> dict[str, Any]:
+    """The policies that act on the LTVE directly (issue 20): the ceiling of DPO on LTVE-ranked pairs."""
+    from aigp.ltve.policies import BestOfMPolicy, LTVEGreedyPolicy
+
+    return {"ltve_greedy": LTVEGreedyPolicy(ltve, name="ltve_greedy"),
+            "best_of_teacher": BestOfMPolicy(ltve, m=settings.ltve_best_of, name="best_of_teacher")}
+
+
 def _llm_models(ev: Evaluation, ctx: dict[str, Any],
                 hook: Callable[[dict[str, Any]], dict[str, Any]] | None) -> dict[str, Path]:
     models = {k: Path(v) for k, v in ev.settings.llm_models.items()}
@@ -438,7 +451,7 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
 
     actions: dict[str, np.ndarray] = {}
     extra: dict[str, dict[str, Any]] = {}
-    for name in ("price_sales", "dt", "ddpg", "sac", "kb_teacher", "expert", "static", "oracle"):
+    for name in ("price_sales", "dt", "ddpg", "sac", "kb_teacher", *CRITIC_POLICIES, "expert", "static", "oracle"):
         policy = baselines[name]
         if name == "dt":
             policy = policy.fresh().prime(cohort)  # the logged past of each SKU as its context
@@ -470,7 +483,8 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
     for mode in ("no_diag", "no_kb"):
         ablations[("kb_teacher", mode)] = _teacher_actions(text_rows, mode)
 
-    order = ["price_sales", "dt", "ddpg", "sac", *LLM_VARIANTS, "kb_teacher", "expert", "static", "oracle"]
+    order = ["price_sales", "dt", "ddpg", "sac", *LLM_VARIANTS, "kb_teacher", *CRITIC_POLICIES, "expert", "static",
+             "oracle"]
     t3, t7 = [], []
     for name in order:
         paper = PAPER_TABLE3.get(name, (np.nan,) * 5)
@@ -555,7 +569,8 @@ def _missing_reason(ev: Evaluation, variant: str) -> str:
 def _label(name: str) -> str:
     return {"price_sales": "Price-Sales", "dt": "RL-DT", "ddpg": "RL-DDPG (DRCR)", "sac": "RL-SAC",
             "kb_teacher": "KB teacher (rules, no model)", "expert": "ops expert rules", "oracle": "oracle (ceiling)",
-            "static": "hold (a = 0 always)",
+            "static": "hold (a = 0 always)", "ltve_greedy": "LTVE-greedy (argmax Q over A_safe)",
+            "best_of_teacher": "best-of-M teacher samples by LTVE",
             **LLM_LABELS}.get(name, name)
 
 
@@ -689,7 +704,8 @@ def _ab_table(ev: Evaluation, baselines: Mapping[str, Any], llm: Mapping[str, Pa
 
     s = ev.settings
     policies: dict[str, Any] = {name: baselines[name]
-                                for name in ("price_sales", "dt", "ddpg", "sac", "kb_teacher", "static")}
+                                for name in ("price_sales", "dt", "ddpg", "sac", "kb_teacher", *CRITIC_POLICIES,
+                                             "static")}
     policies["dt"] = baselines["dt"].fresh()
     if llm:
         from aigp.align.policy import LLMPricingPolicy
@@ -791,6 +807,19 @@ def _md(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _policy_validity(ev: Evaluation) -> dict[str, float]:
+    """Kendall τ of Avg Q (Table 3) vs the 14-day A/B levels (Table 4) over the policies in both."""
+    from aigp.ltve.evaluate import policy_validity
+
+    t3, t4 = ev.table3, ev.table4
+    if t3 is None or t4 is None or "avg_q" not in t3 or "gmv_14d" not in t4:
+        return {}
+    avg_q = {str(k): float(v) for k, v in t3.set_index("key")["avg_q"].items() if not _nan(v)}
+    outcomes = {str(r["key"]): {f"{m}_14d": float(r[f"{m}_14d"]) for m in ("gmv", "roi", "mar")}
+                for r in t4.to_dict("records")}
+    return policy_validity(avg_q, outcomes)
+
+
 def _get(row: Mapping[str, Any], key: str) -> Any:
     value = row.get(key)
     return np.nan if value is None else value
@@ -808,10 +837,13 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
     rows = [[str(int(r["n"])), f"{_num(r['mae'])} ({_num(r['paper_mae'])})",
              f"{_pct(r['eama'])} ({_pct(r['paper_eama'])})",
              f"{_pct(r['cda'])} ({_pct(r['paper_cda'])})", _num(r["mc_spearman"], 2),
-             _num(r["mc_spearman_within_state"], 2), _pct(r["mc_cda_vs_truth"])]
+             _num(r["mc_spearman_within_state"], 2), _num(_get(r, "mc_spearman_within_state_gap"), 2),
+             _pct(_get(r, "mc_pairwise_accuracy_gap")), _pct(r["mc_cda_vs_truth"]), _pct(_get(r, "mc_regret_share")),
+             _num(_get(r, "mc_calibration_slope"), 2)]
             for r in t2.to_dict("records")]
     body = _md(["n", "MAE (paper)", "EAMA (paper)", "CDA (paper)", "Spearman Q vs MC return", "within state",
-                "CDA vs MC truth"], rows)
+                "within state (≥ Δa)", "pairwise acc. (≥ Δa)", "CDA vs MC truth", "regret (share of spread)",
+                "calibration slope"], rows)
     spear = [[k.replace("_", " "), _num(t2.set_index("n").loc[3 if 3 in set(t2["n"]) else t2["n"].iloc[0],
                                                               f"spearman_{k}"], 2), _num(v, 2)]
              for k, v in PAPER_SPEARMAN.items()]
@@ -866,6 +898,13 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
         body = ("Uplift vs price-sales [95% joint-bootstrap CI] (paper in parentheses); the price-sales row shows its "
                 "levels (MAR, GMV per SKU, ROI). Every policy priced the same cohort (paired counterfactual).\n\n"
                 + _md(heads, rows) + "\n\nLevels with 95% CIs:\n\n" + (ev.ab_markdown or _ab_levels(t4)))
+        validity = _policy_validity(ev)
+        if validity:
+            body += ("\n\nPolicy-level validity of the critic: Kendall τ between each policy's Avg Q (Table 3) and "
+                     f"its 14-day A/B outcome, over the {int(validity['policies'])} policies in both tables: GMV "
+                     f"{_num(validity.get('kendall_tau_gmv_14d'), 2)}, ROI "
+                     f"{_num(validity.get('kendall_tau_roi_14d'), 2)}, MAR "
+                     f"{_num(validity.get('kendall_tau_mar_14d'), 2)} (target >= 0.6 for GMV and ROI).")
         out.append(("Table 4 — simulated online A/B at 7 and 14 days vs price-sales", body))
 
     t5 = ev.table5

@@ -70,8 +70,11 @@ def test_quick_evaluation_writes_every_table(tmp_path):
     assert t3.loc[t3["status"] != "ok", "status"].str.startswith("not run").all()
     assert np.isclose(t3.loc["price_sales", "paper_avg_q"], 2.564)
 
+    assert (t3.loc[["ltve_greedy", "best_of_teacher"], "status"] == "ok").all()
+
     t4 = pd.DataFrame(data["table4"]).set_index("key")
-    assert {"price_sales", "oracle", "dt", "ddpg", "sac", "base"} <= set(t4.index)
+    assert {"price_sales", "oracle", "dt", "ddpg", "sac", "base", "ltve_greedy", "best_of_teacher"} <= set(t4.index)
+    assert "Kendall τ between each policy's Avg Q" in md
     for h in (7, 14):
         assert t4[f"skus_{h}d"].nunique() == 1  # same SKU cohort in every group (paired design)
         for key, row in t4.drop(index="price_sales").iterrows():

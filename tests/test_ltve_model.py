@@ -166,8 +166,11 @@ def test_evaluation_with_the_monte_carlo_check(trained, frame: pd.DataFrame, log
     report = evaluate_model(trained.model, frame, cfg, log_dir=logs.path)
     m = report.metrics
     for key in ("mae", "eama", "cda", "cda_cold_start", "cda_boundary", "eama_ops_expert",
-                "spearman_decile_gmv_7d", "spearman_decile_mar_14d", "mc_spearman", "mc_cda"):
+                "spearman_decile_gmv_7d", "spearman_decile_mar_14d", "mc_spearman", "mc_cda",
+                "mc_spearman_within_state_gap", "mc_regret", "mc_regret_share", "mc_calibration_slope",
+                "mc_calibration_bias"):
         assert math.isfinite(m[key]), key
+    assert m["mc_min_action_gap"] == 0.02 and m["mc_pairs_gap"] >= 0
     assert 0 <= m["eama"] <= 1 and 0 <= m["mae"] <= 0.4
     assert m["skus"] == trained.model.info["split"]["evaluation_skus"]
     mc = report.monte_carlo

@@ -92,7 +92,9 @@ def evaluate(
         report.write(out)
         log(None, report.metrics)
         _log_artifacts(track, out)
-    shown = ("mae", "eama", "cda", "cda_cold_start", "cda_boundary", "spearman_decile_gmv_14d", "mc_spearman")
+    shown = ("mae", "eama", "cda", "cda_cold_start", "cda_boundary", "spearman_decile_gmv_14d", "mc_spearman",
+             "mc_spearman_within_state_gap", "mc_pairwise_accuracy_gap", "mc_cda_vs_truth", "mc_regret",
+             "mc_calibration_slope")
     console.print(" ".join(f"{k}={report.metrics[k]:.4g}" for k in shown if k in report.metrics) + f" -> {out}")
 
 

@@ -13,6 +13,11 @@ were taken (no max over out-of-distribution actions). The critic ranks candidate
 with :meth:`LTVE.score`, which evaluates K candidates per state in one forward pass: the first layer is
 split into a state part (computed once per state) and an action part (added per candidate).
 
+``ensemble`` > 2 trains more Q heads the same way (V regresses on the min of all target heads), and
+``pessimism`` > 0 scores candidates by the heads' lower confidence bound, mean − pessimism · std, instead of
+their min: an action the heads disagree on (far from the data) scores lower, which a policy that maximises Q
+cannot exploit as easily. The defaults (2 heads, min) are Algorithm 1.
+
 The file holds the algorithm only: data loading is ``aigp.ltve.dataset``, run tracking the CLI/component.
 Layout after CORL's ``iql.py``: config dataclass, pure loss functions, networks, learner, training loop.
 """
@@ -46,6 +51,8 @@ class LTVEConfig:
     # networks (not given by the paper; CORL's IQL uses the same MLPs)
     hidden_dims: tuple[int, ...] = (256, 256)  # hidden layer widths of each Q and of V
     action_scale: float = 0.2  # actions enter the critics as a / action_scale (|a| <= 0.2 in A_safe -> [-1, 1])
+    ensemble: int = 2  # Q heads (Algorithm 1: twins); V regresses on the min of the target heads
+    pessimism: float = 0.0  # 0: score = min over heads (Algorithm 1); > 0: score = mean − pessimism · std (LCB)
     # run
     steps: int = 30_000  # gradient updates
     seed: int = 0  # initialisation and sampling seed
@@ -57,7 +64,8 @@ class LTVEConfig:
             "learning_rate": self.learning_rate > 0, "soft_update_rate": 0 < self.soft_update_rate <= 1,
             "batch_size": self.batch_size >= 1, "q_max": self.q_max > self.q_min,
             "hidden_dims": len(self.hidden_dims) >= 1 and min(self.hidden_dims) >= 1,
-            "action_scale": self.action_scale > 0, "steps": self.steps >= 0,
+            "action_scale": self.action_scale > 0, "steps": self.steps >= 0, "ensemble": self.ensemble >= 2,
+            "pessimism": self.pessimism >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -111,13 +119,21 @@ def mlp_flops(inputs: int, hidden_dims: tuple[int, ...]) -> float:
     return float(sum(2 * a * b for a, b in itertools.pairwise(dims)))
 
 
-def update_flops(state_dim: int, hidden_dims: tuple[int, ...]) -> float:
+def update_flops(state_dim: int, hidden_dims: tuple[int, ...], ensemble: int = 2) -> float:
     """Model FLOPs of one transition in one :meth:`LTVE.update` (backward = 2 × forward).
 
-    Per transition: target twins forward (2 Q), V forward+backward on s_t (3 V), V forward on s_{t+n} (1 V),
-    online twins forward+backward (6 Q): 8 Q + 4 V forward passes.
+    Per transition and Q head: target forward (1 Q) and online forward+backward (3 Q); plus V forward+backward
+    on s_t (3 V) and V forward on s_{t+n} (1 V). Twins: 8 Q + 4 V forward passes.
     """
-    return 8 * mlp_flops(state_dim + 1, hidden_dims) + 4 * mlp_flops(state_dim, hidden_dims)
+    return 4 * ensemble * mlp_flops(state_dim + 1, hidden_dims) + 4 * mlp_flops(state_dim, hidden_dims)
+
+
+def lower_confidence_bound(q: torch.Tensor, pessimism: float) -> torch.Tensor:
+    """Score of an ensemble of Q heads (E, ...) -> (...): the min over heads when ``pessimism`` is 0 (Algorithm 1),
+    else mean − pessimism · std (population std over heads): actions the heads disagree on score lower."""
+    if pessimism == 0:
+        return q.min(0).values
+    return q.mean(0) - pessimism * q.std(0, unbiased=False)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -191,7 +207,7 @@ class LTVE:
     def __init__(self, state_dim: int, config: LTVEConfig):
         self.config, self.state_dim = config, state_dim
         torch.manual_seed(config.seed)
-        self.q = TwinQ(state_dim, config.hidden_dims, config.action_scale)
+        self.q = TwinQ(state_dim, config.hidden_dims, config.action_scale, ensemble=config.ensemble)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.v = ValueNet(state_dim, config.hidden_dims)
         self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate)
@@ -214,7 +230,7 @@ class LTVE:
             y = n_step_targets(batch.rewards, batch.done, self.v(batch.next_states), cfg.gamma)
             clipped = ((y < cfg.q_min) | (y > cfg.q_max)).float().mean()
             y = y.clamp(cfg.q_min, cfg.q_max)
-        q = self.q(batch.states, batch.actions)  # (2, B)
+        q = self.q(batch.states, batch.actions)  # (E, B)
         loss = (q - y).square().mean(1).sum()
         self.q_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -231,8 +247,9 @@ class LTVE:
 
     @torch.no_grad()
     def score(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """min(Q1, Q2) of K candidate actions per state, (N, D) x (N, K) -> (N, K), in one forward pass."""
-        return self.q.score(states, actions).min(0).values
+        """min(Q1, Q2) (or the ensemble's lower confidence bound) of K candidate actions per state,
+        (N, D) x (N, K) -> (N, K), in one forward pass."""
+        return lower_confidence_bound(self.q.score(states, actions), self.config.pessimism)
 
     @torch.no_grad()
     def value(self, states: torch.Tensor) -> torch.Tensor:
@@ -252,7 +269,7 @@ class LTVE:
         self.total_steps = int(state["total_steps"])
 
     def flops_per_transition(self) -> float:
-        return update_flops(self.state_dim, self.config.hidden_dims)
+        return update_flops(self.state_dim, self.config.hidden_dims, self.config.ensemble)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -169,6 +169,49 @@ def expert_skus(frame: pd.DataFrame, top_share: float = 0.3, horizon_days: int =
 
 
 # --------------------------------------------------------------------------------------------------------
+# derived state features: what an action's effect depends on, as ratios an MLP would otherwise have to learn
+def _past_discounts(frame: pd.DataFrame) -> np.ndarray:
+    """(rows, 4) discounts in effect 1..4 days before the day priced, from d_{t-1} and the last 3 changes."""
+    d = frame["prev_discount"].to_numpy(np.float64)
+    out = [d]
+    for k in (1, 2, 3):
+        d = d - frame[f"last_action_{k}"].to_numpy(np.float64)
+        out.append(d)
+    return np.stack(out, axis=1)
+
+
+def _reference_gap(frame: pd.DataFrame) -> np.ndarray:
+    """(mean of the last 4 days' discounts − d_{t-1}) / that mean: > 0 when yesterday's price sits below the
+    recent level shoppers remember (a proxy of the reference-price gap; the market's own reference is hidden)."""
+    ref = _past_discounts(frame).mean(1)
+    return (ref - frame["prev_discount"].to_numpy(np.float64)) / np.maximum(ref, 1e-6)
+
+
+def _stock_cover(frame: pd.DataFrame) -> np.ndarray:
+    """Days of stock left at the last 3 days' order rate (capped at 100)."""
+    rate = frame["orders_3d"].to_numpy(np.float64) / 3.0
+    return np.minimum(frame["inventory"].to_numpy(np.float64) / np.maximum(rate, 0.1), 100.0)
+
+
+def _exposure_momentum(frame: pd.DataFrame) -> np.ndarray:
+    """Yesterday's exposure over the last 7 days' daily mean (ranking feedback: > 1 while traffic grows)."""
+    return frame["exposure_1d"].to_numpy(np.float64) / np.maximum(frame["exposure_7d"].to_numpy(np.float64) / 7, 1.0)
+
+
+DERIVED_FEATURES = {"ref_price_gap": _reference_gap, "stock_cover_days": _stock_cover,
+                    "exposure_momentum": _exposure_momentum}
+
+
+def feature_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A state feature's values: the frame's column, or a :data:`DERIVED_FEATURES` entry computed from it."""
+    if name in frame.columns:
+        return frame[name].to_numpy(np.float64)
+    if name in DERIVED_FEATURES:
+        return DERIVED_FEATURES[name](frame)
+    raise ValueError(f"state lacks feature column(s) {[name]}")
+
+
+# --------------------------------------------------------------------------------------------------------
 # the feature normaliser (fitted on the training window, saved with the model)
 @dataclass(frozen=True)
 class FeatureNormaliser:
@@ -188,7 +231,7 @@ class FeatureNormaliser:
     def fit(cls, frame: pd.DataFrame, features: tuple[str, ...] = STATE_FEATURES) -> FeatureNormaliser:
         log_features, mean, std = [], [], []
         for name in features:
-            x = frame[name].to_numpy(np.float64)
+            x = feature_column(frame, name)
             if x.min() >= 0 and np.quantile(x, 0.999) > cls.HEAVY_TAIL:
                 log_features.append(name)
                 x = np.log1p(x)
@@ -206,13 +249,13 @@ class FeatureNormaliser:
         return [*self.features, *(f"category={c}" for c in self.categories)]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        missing = [c for c in (*self.features, "category") if c not in frame.columns]
+        missing = [c for c in (*self.features, "category") if c not in frame.columns and c not in DERIVED_FEATURES]
         if missing:
             raise ValueError(f"state lacks feature column(s) {missing}")
         out = np.zeros((len(frame), self.dim), dtype=np.float32)
         logs = set(self.log_features)
         for j, name in enumerate(self.features):
-            x = frame[name].to_numpy(np.float64)
+            x = feature_column(frame, name)
             if not np.isfinite(x).all():
                 raise ValueError(f"state feature {name!r} has {int((~np.isfinite(x)).sum())} missing or "
                                  f"non-finite value(s)")

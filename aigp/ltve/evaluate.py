@@ -20,9 +20,13 @@ changes nothing and no action can be better than another.
   logged one, its counterfactual, a grid over A_safe) are branched in the simulator from the exact logged
   state (``aigp.market.rollout.branch_outcomes``), continued with each SKU's own logging policy (the future the
   critic's data has; configurable) for R fresh futures, and scored with the model's own reward; Spearman of Q
-  vs the Monte-Carlo return (pooled and within state), pairwise ranking accuracy, CDA against the truly better
-  of (expert, counterfactual) and regret of the Q-choice. A few decisions are first replayed with the market's
-  own seed: they must reproduce the logged GMV, or the log is from another simulator version.
+  vs the Monte-Carlo return (pooled and within state, also on candidates >= Δa apart), pairwise ranking
+  accuracy (also on pairs >= Δa apart), CDA against the truly better of (expert, counterfactual), regret of
+  the Q-choice and calibration (Q level against the return): :func:`ranking_diagnostics`. A few decisions are
+  first replayed with the market's own seed: they must reproduce the logged GMV, or the log is from another
+  simulator version.
+- **Policy-level validity** (:func:`policy_validity`): Kendall τ between the Avg Q of policies and their A/B
+  outcomes — the check that a policy cannot score high on Q by exploiting the critic.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class MonteCarloConfig(StrictConfig):
     continuation: str = Field("logged", description="policy pricing the days after the branched one: 'logged' "
                               "(each SKU's own logging policy, what the critic's data continues with) or a name")
     seed: int = Field(1, ge=0, description="branch seed (never the market's own)")
+    min_action_gap: float = Field(0.02, ge=0, description="Δa: the ranking diagnostics compare candidates at least "
+                                  "this far apart (the DPO pairs' Δa, aigp.align.pairs.PairsConfig.delta_a)")
 
 
 class EvaluationConfig(StrictConfig):
@@ -301,9 +307,25 @@ def action_metrics(model: LTVEModel, rows: pd.DataFrame, config: EvaluationConfi
     }
 
 
+@dataclass
+class Branches:
+    """Monte-Carlo branches of K candidate first actions from n logged states (the truth any critic is held to)."""
+
+    rows: pd.DataFrame  # (n) the logged state rows
+    actions: np.ndarray  # (n, K) candidates after projection onto A_safe; column 0 logged, 1 counterfactual
+    gmv: np.ndarray  # (n, K, R, days) daily GMV of each branch (NaN past the horizon)
+    spend: np.ndarray  # (n, K, R, days)
+
+
 def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str | Path, config: EvaluationConfig,
                       rng: np.random.Generator, *, progress: bool = False) -> tuple[pd.DataFrame, dict[str, float]]:
     """Q vs Monte-Carlo returns of branched candidate actions from exactly the logged states."""
+    return monte_carlo_metrics(model, monte_carlo_branches(expert_rows, log_dir, config, rng), config)
+
+
+def monte_carlo_branches(expert_rows: pd.DataFrame, log_dir: str | Path, config: EvaluationConfig,
+                         rng: np.random.Generator) -> Branches:
+    """Branch sampled expert rows with the logged action, its counterfactual and a grid over A_safe."""
     from aigp.market.logs import open_logs
     from aigp.market.policies import BEHAVIOUR_CLASSES, behaviour_policies, build_baselines
     from aigp.market.rollout import branch_outcomes
@@ -340,43 +362,35 @@ def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str 
     ages = rows["days_since_launch"].to_numpy(np.int64)
     verify_replay(market, rows, index, history, groups, log_dir)
     first = np.zeros(candidates.shape)
-    returns = np.zeros((*candidates.shape, mc_cfg.rollouts))
+    days = horizon - int(ages.min())
+    gmv, spend = (np.full((*candidates.shape, mc_cfg.rollouts, days), np.nan) for _ in range(2))
     for name, member in members.items():
         out = branch_outcomes(market, index[member], ages[member], candidates[member], history_policies=history,
                               history_groups=groups, continuation=continuations[name], n_rollouts=mc_cfg.rollouts,
                               branch_seed=mc_cfg.seed)
         first[member] = out.first_change
-        returns[member] = discounted_returns(model, rows.iloc[member], out.gmv, out.spend)  # (n, K, R)
+        width = out.gmv.shape[-1]  # day 0 is the branched day; a group branched later has fewer days left
+        gmv[member, ..., :width] = out.gmv
+        spend[member, ..., :width] = out.spend
+    return Branches(rows, first, gmv, spend)
+
+
+def monte_carlo_metrics(model: LTVEModel, branches: Branches, config: EvaluationConfig
+                        ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Score every branch with the model's own reward and compare its Q with the mean return."""
+    rows, first = branches.rows, branches.actions
+    returns = discounted_returns(model, rows, branches.gmv, branches.spend)  # (n, K, R)
     truth = returns.mean(2)
     r = returns.shape[2]
     se = returns.std(2, ddof=1) / math.sqrt(r) if r > 1 else np.zeros(truth.shape)
     q = model.q_values(rows, first)
     n, k = q.shape
-
-    within = [_spearman(q[i], truth[i]) for i in range(n)]
-    iu = np.triu_indices(k, 1)
-    dq, dt = q[:, iu[0]] - q[:, iu[1]], truth[:, iu[0]] - truth[:, iu[1]]
-    clear = np.abs(dt) > 2 * np.sqrt(se[:, iu[0]] ** 2 + se[:, iu[1]] ** 2)
-    pair_truth = truth[:, 0] - truth[:, 1]  # expert minus counterfactual
-    pair_clear = np.abs(pair_truth) > 2 * np.sqrt(se[:, 0] ** 2 + se[:, 1] ** 2)
-    choice = q.argmax(1)
-    best = truth.argmax(1)
-    metrics = {
-        "mc_states": float(n),
-        "mc_candidates": float(k),
-        "mc_rollouts": float(returns.shape[2]),
-        "mc_spearman": _spearman(q.ravel(), truth.ravel()),
-        "mc_spearman_within_state": float(np.nanmean(within)),
-        "mc_pairwise_accuracy": float((np.sign(dq[clear]) == np.sign(dt[clear])).mean()) if clear.any() else math.nan,
-        "mc_cda": float((q[:, 0] > q[:, 1]).mean()),
-        "mc_expert_truly_better": float((pair_truth > 0).mean()),
-        "mc_cda_vs_truth": float((np.sign(q[:, 0] - q[:, 1]) == np.sign(pair_truth))[pair_clear].mean())
-        if pair_clear.any() else math.nan,
-        "mc_regret": float((truth[np.arange(n), best] - truth[np.arange(n), choice]).mean()),
-        "mc_true_best_within_eps_of_expert": float(
-            (np.abs(first[np.arange(n), best] - logged) < config.eama_epsilon).mean()),
-        "mc_return_se": float(se.mean()),
-    }
+    logged = rows[ACTION].to_numpy(np.float64)
+    metrics = {"mc_states": float(n), "mc_candidates": float(k), "mc_rollouts": float(r),
+               **ranking_diagnostics(q, truth, se, first, config.monte_carlo.min_action_gap),
+               "mc_spearman_within_state_ceiling": truth_reliability(returns),
+               "mc_true_best_within_eps_of_expert": float(
+                   (np.abs(first[np.arange(n), truth.argmax(1)] - logged) < config.eama_epsilon).mean())}
     table = pd.DataFrame({
         "state": np.repeat(np.arange(n), k), ENTITY_KEY: np.repeat(rows[ENTITY_KEY].to_numpy(), k),
         "days_since_launch": np.repeat(rows["days_since_launch"].to_numpy(), k),
@@ -384,6 +398,107 @@ def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str 
         "mc_return": truth.ravel(), "mc_se": se.ravel(),
     })
     return table, metrics
+
+
+def separated_candidates(actions: np.ndarray, min_gap: float) -> np.ndarray:
+    """(n, K) mask of the candidates kept so that every two kept in a state are >= ``min_gap`` apart (walking the
+    candidates in order of action, a candidate is kept when it is far enough from the last one kept)."""
+    keep = np.zeros(actions.shape, dtype=bool)
+    for i, row in enumerate(actions):
+        last = -np.inf
+        for j in np.argsort(row, kind="stable"):
+            if row[j] - last >= min_gap - 1e-9:
+                keep[i, j], last = True, row[j]
+    return keep
+
+
+def ranking_diagnostics(q: np.ndarray, truth: np.ndarray, se: np.ndarray, actions: np.ndarray,
+                        min_gap: float) -> dict[str, float]:
+    """How well Q ranks K candidate actions of the same state against their Monte-Carlo returns.
+
+    ``q``, ``truth`` (mean return), ``se`` (its standard error) and ``actions`` are (n, K); column 0 is the
+    logged (expert) action and column 1 its counterfactual. Pairs count where the two actions are >= ``min_gap``
+    apart and, for accuracies, where the truth separates them (|Δ truth| > 2 SE of the difference).
+
+    - ``mc_spearman`` pooled over states; ``mc_spearman_within_state`` mean over states of the within-state
+      Spearman, all candidates; ``..._gap`` the same on candidates >= ``min_gap`` apart;
+    - ``mc_pairwise_accuracy``: share of separated pairs Q orders as the truth does; ``..._gap`` pairs >= Δa apart;
+    - ``mc_cda`` Q(expert) > Q(cf); ``mc_cda_vs_truth``: Q's verdict agrees with the truth's where it is clear;
+    - ``mc_regret``: truth of the truly best candidate minus truth of Q's choice (mean over states), also as a
+      share of each state's best-worst spread; ``mc_greedy_gain_vs_logged``: truth of Q's choice minus the logged;
+    - calibration: ``mc_calibration_bias`` mean(Q − truth), ``mc_calibration_mae`` mean |Q − truth|,
+      ``mc_calibration_slope`` / ``_intercept`` of the least-squares line truth ≈ a + b·Q (pooled).
+    """
+    n, k = q.shape
+    rows = np.arange(n)
+    iu = np.triu_indices(k, 1)
+    dq, dt = q[:, iu[0]] - q[:, iu[1]], truth[:, iu[0]] - truth[:, iu[1]]
+    clear = np.abs(dt) > 2 * np.sqrt(se[:, iu[0]] ** 2 + se[:, iu[1]] ** 2)
+    apart = np.abs(actions[:, iu[0]] - actions[:, iu[1]]) >= min_gap - 1e-9
+    keep = separated_candidates(actions, min_gap)
+    within = [_spearman(q[i], truth[i]) for i in range(n)]
+    within_gap = [_spearman(q[i, keep[i]], truth[i, keep[i]]) for i in range(n)]
+    pair_truth = truth[:, 0] - truth[:, 1]
+    pair_clear = np.abs(pair_truth) > 2 * np.sqrt(se[:, 0] ** 2 + se[:, 1] ** 2)
+    choice, best = q.argmax(1), truth.argmax(1)
+    regret = truth[rows, best] - truth[rows, choice]
+    spread = truth.max(1) - truth.min(1)
+
+    def accuracy(mask: np.ndarray) -> float:
+        return float((np.sign(dq[mask]) == np.sign(dt[mask])).mean()) if mask.any() else math.nan
+
+    x, y = q.ravel().astype(np.float64), truth.ravel().astype(np.float64)
+    slope = float(np.cov(x, y, bias=True)[0, 1] / x.var()) if x.var() > 0 else math.nan
+    return {
+        "mc_spearman": _spearman(x, y),
+        "mc_spearman_within_state": _nanmean(within),
+        "mc_spearman_within_state_gap": _nanmean(within_gap),
+        "mc_pairwise_accuracy": accuracy(clear),
+        "mc_pairwise_accuracy_gap": accuracy(clear & apart),
+        "mc_pairs_gap": float((clear & apart).sum()),
+        "mc_min_action_gap": float(min_gap),
+        "mc_cda": float((q[:, 0] > q[:, 1]).mean()),
+        "mc_expert_truly_better": float((pair_truth > 0).mean()),
+        "mc_cda_vs_truth": float((np.sign(q[:, 0] - q[:, 1]) == np.sign(pair_truth))[pair_clear].mean())
+        if pair_clear.any() else math.nan,
+        "mc_regret": float(regret.mean()),
+        "mc_regret_share": float(np.mean(np.divide(regret, spread, out=np.zeros(n), where=spread > 0))),
+        "mc_greedy_gain_vs_logged": float((truth[rows, choice] - truth[:, 0]).mean()),
+        "mc_calibration_bias": float((x - y).mean()),
+        "mc_calibration_mae": float(np.abs(x - y).mean()),
+        "mc_calibration_slope": slope,
+        "mc_calibration_intercept": float(y.mean() - slope * x.mean()) if np.isfinite(slope) else math.nan,
+        "mc_return_se": float(se.mean()),
+    }
+
+
+def truth_reliability(returns: np.ndarray) -> float:
+    """What the Monte-Carlo noise lets a perfect critic reach on within-state Spearman: the within-state Spearman
+    between the mean returns of the even and the odd rollouts (n, K, R), stepped up to all R rollouts by the
+    Spearman-Brown formula 2ρ / (1 + ρ). NaN with fewer than 2 rollouts or when the halves do not agree (ρ <= 0)."""
+    if returns.shape[2] < 2:
+        return math.nan
+    even, odd = returns[:, :, 0::2].mean(2), returns[:, :, 1::2].mean(2)
+    rho = _nanmean([_spearman(even[i], odd[i]) for i in range(len(returns))])
+    return float(2 * rho / (1 + rho)) if np.isfinite(rho) and rho > 0 else math.nan  # no reliability to step up
+
+
+def policy_validity(avg_q: dict[str, float], outcomes: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Does Avg Q rank policies the way the market does? Kendall τ between each policy's Avg Q and each of its
+    A/B outcomes (``outcomes[policy][metric]``, e.g. ``gmv_14d``), over the policies present in both."""
+    from scipy.stats import kendalltau
+
+    names = [p for p in avg_q if p in outcomes and np.isfinite(avg_q[p])]
+    out: dict[str, float] = {"policies": float(len(names))}
+    metrics = sorted({m for p in names for m in outcomes[p]})
+    for metric in metrics:
+        pairs = [(avg_q[p], outcomes[p][metric]) for p in names if np.isfinite(outcomes[p].get(metric, np.nan))]
+        if len(pairs) < 3:
+            out[f"kendall_tau_{metric}"] = math.nan
+            continue
+        x, y = zip(*pairs, strict=True)
+        out[f"kendall_tau_{metric}"] = float(kendalltau(x, y).statistic)
+    return out
 
 
 def verify_replay(market: Any, rows: pd.DataFrame, index: np.ndarray, history: dict, groups: np.ndarray,
@@ -429,6 +544,11 @@ def _spearman(x: Any, y: Any) -> float:
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return float("nan")
     return float(spearmanr(x[ok], y[ok]).statistic)
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _fmt(value: Any) -> str:

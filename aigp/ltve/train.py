@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from aigp.config import StrictConfig
 from aigp.ltve.artifact import LEARNERS, LTVEModel
 from aigp.ltve.dataset import (
+    STATE_FEATURES,
     FeatureNormaliser,
     MixedSampler,
     TimeSplit,
@@ -46,6 +47,8 @@ class LTVETrainConfig(StrictConfig):
     expert_top_share: float = Field(0.3, gt=0, le=1, description="expert = top share by 14-day GMV in category")
     expert_batch_share: float | None = Field(0.6, ge=0, le=1,
                                              description="share of expert transitions per batch (None: uniform)")
+    derived_features: tuple[str, ...] = Field((), description="derived state features added to the schema's "
+                                              "(aigp.ltve.dataset.DERIVED_FEATURES), e.g. [ref_price_gap]")
     log_every: int = Field(1000, ge=1, description="updates between logged metric windows")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
 
@@ -53,6 +56,16 @@ class LTVETrainConfig(StrictConfig):
     @classmethod
     def _plain_values(cls, value: dict[str, Any]) -> dict[str, Any]:
         return dict(value)
+
+    @field_validator("derived_features")
+    @classmethod
+    def _known_derived(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from aigp.ltve.dataset import DERIVED_FEATURES
+
+        unknown = [v for v in value if v not in DERIVED_FEATURES]
+        if unknown:
+            raise ValueError(f"derived_features {unknown} unknown; known: {sorted(DERIVED_FEATURES)}")
+        return tuple(value)
 
     @model_validator(mode="after")
     def _critic_fields_exist(self) -> LTVETrainConfig:
@@ -100,7 +113,7 @@ def prepare_data(frame: pd.DataFrame, config: LTVETrainConfig, n_steps: int, gam
     split = time_split(frame, cutoff=pd.Timestamp(config.cutoff) if config.cutoff else None,
                        eval_share=config.eval_share, validation_share=config.validation_share, horizon_days=h)
     references = fit_references(split.train, config.reward)
-    normaliser = FeatureNormaliser.fit(split.train)
+    normaliser = FeatureNormaliser.fit(split.train, (*STATE_FEATURES, *config.derived_features))
     experts = expert_skus(split.train, config.expert_top_share, h)
 
     def transitions(part: pd.DataFrame) -> tuple[np.ndarray, Transitions]:
