@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -183,7 +184,8 @@ class RedisServer:
 
         client = redis.Redis(host="127.0.0.1", port=self.port)
         try:
-            return client.info("memory")["used_memory"] / 2**20
+            info: dict[str, Any] = client.info("memory")  # type: ignore[assignment]  # sync client
+            return info["used_memory"] / 2**20
         finally:
             client.close()
 

@@ -188,8 +188,8 @@ def fuzz_http(base: str, model: str, *, n: int, seed: int, timeout_s: float = 30
 
     urls = {"v1": f"/v1/models/{model}:predict", "v2": f"/v2/models/{model}/infer"}
     valid = json.dumps({"instances": [(skus or [1])[0]]}).encode()
-    figures = {"requests": 0, "follow_ups": 0, "2xx": 0, "4xx": 0, "5xx": 0, "hangs": 0, "connection errors": 0,
-               "SKUs priced": 0, "outside A_safe": 0, "examples": []}
+    figures: dict[str, Any] = {"requests": 0, "follow_ups": 0, "2xx": 0, "4xx": 0, "5xx": 0, "hangs": 0,
+                               "connection errors": 0, "SKUs priced": 0, "outside A_safe": 0, "examples": []}
     client = httpx.Client(base_url=base, timeout=timeout_s)
     started = time.perf_counter()
 

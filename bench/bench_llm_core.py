@@ -19,6 +19,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -138,16 +139,18 @@ def main() -> None:
     groups = ["kb_teacher", "kb_teacher_no_kb", "expert", "price_sales", "oracle"]
     cfg = ABConfig.build(allocation={g: 0.2 for g in groups}, cohort_skus=args.cohort_skus,
                          history_skus=args.history_skus, horizons=(14,))
-    policies = build_baselines(["expert", "price_sales", "oracle"], dynamics=cfg.cohort_market().dynamics,
-                               seed=cfg.seed, history=lambda: logged_history(cfg.history_market())[:2])
-    policies["kb_teacher"] = TeacherPolicy(teacher, name="kb_teacher")
-    policies["kb_teacher_no_kb"] = TeacherPolicy(teacher, prompt_config=PromptConfig(include_knowledge=False),
-                                                 name="kb_teacher_no_kb")
+    policies: dict[str, Any] = build_baselines(
+        ["expert", "price_sales", "oracle"], dynamics=cfg.cohort_market().dynamics, seed=cfg.seed,
+        history=lambda: logged_history(cfg.history_market())[:2])
+    teachers = {"kb_teacher": TeacherPolicy(teacher, name="kb_teacher"),
+                "kb_teacher_no_kb": TeacherPolicy(teacher, prompt_config=PromptConfig(include_knowledge=False),
+                                                  name="kb_teacher_no_kb")}
+    policies.update(teachers)
     t0 = time.perf_counter()
     paired = run_counterfactual(cfg, policies)
     paired_seconds = time.perf_counter() - t0
     m = paired.metrics.set_index(["group", "metric"]).value
-    fallbacks = sum(policies[g].fallbacks + policies[g].projected for g in ("kb_teacher", "kb_teacher_no_kb"))
+    fallbacks = sum(t.fallbacks + t.projected for t in teachers.values())
 
     seconds = time.perf_counter() - started
     body = (

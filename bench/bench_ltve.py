@@ -171,8 +171,10 @@ def main() -> None:
         cfg = LTVETrainConfig(kind=kind, critic={**critic, "steps": steps},
                               threads=args.quality_threads or args.threads, log_every=5000)
         t = time.perf_counter()
-        result = train_ltve(frame, cfg, callback=lambda s, m, n=name: print(
-            n, s, {k: round(v, 4) for k, v in m.items()}, flush=True))
+        def progress(step: int, metrics: dict[str, float], label: str = name) -> None:
+            print(label, step, {k: round(v, 4) for k, v in metrics.items()}, flush=True)
+
+        result = train_ltve(frame, cfg, callback=progress)
         train_s = time.perf_counter() - t
         save_model(result.model, args.out / name.replace("=", ""))
         t = time.perf_counter()

@@ -444,8 +444,8 @@ def verdicts(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
         lines.append(f"- throughput `{name}`: **{'met' if v >= 25_000 else 'missed'}**, {v:,.0f} transitions/s "
                      f"on {args.throughput_threads} threads vs >= 25,000 (measured at a 1-min load average of "
                      f"{results.get('throughput_load', {}).get(name, '?')} on {os.cpu_count()} CPUs: the machine was "
-                     "oversubscribed, two torch threads thrash; the default critic's update is the code whose throughput "
-                     "bench/results/ltve.md records)")
+                     "oversubscribed, two torch threads thrash; the default critic's update is the code whose "
+                     "throughput bench/results/ltve.md records)")
     ab = results.get("ab") or {}
     if ab:
         for c, v in ab["validity"].items():

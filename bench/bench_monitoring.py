@@ -219,7 +219,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("REFERENCE", "CURRENT", "OUT", "HTML"))
     args = parser.parse_args()
     if args.child:
-        _child_job(*args.child[:3], html=args.child[3] == "1")
+        reference, current, out, html = args.child
+        _child_job(reference, current, out, html=html == "1")
         return
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:

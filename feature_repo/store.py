@@ -231,7 +231,8 @@ class AigpFeatureStore:
             columns.append(listed)
         keys = [ENTITY_KEY, *names]
         rows = [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
-        for row, absent, any_absent in zip(rows, _missing_names(names, missing), missing.any(axis=1).tolist(),
+        flags: list[bool] = np.asarray(missing).any(axis=1).astype(bool).tolist()
+        for row, absent, any_absent in zip(rows, _missing_names(names, missing), flags,
                                            strict=True):
             row[FEATURES_MISSING] = any_absent
             row[MISSING_FEATURES] = absent

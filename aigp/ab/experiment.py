@@ -134,7 +134,7 @@ def _bootstrap(frames: Mapping[str, pd.DataFrame], n_boot: int, rng: np.random.G
     return {g: {m: np.concatenate(v) for m, v in d.items()} for g, d in draws.items()}
 
 
-def relative_change(value: np.ndarray, base: np.ndarray) -> np.ndarray:
+def relative_change(value: np.ndarray | float, base: np.ndarray | float) -> np.ndarray:
     """value / base - 1, NaN where the base is 0 or not finite (an uplift over nothing is undefined)."""
     value, base = np.asarray(value, dtype=np.float64), np.asarray(base, dtype=np.float64)
     ok = np.isfinite(base) & (base != 0)

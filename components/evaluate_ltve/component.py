@@ -34,7 +34,7 @@ def evaluate_ltve(
     cfg = EvaluationConfig.build(**(yaml.safe_load(config_yaml) or {}))
     critic = load_model(model.path)
     frame = pd.read_parquet(evaluation_set.path)
-    run = contextlib.nullcontext()
+    run: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if mlflow_experiment:
         from aigp.registry.tracking import tracked_run
 

@@ -29,7 +29,7 @@ def judge_filter(
     result = filter_generations(read_jsonl(generations.path), cfg)
     write_distillation_set(distillation_set.path, result, config=cfg)
     values = result.metrics()
-    run = contextlib.nullcontext()
+    run: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if mlflow_experiment:
         from aigp.registry.tracking import log_metrics, tracked_run
 

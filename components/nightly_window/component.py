@@ -7,7 +7,7 @@ from kfp import dsl
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
-def nightly_window(date: str = "", online_days: int = 1) -> NamedTuple(
+def nightly_window(date: str = "", online_days: int = 1) -> NamedTuple(  # type: ignore[valid-type]  # KFP's outputs
         "NightlyWindow", [("date", str), ("online_start", str), ("online_end", str)]):
     """``date`` to price ("" = today, UTC, what a recurring run passes) and the online-store window
     ``[date - online_days, date + 1)`` to materialize before pricing."""
@@ -16,5 +16,5 @@ def nightly_window(date: str = "", online_days: int = 1) -> NamedTuple(
     from aigp.pipeline_params import nightly_dates
 
     days = nightly_dates(date, online_days=online_days)
-    return namedtuple("NightlyWindow", ["date", "online_start", "online_end"])(
+    return namedtuple("NightlyWindow", ["date", "online_start", "online_end"])(  # type: ignore[call-arg]
         days["date"], days["online_start"], days["online_end"])

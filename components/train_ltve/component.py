@@ -32,7 +32,7 @@ def train_ltve(
     if steps > 0:
         cfg = cfg.with_updates(critic={**cfg.critic, "steps": steps})
     frame = pd.read_parquet(training_set.path)
-    run = contextlib.nullcontext()
+    run: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     log = None
     if mlflow_experiment:
         from aigp.registry.tracking import log_metrics, tracked_run

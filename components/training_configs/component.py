@@ -22,7 +22,7 @@ def training_configs(
     pairs_config_yaml: str = "",
     dpo_config_yaml: str = "",
     gate_config_yaml: str = "",
-) -> NamedTuple("StepConfigs", [("distill", str), ("ltve", str), ("sft", str), ("sampling", str),
+) -> NamedTuple("StepConfigs", [  # type: ignore[valid-type]  # KFP's named outputs("distill", str), ("ltve", str), ("sft", str), ("sampling", str),
                                 ("pairs", str), ("dpo", str), ("gate", str)]):
     """Merge ΔQ, Δa, β, the seed and the model size's prompt budget into each step's YAML override and
     validate every config (a bad field fails here, naming it, before any training step runs)."""
