@@ -56,18 +56,12 @@ lock:
 # Tools the tests run themselves: a real redis-server on loopback, Prometheus' promtool (Debian package
 # prometheus) for the metrics lint and the alert rules' unit tests, a real Pushgateway on loopback.
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi; }
-	@command -v promtool >/dev/null || { \
-	  echo "installing promtool (package prometheus)"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
-	@command -v prometheus-pushgateway >/dev/null || { \
-	  echo "installing prometheus-pushgateway"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus-pushgateway >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus-pushgateway >/dev/null; fi; }
+	@for pair in redis-server:redis-server promtool:prometheus prometheus-pushgateway:prometheus-pushgateway; do \
+	  command -v $${pair%%:*} >/dev/null && continue; \
+	  echo "installing $${pair%%:*} (Debian package $${pair##*:})"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $${pair##*:} >/dev/null || exit 1; \
+	done
 
 image:
 	$(DOCKER) build -t $(PLATFORM_IMAGE) --build-arg TORCH_VERSION=$(TORCH_VERSION) --build-arg GIT_SHA=$(GIT_SHA) .
