@@ -1,7 +1,8 @@
 """`aigp demo` stage: the Kubeflow training pipeline, run locally on the demo's market, then the registry.
 
 Runs ``pipelines/training_pipeline.py`` under kfp.local (what ``aigp pipeline run --local`` does) with the
-``tiny`` preset: features -> training sets -> LTVE -> teacher distillation -> SFT -> candidates -> pairs ->
+``demo`` preset (compact [ACT_ONLY] prompts, a few thousand greedy teacher answers, full fine-tuning of the
+tiny from-scratch model): features -> training sets -> LTVE -> teacher distillation -> SFT -> candidates -> pairs ->
 DPO (or, with no pair, the SFT model, said) -> offline gate -> registration. A model trained for minutes on
 2 CPU cores does not write full reasoning a judge accepts, and its A/B on a 10-SKU cohort is noise, so the demo
 gate switches the format/judge/A/B floors off and SAYS SO (the gate report lists every check it skipped and
@@ -31,7 +32,7 @@ def stage_training_pipeline(ctx: dict[str, Any]) -> str:
     from aigp.registry.model_registry import DEFAULT_MODEL_NAME, ModelRegistry
 
     root = Path(ctx["root"]) / "pipeline"
-    preset = dict(PRESETS[ctx.get("pipeline_size", "tiny")])
+    preset = dict(PRESETS[ctx.get("pipeline_size", "demo")])
     preset["gate_config_yaml"] = preset["gate_config_yaml"] + "\n" + DEMO_FLOORS
     params = local_parameters(ctx["logs"].path, seed=ctx["seed"], **preset)
     console.print("[bold yellow]DEMO GATE:[/] the format, compliance, judge and A/B floors are OFF in the demo "
