@@ -171,8 +171,23 @@ def test_parameters_are_typed_by_the_pipeline_signature() -> None:
         parse_parameters("training", ["deltaq=1"])
     with pytest.raises(ValueError, match="n_candidates='many': expected int"):
         parse_parameters("training", ["n_candidates=many"])
-    assert set(PRESETS["tiny"]) <= set(parse_parameters.__globals__["pipeline_function"]("training")
-                                       .component_spec.inputs)
+    inputs = set(parse_parameters.__globals__["pipeline_function"]("training").component_spec.inputs)
+    for name, preset in PRESETS.items():
+        assert set(preset) <= inputs, name
+
+
+def test_every_preset_validates_and_the_demo_trains_on_compact_prompts() -> None:
+    import yaml
+
+    from aigp.pipeline_params import step_configs
+
+    for name, preset in PRESETS.items():
+        overrides = {k.removesuffix("_config_yaml"): v for k, v in preset.items() if k.endswith("_config_yaml")}
+        configs = step_configs(model_size=preset["model_size"], overrides=overrides)  # raises naming a bad field
+        if name in ("demo", "tiny"):
+            distill, gate = yaml.safe_load(configs["distill"]), yaml.safe_load(configs["gate"])
+            assert distill["prompt"]["compact"] and distill["temperature"] == 0.0
+            assert gate["policy"]["prompt"]["compact"] and gate["floors"]["min_model_action_share"] > 0
 
 
 class _FakeClient:
