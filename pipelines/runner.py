@@ -135,6 +135,7 @@ SHORT_PROMPT = ("{act_only: true, include_knowledge: false, include_diagnosis: f
 # The compact [ACT_ONLY] prompt (aigp.llm.prompt.COMPACT_SECTIONS): ~450 tokens with the tiny model's tokenizer
 # instead of ~1.5k, so a from-scratch model can see thousands of teacher answers in minutes (bench/bench_student.py).
 COMPACT_PROMPT = "{act_only: true, compact: true, reviews_max_chars: 160}"
+# The JSON action is ~32 tokens with the tiny model's 1k vocabulary (24 cut every answer before its end)
 
 # Local presets of the training pipeline (a cluster run uses the pipeline's own defaults + parameters).
 # `tiny`: the smallest run that exercises every step (tests); `small`: the earlier demo size; `demo`: what
@@ -153,9 +154,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "distill_config_yaml": f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
         "sft_config_yaml": ("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
                             "optim: {learning_rate: 0.01, batch_size: 4}"),
-        "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
+        "sampling_config_yaml": f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
         "gate_config_yaml": ("eval_rows: 12\njudge_samples: 0\n"
-                             f"policy: {{generation: {{max_new_tokens: 24}}, prompt: {COMPACT_PROMPT}}}\n"
+                             f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
                              "ab: {cohort_skus: 10, cohort_launch_days: 1, bootstrap: 50}"),
     },
     "small": {
@@ -188,9 +189,9 @@ PRESETS["demo"] = {
     "dpo_config_yaml": ("lora: {r: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, "
                         "up_proj, down_proj]}\noptim: {learning_rate: 0.002}\nsft_weight: 1.0\n"
                         "guard: {enabled: true}"),
-    "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
+    "sampling_config_yaml": f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
     "gate_config_yaml": ("eval_rows: 60\njudge_samples: 0\n"
-                         f"policy: {{generation: {{max_new_tokens: 24}}, prompt: {COMPACT_PROMPT}}}\n"
+                         f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
                          "ab: {cohort_skus: 40, cohort_launch_days: 2}"),
 }
 
