@@ -237,3 +237,24 @@ def test_cli_compile_check_run_and_submit_errors(tmp_path, monkeypatch) -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1])["run_id"] == "run-123"
     assert _FakeClient.calls[0]["arguments"] == {"seed": 2} and _FakeClient.calls[0]["experiment_name"] == "exp"
     del runner_module
+
+
+def test_compact_presets_decode_enough_tokens_for_the_whole_action() -> None:
+    """The gate and sampling caps must fit the longest JSON action in the tiny tokenizer (24 once cut them all)."""
+    import pandas as pd
+    import yaml
+    from llm_support import LAUNCH, LOW_STOCK, MID
+
+    from aigp.llm.model_factory import SIZES, train_tokenizer
+    from aigp.training_sets import base_model_corpus
+
+    corpus = base_model_corpus(pd.DataFrame([MID, LAUNCH, LOW_STOCK]), n=3)
+    tokenizer = train_tokenizer(corpus, SIZES["tiny"].vocab_size)
+    widest = '{"discount_change": -0.05, "new_discount": 0.875}<|im_end|>'
+    needed = len(tokenizer(widest, add_special_tokens=False)["input_ids"])
+    for name in ("tiny", "demo"):
+        gate = yaml.safe_load(PRESETS[name]["gate_config_yaml"])
+        sampling = yaml.safe_load(PRESETS[name]["sampling_config_yaml"])
+        assert gate["policy"]["generation"]["max_new_tokens"] >= needed, (name, needed)
+        assert sampling["generation"]["max_new_tokens"] >= needed, (name, needed)
+    assert needed > 24  # what the earlier cap could not hold
