@@ -135,7 +135,8 @@ SHORT_PROMPT = ("{act_only: true, include_knowledge: false, include_diagnosis: f
 # The compact [ACT_ONLY] prompt (aigp.llm.prompt.COMPACT_SECTIONS): ~450 tokens with the tiny model's tokenizer
 # instead of ~1.5k, so a from-scratch model can see thousands of teacher answers in minutes (bench/bench_student.py).
 COMPACT_PROMPT = "{act_only: true, compact: true, reviews_max_chars: 160}"
-# The JSON action is ~32 tokens with the tiny model's 1k vocabulary (24 cut every answer before its end)
+# Decoding cap of the compact presets: the JSON action is ~22 tokens with the pipeline's tiny tokenizer (trained
+# on prompts and teacher answers) and ~32 with one trained on prompts only (bench/bench_student.py); 40 fits both
 
 # Local presets of the training pipeline (a cluster run uses the pipeline's own defaults + parameters).
 # `tiny`: the smallest run that exercises every step (tests); `small`: the earlier demo size; `demo`: what

@@ -240,7 +240,7 @@ def test_cli_compile_check_run_and_submit_errors(tmp_path, monkeypatch) -> None:
 
 
 def test_compact_presets_decode_enough_tokens_for_the_whole_action() -> None:
-    """The gate and sampling caps must fit the longest JSON action in the tiny tokenizer (24 once cut them all)."""
+    """The gate and sampling caps must fit the longest JSON action in the tiny tokenizer the pipeline builds."""
     import pandas as pd
     import yaml
     from llm_support import LAUNCH, LOW_STOCK, MID
@@ -257,4 +257,3 @@ def test_compact_presets_decode_enough_tokens_for_the_whole_action() -> None:
         sampling = yaml.safe_load(PRESETS[name]["sampling_config_yaml"])
         assert gate["policy"]["generation"]["max_new_tokens"] >= needed, (name, needed)
         assert sampling["generation"]["max_new_tokens"] >= needed, (name, needed)
-    assert needed > 24  # what the earlier cap could not hold
