@@ -457,7 +457,8 @@ def model_proposer(config: GateConfig) -> Proposer:
         judged = rows.head(config.judge_samples)
         full = policy
         if policy.prompt.act_only:
-            full = policy.with_updates(prompt=policy.prompt.with_updates(act_only=False),
+            # the full-reasoning form of the same prompt (the compact form exists only in [ACT_ONLY] mode)
+            full = policy.with_updates(prompt=policy.prompt.with_updates(act_only=False, compact=False),
                                        generation=policy.generation.with_updates(
                                            max_new_tokens=config.judge_max_new_tokens))
         responses = (out["output"].head(len(judged)).tolist() if full is policy
