@@ -35,7 +35,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train", type=int, default=20000, help="prompt rows labelled by the teacher for SFT")
     p.add_argument("--test", type=int, default=400, help="held-out prompt rows (SKUs disjoint from training)")
     p.add_argument("--temperature", type=float, default=0.0, help="teacher temperature of the SFT labels")
-    p.add_argument("--sizes", default="small", help="comma-separated SIZES presets (or name:hidden:layers)")
+    p.add_argument("--sizes", default="small",
+                   help="comma-separated SIZES presets or HIDDEN:LAYERS (the small preset resized)")
     p.add_argument("--steps", type=int, default=1500, help="SFT optimiser steps per size")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -53,10 +54,12 @@ def parse_args() -> argparse.Namespace:
 def size_config(spec: str):
     from aigp.llm.model_factory import BaseModelConfig
 
-    name, *dims = spec.split(":")
-    if not dims:
-        return name, BaseModelConfig(size=name)  # type: ignore[arg-type]
-    hidden, layers = int(dims[0]), int(dims[1])
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return spec, BaseModelConfig(size=spec)  # type: ignore[arg-type]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise SystemExit(f"--sizes {spec!r}: expected a SIZES preset or HIDDEN:LAYERS, e.g. 96:3")
+    hidden, layers = int(parts[0]), int(parts[1])
     return spec, BaseModelConfig(size="small", overrides={
         "hidden_size": hidden, "intermediate_size": 3 * hidden, "num_hidden_layers": layers,
         "head_dim": max(hidden // 4, 16)})
