@@ -52,8 +52,12 @@ Proposer = Callable[[str, pd.DataFrame], pd.DataFrame]
 
 
 class GateThresholds(StrictConfig):
-    """Absolute floors (None = not checked). Rates are shares in [0, 1]; the judge score is 1-5."""
+    """Absolute floors (None = switched off: the report lists it as skipped, with the reason). Rates are shares
+    in [0, 1]; the judge score is 1-5. ``min_model_action_share`` cannot be switched off: a model that writes no
+    parsable action prices nothing itself (every SKU falls back to holding its price) and never passes."""
 
+    min_model_action_share: float = Field(0.5, gt=0, le=1, description="share of rows priced by the model's own "
+                                          "parsed action, not the hold fallback; always checked")
     max_parse_failure_rate: float | None = Field(0.05, ge=0, le=1, description="unparsable outputs")
     min_compliance_rate: float | None = Field(0.95, ge=0, le=1, description="proposals inside A_safe before projection")
     min_judge_score: float | None = Field(3.0, ge=1, le=5, description="rule-judge score: the worst dimension's mean")
@@ -124,6 +128,7 @@ class GateCheck:
 
 # metric -> (direction a good value goes, floor field)
 _FLOORS: dict[str, tuple[str, str]] = {
+    "model_action_share": (">=", "min_model_action_share"),
     "parse_failure_rate": ("<=", "max_parse_failure_rate"),
     "compliance_rate": (">=", "min_compliance_rate"),
     "judge_score": (">=", "min_judge_score"),
@@ -153,8 +158,12 @@ def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None,
     for metric, (direction, field_name) in _FLOORS.items():
         threshold = getattr(floors, field_name)
         if threshold is None:
+            checks.append(GateCheck(f"floor:{metric}", "floor", metric, candidate.get(metric), None, direction,
+                                    "skipped", f"switched off: floors.{field_name} is null in this gate's config"))
             continue
         value = candidate.get(metric)
+        if metric == "model_action_share" and value is None and candidate.get("parse_failure_rate") is not None:
+            value = 1.0 - candidate["parse_failure_rate"]  # a report written before the share was recorded
         if value is None and (metric == "ab_gmv_uplift" or (metric == "judge_score" and config.judge_samples == 0)):
             checks.append(GateCheck(f"floor:{metric}", "floor", metric, None, threshold, direction, "skipped",
                                     f"{metric} not measured (no simulator data or judge off)"))
@@ -171,10 +180,13 @@ def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None,
     margins = config.non_inferiority
     for metric, higher in _HIGHER_IS_BETTER.items():
         margin = getattr(margins, metric)
-        if margin is None:
-            continue
         direction = ">=" if higher else "<="
         name = f"non-inferiority:{metric}"
+        if margin is None:
+            checks.append(GateCheck(name, "non-inferiority", metric, candidate.get(metric), None, direction,
+                                    "skipped", f"switched off: non_inferiority.{metric} is null in this gate's "
+                                    "config"))
+            continue
         if champion is None:
             checks.append(GateCheck(name, "non-inferiority", metric, candidate.get(metric), None, direction,
                                     "skipped", "no champion to compare with"))
@@ -275,6 +287,7 @@ def proposal_metrics(rows: pd.DataFrame, proposals: pd.DataFrame, *, ltve: Any |
     proposals = check_proposals(rows, proposals)
     metrics = offline_policy_metrics(rows, proposals["change"].to_numpy(np.float64), ltve=ltve, config=config.metrics)
     metrics["parse_failure_rate"] = float(1.0 - proposals["parse_ok"].astype(bool).mean())
+    metrics["model_action_share"] = float(proposals["parse_ok"].astype(bool).mean())  # not the hold fallback
     metrics["compliance_rate"] = float(proposals["compliant"].astype(bool).mean())
     if "avg_q" in metrics:
         metrics["q_gain"] = metrics["avg_q"] - metrics["avg_q_expert"]
@@ -359,14 +372,20 @@ class GateResult:
     def reasons(self) -> list[str]:
         return [c.reason for c in self.checks if c.status == "failed"]
 
+    @property
+    def skipped(self) -> list[str]:
+        """Every check that was skipped or switched off, with why (the report lists them beside the verdict)."""
+        return [f"{c.name}: {c.reason}" for c in self.checks if c.status == "skipped"]
+
     def summary(self) -> str:
         """One line: the verdict and, on failure, why."""
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
         if self.passed:
-            return f"passed ({sum(c.status == 'passed' for c in self.checks)} checks)"
+            return f"passed ({sum(c.status == 'passed' for c in self.checks)} checks{skipped})"
         return "failed: " + "; ".join(self.reasons)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "status": self.status, "reasons": self.reasons,
+        return {"passed": self.passed, "status": self.status, "reasons": self.reasons, "skipped": self.skipped,
                 "checks": [asdict(c) for c in self.checks], "candidate": self.candidate,
                 "champion": self.champion, "context": self.context,
                 "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
@@ -438,7 +457,8 @@ def model_proposer(config: GateConfig) -> Proposer:
         judged = rows.head(config.judge_samples)
         full = policy
         if policy.prompt.act_only:
-            full = policy.with_updates(prompt=policy.prompt.with_updates(act_only=False),
+            # the full-reasoning form of the same prompt (the compact form exists only in [ACT_ONLY] mode)
+            full = policy.with_updates(prompt=policy.prompt.with_updates(act_only=False, compact=False),
                                        generation=policy.generation.with_updates(
                                            max_new_tokens=config.judge_max_new_tokens))
         responses = (out["output"].head(len(judged)).tolist() if full is policy
@@ -500,6 +520,9 @@ def gate_html(result: GateResult) -> str:
                if result.passed else
                "<p style=\"font-size:1.3em;color:#b00\"><b>FAILED</b>: the candidate cannot be approved.</p><ul>"
                + "".join(f"<li>{_esc(r)}</li>" for r in result.reasons) + "</ul>")
+    if result.skipped:
+        verdict += ("<p><b>Not checked</b> (skipped or switched off; the verdict says nothing about these):</p><ul>"
+                    + "".join(f"<li>{_esc(r)}</li>" for r in result.skipped) + "</ul>")
     check_rows = [{"check": c.name, "value": c.value, "threshold": c.threshold, "rule": c.direction,
                    "status": c.status, "reason": c.reason,
                    "css": {"failed": "firing", "passed": "quiet", "skipped": "skipped"}[c.status]}

@@ -138,19 +138,32 @@ def stale_ir(names: tuple[str, ...] = tuple(IR_FILES)) -> dict[str, str]:
 SHORT_PROMPT = ("{act_only: true, include_knowledge: false, include_diagnosis: false, description_max_chars: 60, "
                 "reviews_max_chars: 60}")
 
+# The compact [ACT_ONLY] prompt (aigp.llm.prompt.COMPACT_SECTIONS): ~450 tokens with the tiny model's tokenizer
+# instead of ~1.5k, so a from-scratch model can see thousands of teacher answers in minutes (bench/bench_student.py).
+COMPACT_PROMPT = "{act_only: true, compact: true, reviews_max_chars: 160}"
+# Decoding cap of the compact presets: the JSON action is ~22 tokens with the pipeline's tiny tokenizer (trained
+# on prompts and teacher answers) and ~32 with one trained on prompts only (bench/bench_student.py); 40 fits both
+
 # Local presets of the training pipeline (a cluster run uses the pipeline's own defaults + parameters).
-# `tiny`: the smallest run that exercises every step (tests); `small`: the demo's.
+# `tiny`: the smallest run that exercises every step (tests); `small`: the earlier demo size; `demo`: what
+# `aigp demo` runs: the compact prompt, thousands of greedy (temperature 0) judged teacher answers, full
+# fine-tuning of the tiny from-scratch model, no judge (a compact-prompt model writes no reasoning to judge:
+# the gate report lists the judge floor as skipped).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "model_size": "tiny", "corpus_prompts": 20, "n_prompts": 16, "sampling_prompts": 6, "n_candidates": 4,
-        "ltve_steps": 40, "sft_max_steps": 4, "dpo_max_steps": 2, "threads": 1, "allow_sft_only": True,
+        # compact prompts and enough SFT steps that the tiny model writes parsable actions (the gate's
+        # min_model_action_share floor cannot be switched off); delta_q near 0: the 3-step LTVE's Q gaps are small,
+        # and the test needs DPO to run
+        "model_size": "tiny", "corpus_prompts": 20, "n_prompts": 48, "sampling_prompts": 8, "n_candidates": 6,
+        "ltve_steps": 40, "sft_max_steps": 200, "dpo_max_steps": 2, "threads": 1, "allow_sft_only": True,
+        "delta_q": 0.001,
         "ltve_config_yaml": "critic: {hidden_dims: [16], n_steps: 3}",
-        "distill_config_yaml": f"prompt: {SHORT_PROMPT}",
-        "sft_config_yaml": "validation_share: 0.0\noptim: {learning_rate: 0.01}",
-        "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
-        "gate_config_yaml": ("eval_rows: 12\njudge_samples: 2\njudge_max_new_tokens: 48\n"
-                             f"policy: {{generation: {{max_new_tokens: 24}}, "
-                             f"prompt: {SHORT_PROMPT}}}\n"
+        "distill_config_yaml": f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
+        "sft_config_yaml": ("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
+                            "optim: {learning_rate: 0.01, batch_size: 4}"),
+        "sampling_config_yaml": f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
+        "gate_config_yaml": ("eval_rows: 12\njudge_samples: 0\n"
+                             f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
                              "ab: {cohort_skus: 10, cohort_launch_days: 1, bootstrap: 50}"),
     },
     "small": {
@@ -171,6 +184,22 @@ PRESETS: dict[str, dict[str, Any]] = {
                              f"policy: {{generation: {{max_new_tokens: 24}}, "
                              f"prompt: {SHORT_PROMPT}}}\nab: {{cohort_skus: 40, cohort_launch_days: 2}}"),
     },
+}
+
+
+PRESETS["demo"] = {
+    "model_size": "tiny", "corpus_prompts": 300, "n_prompts": 2000, "sampling_prompts": 48, "n_candidates": 8,
+    "ltve_steps": 1500, "sft_max_steps": 240, "dpo_max_steps": 20, "threads": 2, "allow_sft_only": True,
+    "distill_config_yaml": f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
+    "sft_config_yaml": ("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
+                        "optim: {learning_rate: 0.003, batch_size: 16, warmup: 0.03}"),
+    "dpo_config_yaml": ("lora: {r: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                        "up_proj, down_proj]}\noptim: {learning_rate: 0.002}\nsft_weight: 1.0\n"
+                        "guard: {enabled: true}"),
+    "sampling_config_yaml": f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
+    "gate_config_yaml": ("eval_rows: 60\njudge_samples: 0\n"
+                         f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
+                         "ab: {cohort_skus: 40, cohort_launch_days: 2}"),
 }
 
 

@@ -82,6 +82,35 @@ def test_parse_failures_are_counted_and_gated(heldout) -> None:
     assert "parse_failure_rate=0.25 misses the floor <= 0.05" in result.reasons[0]
 
 
+ALL_FLOORS_OFF = {"max_parse_failure_rate": None, "min_compliance_rate": None, "min_judge_score": None,
+                  "max_mae": None, "min_ab_gmv_uplift": None}
+
+
+def test_a_model_that_writes_no_action_fails_even_with_every_floor_switched_off(heldout) -> None:
+    silent = evaluate_candidate("m", heldout, _config(**ALL_FLOORS_OFF), proposer=_proposer(0.0, parse_fail_every=1),
+                                log=lambda _: None)
+    assert silent.candidate["model_action_share"] == 0.0 and not silent.passed
+    assert [c.metric for c in silent.checks if c.status == "failed"] == ["model_action_share"]
+    assert "model_action_share=0 misses the floor >= 0.5" in silent.reasons[0]
+    # the same switched-off floors with a model that answers: passes, and the report says what was not checked
+    talking = evaluate_candidate("m", heldout, _config(**ALL_FLOORS_OFF), proposer=_proposer(0.0),
+                                 log=lambda _: None)
+    assert talking.passed and talking.candidate["model_action_share"] == 1.0
+    off = {s.split(":")[1] for s in talking.skipped if "switched off" in s}
+    assert {"parse_failure_rate", "compliance_rate", "judge_score", "mae", "ab_gmv_uplift"} <= off
+    assert "skipped" in talking.summary() and talking.as_dict()["skipped"] == talking.skipped
+    with pytest.raises(ValueError):
+        GateConfig.build(floors={"min_model_action_share": None})  # cannot be switched off
+
+
+def test_the_html_report_lists_the_checks_not_made(heldout) -> None:
+    from aigp.gate import gate_html
+
+    result = evaluate_candidate("m", heldout, _config(**ALL_FLOORS_OFF), proposer=_proposer(0.0), log=lambda _: None)
+    html = gate_html(result)
+    assert "Not checked" in html and "floors.max_parse_failure_rate is null" in html
+
+
 def test_non_inferiority_against_the_champion_on_the_same_rows(heldout) -> None:
     def by_model(model_dir, rows):
         return _proposer(0.0 if model_dir == "champion" else 0.07)(model_dir, rows)

@@ -80,6 +80,17 @@ def test_tiny_model_builds_and_reloads_like_a_hub_model(tiny) -> None:
     assert token_counter(tokenizer)(prompt.user) == len(tokenizer(prompt.user, add_special_tokens=False)["input_ids"])
 
 
+def test_numbers_tokenize_digit_by_digit(tiny) -> None:
+    """A from-scratch model reads numbers as digits (Qwen2's pre-tokenizer splits them): a merged "0.85" token
+    would be a value it must memorise rather than a digit sequence it can compare."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny[0])
+    pieces = [t.lstrip("Ġ") for t in tokenizer.tokenize("prev_discount: 0.8523 | cum_gmv: 19573.8")]
+    digits = [t for t in pieces if any(c.isdigit() for c in t)]
+    assert digits == list("08523") + list("195738") and all(len(t) == 1 for t in digits)
+
+
 def test_resolve_model_paths_and_errors(tiny, tmp_path) -> None:
     path, _ = tiny
     assert resolve_model(path) == str(path)

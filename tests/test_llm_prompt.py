@@ -32,6 +32,8 @@ CASES = {
     "full_mid": (MID, PromptConfig()),
     "full_launch": (LAUNCH, PromptConfig()),
     "act_only_mid": (MID, PromptConfig(act_only=True)),
+    "compact_mid": (MID, PromptConfig(act_only=True, compact=True, reviews_max_chars=160)),
+    "compact_launch": (LAUNCH, PromptConfig(act_only=True, compact=True, reviews_max_chars=160)),
     "no_kb_no_diag_mid": (MID, PromptConfig(include_knowledge=False, include_diagnosis=False)),
     "dated_mid": (row(MID, date="2026-08-20"), PromptConfig()),
     "missing_features": (row(MID, cum_roi=None, review_digest=float("nan"),
@@ -132,3 +134,26 @@ def test_budget_trims_in_order_with_a_real_counter() -> None:
 def test_chatml_rendering() -> None:
     text = render_chatml([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
     assert text == "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_compact_form_is_short_act_only_and_the_teacher_decides_on_it_as_on_the_full_prompt() -> None:
+    from llm_support import LOW_STOCK, behind_pace_row, roi_below_target_row
+
+    from aigp.llm.teacher import KnowledgeBaseTeacher
+
+    with pytest.raises(ValueError, match="compact: true needs act_only"):
+        PromptConfig(compact=True)
+    teacher = KnowledgeBaseTeacher()
+    compact = PromptConfig(act_only=True, compact=True, reviews_max_chars=160)
+    for features in (MID, LAUNCH, LOW_STOCK, behind_pace_row(), roi_below_target_row()):
+        short, full = build_prompt(features, compact), build_prompt(features, PromptConfig(act_only=True))
+        assert short.act_only and short.user.endswith(ACT_ONLY_TOKEN) and short.config.mode == "compact"
+        assert approx_tokens(short.system + short.user) < 0.45 * approx_tokens(full.system + full.user)
+        facts = parse_prompt(short)
+        for name in ("prev_discount", "roi_target", "cum_gmv", "cum_spend", "gmv_3d", "orders_3d", "inventory"):
+            assert facts.fields[name] == format_value(name, features[name])
+        # the decision's inputs are all there: the teacher reading the short form decides the same
+        assert (teacher.respond(short, temperature=0.0).analysis.discount_change
+                == teacher.respond(full, temperature=0.0).analysis.discount_change)
+    ablated = build_prompt(MID, compact.with_updates(include_knowledge=False, include_diagnosis=False))
+    assert "## Knowledge base" not in ablated.user and "## Diagnosis" not in ablated.user

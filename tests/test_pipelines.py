@@ -194,8 +194,23 @@ def test_parameters_are_typed_by_the_pipeline_signature() -> None:
         parse_parameters("training", ["deltaq=1"])
     with pytest.raises(ValueError, match="n_candidates='many': expected int"):
         parse_parameters("training", ["n_candidates=many"])
-    assert set(PRESETS["tiny"]) <= set(parse_parameters.__globals__["pipeline_function"]("training")
-                                       .component_spec.inputs)
+    inputs = set(parse_parameters.__globals__["pipeline_function"]("training").component_spec.inputs)
+    for name, preset in PRESETS.items():
+        assert set(preset) <= inputs, name
+
+
+def test_every_preset_validates_and_the_demo_trains_on_compact_prompts() -> None:
+    import yaml
+
+    from aigp.pipeline_params import step_configs
+
+    for name, preset in PRESETS.items():
+        overrides = {k.removesuffix("_config_yaml"): v for k, v in preset.items() if k.endswith("_config_yaml")}
+        configs = step_configs(model_size=preset["model_size"], overrides=overrides)  # raises naming a bad field
+        if name in ("demo", "tiny"):
+            distill, gate = yaml.safe_load(configs["distill"]), yaml.safe_load(configs["gate"])
+            assert distill["prompt"]["compact"] and distill["temperature"] == 0.0
+            assert gate["policy"]["prompt"]["compact"] and gate["floors"]["min_model_action_share"] > 0
 
 
 class _FakeClient:
@@ -245,3 +260,23 @@ def test_cli_compile_check_run_and_submit_errors(tmp_path, monkeypatch) -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1])["run_id"] == "run-123"
     assert _FakeClient.calls[0]["arguments"] == {"seed": 2} and _FakeClient.calls[0]["experiment_name"] == "exp"
     del runner_module
+
+
+def test_compact_presets_decode_enough_tokens_for_the_whole_action() -> None:
+    """The gate and sampling caps must fit the longest JSON action in the tiny tokenizer the pipeline builds."""
+    import pandas as pd
+    import yaml
+    from llm_support import LAUNCH, LOW_STOCK, MID
+
+    from aigp.llm.model_factory import SIZES, train_tokenizer
+    from aigp.training_sets import base_model_corpus
+
+    corpus = base_model_corpus(pd.DataFrame([MID, LAUNCH, LOW_STOCK]), n=3)
+    tokenizer = train_tokenizer(corpus, SIZES["tiny"].vocab_size)
+    widest = '{"discount_change": -0.05, "new_discount": 0.875}<|im_end|>'
+    needed = len(tokenizer(widest, add_special_tokens=False)["input_ids"])
+    for name in ("tiny", "demo"):
+        gate = yaml.safe_load(PRESETS[name]["gate_config_yaml"])
+        sampling = yaml.safe_load(PRESETS[name]["sampling_config_yaml"])
+        assert gate["policy"]["generation"]["max_new_tokens"] >= needed, (name, needed)
+        assert sampling["generation"]["max_new_tokens"] >= needed, (name, needed)

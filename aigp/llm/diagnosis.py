@@ -223,3 +223,20 @@ def diagnosis_lines(fields: Mapping[str, object]) -> list[str]:
              "above" if pos > 1.02 else "below" if pos < 0.98 else "in line with")
     lines.append(f"Price: {_s(s, 'effective_price')} CNY, {where} comparable products.")
     return lines
+
+
+COMPACT_SIGNALS = ("days_left", "gmv_run_rate", "milestone_pace", "roi_needed_rest", "traffic_share",
+                   "ctr_vs_category", "stock_cover_days")
+
+
+def compact_diagnosis_lines(fields: Mapping[str, object]) -> list[str]:
+    """The diagnosis of the compact [ACT_ONLY] prompt: the signals the decision uses as ``name = value`` in a
+    fixed order (``n/a`` when not computable, e.g. on launch day) and the one-word readings, without prose."""
+    s = compute_signals(fields)
+    cum_roi, target = _num(fields, "cum_roi"), _num(fields, "roi_target")
+    roi = ("unknown" if cum_roi is None or target is None else "above" if cum_roi >= target else "below")
+    stock = ("no orders" if s.stock_cover_days is None else
+             "enough" if s.stock_cover_days >= s.days_left else "sells out")
+    return [" | ".join(_s(s, name) for name in COMPACT_SIGNALS),
+            f"pace: {pace_word(s.milestone_pace)} | roi: {roi} target | ctr: {ratio_word(s.ctr_vs_category)} | "
+            f"stock: {stock}"]

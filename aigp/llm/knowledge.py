@@ -97,6 +97,12 @@ class KnowledgeEntry:
             line += " (facts: " + "; ".join(f"{k} = {_fact(v)}" for k, v in self.facts.items()) + ")"
         return line
 
+    def render_facts(self) -> str:
+        """The entry as one compact prompt line: its id and stated facts (``(rule)`` when it states none)."""
+        if not self.facts:  # the compact prompt shows rules by id and leaves fact-less examples out
+            return f"[kb:{self.id}] (rule)"
+        return f"[kb:{self.id}] (facts: " + "; ".join(f"{k} = {_fact(v)}" for k, v in self.facts.items()) + ")"
+
     def active_on(self, date: dt.date, lookahead_days: int = 0) -> bool:
         """True if the seasonal window covers ``date`` or starts within ``lookahead_days`` after it."""
         return self.window is not None and _window_active(self.window, date, lookahead_days)
