@@ -21,6 +21,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -171,7 +172,7 @@ def main() -> None:
     if prompt_rows["prev_discount"].isna().any():
         raise RuntimeError("held-out expert rows missing from the prompt rows")
     policy_cfg = act_only_config(PolicyConfig(generation={"batch_size": 32}), max_new_tokens=24)
-    offline = []
+    offline: list[dict[str, Any]] = []
     for name in VARIANTS:
         if name not in run.models:
             offline.append({"variant": VARIANT_TITLES[name], "note": run.notes.get(name, "not trained")})

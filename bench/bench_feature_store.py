@@ -94,8 +94,8 @@ def child_materialize(args: dict) -> dict:
 
 def child_lookup(args: dict) -> dict:
     import pandas as pd
-    from aigp.feature_repo.store import open_store
 
+    from aigp.feature_repo.store import open_store
     from aigp.ingest import table_file
     from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP, Group
 

@@ -31,9 +31,8 @@ from bench._report import markdown_table, write_section
 
 def _child_job(reference: str, current: str, out: str, html: bool) -> None:
     """Run in a child process: the job on two decisions parquets; prints its timings as JSON."""
-    from aigp.monitoring.job import run_monitoring
-
     from aigp.monitor import MonitorConfig, load_decisions
+    from aigp.monitoring.job import run_monitoring
 
     started = time.perf_counter()
     ref, cur = load_decisions(reference), load_decisions(current)
@@ -89,10 +88,10 @@ def scale_section(decisions: int, root: Path) -> tuple[str, dict]:
 
 def agreement_section(decisions: int, root: Path) -> str:
     """Evidently vs scipy on the same windows and columns, in this process (imports excluded)."""
-    from aigp.monitoring.drift import evidently_drift
     from scipy import stats
 
     from aigp.monitor import MonitorConfig, drift_columns, drift_score, is_drifted, load_decisions, prepare_windows
+    from aigp.monitoring.drift import evidently_drift
 
     cfg = MonitorConfig(window_days=400)
     prepared = prepare_windows(load_decisions(root / "reference.parquet"), load_decisions(root / "current.parquet"),
@@ -144,10 +143,9 @@ def agreement_section(decisions: int, root: Path) -> str:
 
 
 def null_and_drill_section(null_seeds: int, drill_seeds: int, evidently_seeds: int) -> str:
+    from aigp.monitor import ALERTS, MonitorConfig, calibrate, evaluate_alerts, firing, prepare_windows, window_figures
     from aigp.monitoring.drills import DRILLS, DrillConfig, drill_traffic, simulated_traffic
     from aigp.monitoring.job import analyse
-
-    from aigp.monitor import ALERTS, MonitorConfig, calibrate, evaluate_alerts, firing, prepare_windows, window_figures
 
     drill = DrillConfig()
     cfg = MonitorConfig(window_days=drill.window_days)

@@ -63,7 +63,6 @@ def _serve_stub(port: int) -> None:
 # ---------------------------------------------------------------------------------------------------------
 def _feature_store(root: Path, n_skus: int, seed: int) -> tuple[Path, Path, dt.date]:
     from aigp.feature_repo.store import open_store
-
     from aigp.ingest import ingest_logs, read_manifest
     from aigp.market.config import MarketConfig
     from aigp.market.logs import simulate_to_directory
@@ -87,11 +86,10 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def breakdown(feature_data: Path, state: Path, date: dt.date, repeats: int, seed: int) -> list[dict]:
     """Where a request's time goes, stage by stage, measured in this process (same machine, same load)."""
-    from aigp.serving.features import EmbeddedFeatureSource, active_skus
-
     from aigp.llm.knowledge import KnowledgeBase
     from aigp.llm.parser import parse_action
     from aigp.llm.prompt import PromptConfig, build_prompt
+    from aigp.serving.features import EmbeddedFeatureSource, active_skus
 
     skus = active_skus(feature_data, date)["sku_id"].to_numpy()
     rng = np.random.default_rng(seed)
@@ -126,11 +124,11 @@ def breakdown(feature_data: Path, state: Path, date: dt.date, repeats: int, seed
 def overhead(root: Path, feature_data: Path, state: Path, date: dt.date, n1: int, n256: int,
              seed: int) -> tuple[list[dict], dict]:
     import httpx
+
+    from aigp.pricing import PricingConfig
     from aigp.serving.features import active_skus
     from aigp.serving.predictor import free_port, wait_until_ready
     from aigp.serving.transformer import TransformerConfig, serve_local_transformer
-
-    from aigp.pricing import PricingConfig
 
     port = free_port()
     stub = multiprocessing.get_context("fork").Process(target=_serve_stub, args=(port,), daemon=True)
@@ -206,13 +204,12 @@ def overhead(root: Path, feature_data: Path, state: Path, date: dt.date, n1: int
 
 def throughput(root: Path, feature_data: Path, state: Path, date: dt.date, max_tokens: int,
                seed: int) -> tuple[list[dict], float]:
-    from aigp.serving.batch import BatchPricingConfig, run_batch_pricing
-    from aigp.serving.features import EmbeddedFeatureSource, active_skus
-
     from aigp.llm.model_factory import BaseModelConfig, build_base_model, model_metadata
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.teacher import KnowledgeBaseTeacher
     from aigp.pricing import PredictorSettings, PricingConfig
+    from aigp.serving.batch import BatchPricingConfig, run_batch_pricing
+    from aigp.serving.features import EmbeddedFeatureSource, active_skus
 
     skus = active_skus(feature_data, date, horizon_days=1)["sku_id"].tolist()
     source = EmbeddedFeatureSource.open(feature_data=feature_data, state_dir=state)

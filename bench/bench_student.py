@@ -244,7 +244,8 @@ def main() -> None:
                                      ("Spearman", best[1]["spearman"], 0.80),
                                      *((f"ablation '{r['prompt ablation']}' changes", r["student decisions changed"],
                                         0.20) for r in ablation_rows)):
-            verdicts.append(f"{label} {value:.2f} vs >= {target:.2f}: {'met' if value >= target else 'MISSED'}")
+            score = float(value)  # type: ignore[arg-type]  # a number from the tables above
+            verdicts.append(f"{label} {score:.2f} vs >= {target:.2f}: {'met' if score >= target else 'MISSED'}")
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     tokens = pd.Series([len(p.system) + len(p.user) for p in test_prompts])
     body = "\n\n".join([

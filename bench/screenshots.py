@@ -44,12 +44,11 @@ def screenshot(page: Path, png: Path, height: int = 2400) -> Path:
 
 
 def monitoring_pages(work: Path) -> tuple[Path, Path, Path]:
-    from aigp.monitoring.drills import DrillConfig, inject_ctr_shift, simulated_traffic
-    from aigp.monitoring.job import run_monitoring
-
     from aigp.market.config import MarketConfig
     from aigp.market.logs import simulate_to_directory
     from aigp.monitor import MonitorConfig, load_decisions
+    from aigp.monitoring.drills import DrillConfig, inject_ctr_shift, simulated_traffic
+    from aigp.monitoring.job import run_monitoring
 
     market = MarketConfig.build(n_skus=400, launch_days=20, seed=0)
     logs = simulate_to_directory(market, work / "market", overwrite=True)

@@ -32,14 +32,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from aigp.feature_repo.definitions import SERVICES, Definitions, build_definitions, feature_data_dir
-from aigp.feature_repo.online_layout import OnlineReader, decode_column, open_reader, open_writer
 from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
 from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
 from feast.repo_config import RegistryConfig
 from pydantic import Field
 
 from aigp.config import StrictConfig
+from aigp.feature_repo.definitions import SERVICES, Definitions, build_definitions, feature_data_dir
+from aigp.feature_repo.online_layout import OnlineReader, decode_column, open_reader, open_writer
 from aigp.ingest import DECISION_EVENTS, read_manifest, table_file
 from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP, FEATURES, Group
 

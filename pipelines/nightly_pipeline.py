@@ -9,14 +9,15 @@ the Secret ``aigp-redis``, key ``connection-string``), the predictor and registr
 ``aigp pipeline run --local --pipeline nightly --param market_logs_uri=... --param date=...``.
 """
 
+from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
+
 from aigp.components._image import DEFAULT_IMAGES, Images
 from aigp.components.batch_price.component import batch_price
 from aigp.components.materialize_features.component import materialize_features
 from aigp.components.monitor_pricing.component import monitor_pricing
 from aigp.components.nightly_window.component import nightly_window
 from aigp.pipelines.platform import building_with, on_cluster
-from kfp import dsl
-from kfp.dsl.graph_component import GraphComponent
 
 PIPELINE_NAME = "aigp-nightly"
 DESCRIPTION = "AIGP nightly pricing: materialize features, batch price, monitor"

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from aigp.components._image import DEFAULT_IMAGES, Images
 from kfp import dsl, kubernetes
+
+from aigp.components._image import DEFAULT_IMAGES, Images
 
 CONFIG_MAP = "aigp-config"
 # The keys of manifests/base/config/configmap.yaml (tests keep the two equal).

@@ -25,6 +25,9 @@ format yet (every sample unparsable) is the usual cause.
 
 from typing import Any
 
+from kfp import dsl, kubernetes
+from kfp.dsl.graph_component import GraphComponent
+
 from aigp.components._image import DEFAULT_IMAGES, Images
 from aigp.components.build_base_model.component import build_base_model
 from aigp.components.build_pairs.component import build_pairs
@@ -42,8 +45,6 @@ from aigp.components.teacher_generate.component import teacher_generate
 from aigp.components.train_ltve.component import train_ltve
 from aigp.components.training_configs.component import training_configs
 from aigp.pipelines.platform import TRAINING_CACHE_PVC, building_with, on_cluster
-from kfp import dsl, kubernetes
-from kfp.dsl.graph_component import GraphComponent
 
 PIPELINE_NAME = "aigp-training"
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -42,7 +42,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from aigp.serving.features import EmbeddedFeatureSource, active_skus
 from pydantic import Field
 
 from aigp.config import StrictConfig
@@ -57,6 +56,7 @@ from aigp.pricing import (
     decisions_log,
     resolve_arms,
 )
+from aigp.serving.features import EmbeddedFeatureSource, active_skus
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,6 @@ def _feature_store(ctx: dict[str, Any], log: Callable[[str], Any]) -> tuple[Path
     if store is not None:
         return Path(store.config.feature_data), Path(store.config.state_dir)
     from aigp.feature_repo.store import open_store
-
     from aigp.ingest import ingest_logs
 
     root = Path(ctx["root"])
@@ -110,17 +109,17 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
     """Serve the champion (or, said loudly, the base model), price the day through the transformer over HTTP,
     write the decisions log and the decision report; returns the run's summary."""
     import httpx
+    from tqdm.auto import tqdm
+
+    from aigp.decision_report import write_decision_report
     from aigp.feature_repo.store import open_store
+    from aigp.io import write_json, write_parquet
+    from aigp.llm.prompt import PromptConfig
+    from aigp.pricing import Decision, PredictorSettings, PricingConfig, decision_records, decisions_log
     from aigp.serving.batch import RATIONALE_COLUMNS, REPORT, SUMMARY, RunPaths, summarize
     from aigp.serving.features import EmbeddedFeatureSource, active_skus
     from aigp.serving.predictor import serve_local_predictor
     from aigp.serving.transformer import TransformerConfig, serve_local_transformer
-    from tqdm.auto import tqdm
-
-    from aigp.decision_report import write_decision_report
-    from aigp.io import write_json, write_parquet
-    from aigp.llm.prompt import PromptConfig
-    from aigp.pricing import Decision, PredictorSettings, PricingConfig, decision_records, decisions_log
 
     started = time.perf_counter()
     feature_data, state_dir = _feature_store(ctx, log)

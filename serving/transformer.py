@@ -41,14 +41,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from aigp.serving import metrics
-from aigp.serving.features import EmbeddedFeatureSource, FeatureServerSource, FeatureSource
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 from pydantic import Field
 
 from aigp.config import StrictConfig
 from aigp.pricing import Arm, Decision, PricingConfig, PricingEngine, Resolver, resolve_arms
+from aigp.serving import metrics
+from aigp.serving.features import EmbeddedFeatureSource, FeatureServerSource, FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -509,6 +509,7 @@ def serve_local_transformer(config: TransformerConfig, model_name: str = "aigp-p
     import tempfile
 
     import yaml
+
     from aigp.serving.predictor import free_port, serve_subprocess
 
     port = port or free_port()

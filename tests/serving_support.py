@@ -125,7 +125,6 @@ def build_feature_store(logs_path: Path, root: Path, days: int = 2) -> tuple[Pat
 
 def _build_feature_store(logs_path: Path, root: Path, days: int) -> tuple[Path, Path, dt.date]:
     from aigp.feature_repo.store import open_store
-
     from aigp.ingest import ingest_logs, read_manifest
 
     ingest_logs(logs_path, root / "features", overwrite=True)

@@ -29,7 +29,6 @@ from aigp.feature_repo.store import (  # noqa: E402
     FeatureStoreConfig,
     open_store,
 )
-
 from aigp.ingest import DECISION_EVENTS, ingest_logs, read_manifest, table_file  # noqa: E402
 from aigp.schema import (  # noqa: E402
     ENTITY_KEY,

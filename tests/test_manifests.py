@@ -13,6 +13,7 @@ import pytest
 import yaml
 from _k8s_schema import KSERVE_VERSION, crd_schemas, is_kserve, kserve_errors, kubernetes_errors
 from _kustomize import CLUSTER_SCOPED, build, kubectl
+
 from aigp.serving.inference_service import LLMServingConfig, predictor_args, render_inference_service
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from aigp.monitoring.drills import DrillConfig, inject_ctr_shift, simulated_traffic
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from aigp.cli import app
 from aigp.io import write_parquet
 from aigp.monitor import ALERTS, STALE_ALERT, MonitorConfig, load_decisions
+from aigp.monitoring.drills import DrillConfig, inject_ctr_shift, simulated_traffic
 
 ROOT = Path(__file__).resolve().parent.parent
 END = "2026-03-20"  # the conftest market's last launch day (steady volume up to there)
@@ -201,7 +201,6 @@ def test_cli_errors_and_fail_on_alert(run_dir, market_logs, live_decisions, tmp_
 def test_s3_inputs_and_dated_outputs(market_logs, live_decisions, tmp_path, monkeypatch) -> None:
     moto = pytest.importorskip("moto")
     from aigp.monitoring.job import run_from_paths
-
     from aigp.storage import s3_client, upload
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -312,11 +311,10 @@ def test_prometheus_fires_exactly_the_alerts_the_job_reports(market_logs, live_d
 def test_demo_monitors_the_served_decisions_and_reports_what_fires(market_logs, tmp_path, monkeypatch) -> None:
     """`make demo` monitors what its serving stage served (ctx['pricing_decisions']), on the day served, and
     its summary line names the alerts that fire there (here: replies that do not parse, and fall back)."""
-    from aigp.monitoring.drills import inject_parse_failures
-
     from aigp.cli.demo import STAGES
     from aigp.cli.monitor import stage_monitor
     from aigp.cli.price import stage_price
+    from aigp.monitoring.drills import inject_parse_failures
 
     traffic = simulated_traffic(DrillConfig(current_skus=400, launch_days=20), 5, 400)
     day = traffic[traffic["date"] == traffic["date"].max()].reset_index(drop=True)
@@ -344,9 +342,8 @@ def test_drift_chart_shows_the_alerting_features_next_to_a_huge_score() -> None:
     import math
     from types import SimpleNamespace
 
-    from aigp.monitoring.plots import drift_scores_figure
-
     from aigp.monitor import ColumnDrift
+    from aigp.monitoring.plots import drift_scores_figure
 
     def column(name: str, kind: str, score: float, alerting: bool) -> ColumnDrift:
         return ColumnDrift(name, kind, "wasserstein", score, 0.15, score >= 0.15, alerting)

@@ -10,9 +10,9 @@ import datetime as dt
 import json
 
 import pytest
-from aigp.pipelines.runner import PRESETS, latest_output, local_parameters, run_local
 
 from aigp.market.config import MarketConfig
+from aigp.pipelines.runner import PRESETS, latest_output, local_parameters, run_local
 
 # The gate's switchable floors off (a minutes-old tiny model misses the production ones): the run must reach
 # registration. The floor on the share of rows the model prices itself stays on: the model must write actions.

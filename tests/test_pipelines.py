@@ -10,6 +10,11 @@ from typing import ClassVar
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
+from aigp.cli import app
+from aigp.config import ConfigError
+from aigp.pipeline_params import nightly_dates, step_configs
 from aigp.pipelines.runner import (
     IR_FILES,
     PRESETS,
@@ -20,11 +25,6 @@ from aigp.pipelines.runner import (
     submit,
     submit_arguments,
 )
-from typer.testing import CliRunner
-
-from aigp.cli import app
-from aigp.config import ConfigError
-from aigp.pipeline_params import nightly_dates, step_configs
 
 HEAVY = {"exec-sft", "exec-sample-candidates", "exec-dpo"}
 

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 from _kustomize import build
-from aigp.pipelines.runner import IR_FILES
 from typer.testing import CliRunner
 
 from aigp.cli import app
+from aigp.pipelines.runner import IR_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"

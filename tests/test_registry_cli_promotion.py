@@ -11,17 +11,17 @@ import pytest
 import yaml
 from _k8s_schema import kserve_errors
 from _registry_support import S3_ENV, make_candidate, mlflow_store, s3_server
+from kubernetes.client.exceptions import ApiException
+from typer.testing import CliRunner
+
+from aigp.cli import app
+from aigp.registry.model_registry import GateReport, ModelRegistry
 from aigp.serving.inference_service import (
     LLMServingConfig,
     apply_inference_service,
     deploy,
     render_inference_service,
 )
-from kubernetes.client.exceptions import ApiException
-from typer.testing import CliRunner
-
-from aigp.cli import app
-from aigp.registry.model_registry import GateReport, ModelRegistry
 
 runner = CliRunner()
 

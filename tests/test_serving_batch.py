@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from aigp.serving.batch import BatchPricingConfig, RunConflict, RunPaths, run_batch_pricing
-from aigp.serving.features import active_skus
 from serving_support import MODEL, ScriptedPredictor, build_feature_store, in_a_safe, registry_env
 
 from aigp.decisions import validate_decisions
 from aigp.llm.local_endpoint import LocalOpenAIServer
+from aigp.serving.batch import BatchPricingConfig, RunConflict, RunPaths, run_batch_pricing
+from aigp.serving.features import active_skus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CONFIG = {"pricing": {"model_name": MODEL,

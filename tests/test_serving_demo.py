@@ -58,10 +58,9 @@ def champion(tmp_path_factory) -> tuple[dict[str, str], str]:
 
 def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(market_logs, champion, tmp_path,
                                                                             monkeypatch) -> None:
-    from aigp.serving import demo
-
     from aigp.cli.demo import STAGES
     from aigp.cli.price import stage_price
+    from aigp.serving import demo
 
     env, _ = champion
     for key, value in env.items():

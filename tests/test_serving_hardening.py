@@ -210,10 +210,9 @@ def test_a_damaged_online_store_is_one_error_naming_the_file(tmp_path: Path) -> 
 
 
 def test_a_truncated_parquet_source_is_named_by_its_path(tmp_path: Path) -> None:
-    from aigp.serving.features import active_skus
-
     from aigp.ingest import table_file
     from aigp.schema import Group
+    from aigp.serving.features import active_skus
 
     path = tmp_path / table_file(Group.SKU)
     path.parent.mkdir(parents=True, exist_ok=True)

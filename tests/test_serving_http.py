@@ -178,9 +178,8 @@ def test_predictor_serves_openai_routes_to_the_openai_client(stack, tiny_model) 
 
 
 def test_batched_generation_equals_one_at_a_time_and_batches(tiny_model) -> None:
-    from aigp.serving.predictor import BatchedGenerator, Sampling
-
     from aigp.llm.model_factory import load_model
+    from aigp.serving.predictor import BatchedGenerator, Sampling
 
     model, tokenizer = load_model(tiny_model)
     generator = BatchedGenerator(model, tokenizer, max_batch_size=8, batch_wait_ms=200)
@@ -437,6 +436,7 @@ def test_fallbacks_retries_and_bad_requests_are_counted_in_metrics(stack) -> Non
 # --- configuration: the manifest's arguments, the feature server ------------------------------------------------
 def test_the_manifest_command_and_configmap_configure_the_transformer(monkeypatch) -> None:
     from _kustomize import build
+
     from aigp.serving.transformer import build_parser, config_from_args
 
     resources = build(ROOT / "manifests" / "overlays" / "production")
@@ -459,9 +459,10 @@ def test_the_manifest_command_and_configmap_configure_the_transformer(monkeypatc
 def test_feature_server_source_reads_what_the_embedded_store_holds(stack) -> None:
     import asyncio
 
+    from feast.feature_server import get_app
+
     from aigp.feature_repo.store import open_store
     from aigp.serving.features import EmbeddedFeatureSource, FeatureServerSource
-    from feast.feature_server import get_app
 
     store = open_store(feature_data=stack["feature_data"], state_dir=stack["state"])
     ids = [*_active(stack)[:5], 10000003]

@@ -1,8 +1,9 @@
 """KFP component: nightly batch pricing of every active SKU (all logic in ``aigp.serving.batch``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
@@ -42,6 +43,7 @@ def batch_price(
     from pathlib import Path
 
     import yaml
+
     from aigp.serving.batch import BatchPricingConfig, run_batch_pricing
 
     try:

@@ -1,8 +1,9 @@
 """KFP component: LTVE-ranked preference pairs from sampled candidates (all logic in ``aigp.align``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)

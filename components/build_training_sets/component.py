@@ -1,9 +1,10 @@
 """KFP component: point-in-time training sets from the feature store, split by launch date into training SKUs
 and the held-out cohort of the offline gate (logic in ``aigp.training_sets`` and ``aigp.feature_repo.store``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
@@ -34,7 +35,6 @@ def build_training_sets(
     from pathlib import Path
 
     from aigp.feature_repo.store import open_store
-
     from aigp.io import write_parquet
     from aigp.training_sets import SplitConfig, split_training_sets
 

@@ -1,9 +1,10 @@
 """KFP component: how many preference pairs cleared ΔQ and Δa (the pipeline branches on it; logic in
 ``aigp.align.pairs``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)

@@ -1,8 +1,9 @@
 """KFP component: evaluate an LTVE artifact on the held-out cohort (all logic in ``aigp.ltve.evaluate``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)

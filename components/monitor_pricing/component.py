@@ -1,9 +1,10 @@
 """KFP component: monitor live pricing over a window of decisions (all logic in ``aigp.monitor`` and
 ``aigp.monitoring.job``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
@@ -36,9 +37,9 @@ def monitor_pricing(
     from pathlib import Path
 
     import yaml
-    from aigp.monitoring.job import run_from_paths
 
     from aigp.monitor import MonitorConfig
+    from aigp.monitoring.job import run_from_paths
 
     cfg = MonitorConfig.build(**(yaml.safe_load(config_yaml) or {})).with_updates(window_days=window_days)
     result = run_from_paths(reference.path, decisions.path, outputs.path, config=cfg, end=end_date or None,

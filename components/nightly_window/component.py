@@ -2,8 +2,9 @@
 
 from typing import NamedTuple
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)

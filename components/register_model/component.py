@@ -1,9 +1,10 @@
 """KFP components: register a gated candidate in the model registry (logic in
 ``aigp.registry.model_registry``), or end the run with a reason (the gate's verdict)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Model
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)

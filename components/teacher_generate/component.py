@@ -1,8 +1,9 @@
 """KFP component: teacher generations for sampled prompts (all logic in ``aigp.llm.distill``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)

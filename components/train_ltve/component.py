@@ -1,8 +1,9 @@
 """KFP component: train the Long-Term Value Estimator on a training set (all logic in ``aigp.ltve``)."""
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)

@@ -3,8 +3,9 @@
 
 from typing import NamedTuple
 
-from aigp.components._image import AIGP_IMAGE
 from kfp import dsl
+
+from aigp.components._image import AIGP_IMAGE
 
 
 @dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
@@ -22,8 +23,9 @@ def training_configs(
     pairs_config_yaml: str = "",
     dpo_config_yaml: str = "",
     gate_config_yaml: str = "",
-) -> NamedTuple("StepConfigs", [  # type: ignore[valid-type]  # KFP's named outputs("distill", str), ("ltve", str), ("sft", str), ("sampling", str),
-                                ("pairs", str), ("dpo", str), ("gate", str)]):
+) -> NamedTuple(  # type: ignore[valid-type]  # KFP's named outputs
+        "StepConfigs", [("distill", str), ("ltve", str), ("sft", str), ("sampling", str), ("pairs", str),
+                        ("dpo", str), ("gate", str)]):
     """Merge ΔQ, Δa, β, the seed and the model size's prompt budget into each step's YAML override and
     validate every config (a bad field fails here, naming it, before any training step runs)."""
     from collections import namedtuple

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from aigp.components.batch_price.component import batch_price
-from aigp.components.materialize_features.component import materialize_features
 from kfp.dsl import HTML, Dataset, Metrics
 
+from aigp.components.batch_price.component import batch_price
+from aigp.components.materialize_features.component import materialize_features
 from aigp.decisions import validate_decisions
 from aigp.ingest import table_file
 from aigp.market.config import MarketConfig

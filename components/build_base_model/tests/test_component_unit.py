@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from aigp.components.build_base_model.component import build_base_model
 from kfp.dsl import Metrics, Model
 
+from aigp.components.build_base_model.component import build_base_model
 from aigp.llm.rows import load_prompt_rows
 from aigp.market.config import MarketConfig
 

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import torch
-from aigp.components.build_pairs.component import build_pairs
 from kfp.dsl import Dataset, Metrics, Model
 
 from aigp.align.pairs import read_pair_records
 from aigp.align.sampling import Candidates, SamplingConfig, parse_candidates, write_candidates
+from aigp.components.build_pairs.component import build_pairs
 from aigp.llm.parser import parse_action
 from aigp.llm.rows import load_prompt_rows
 from aigp.ltve.artifact import save_model

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from aigp.components.build_training_sets.component import build_training_sets
 from kfp.dsl import Dataset, Metrics
 
+from aigp.components.build_training_sets.component import build_training_sets
 from aigp.ingest import ingest_logs
 from aigp.ltve.dataset import launch_dates
 from aigp.market.config import MarketConfig

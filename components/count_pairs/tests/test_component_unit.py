@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from aigp.components.count_pairs.component import count_pairs
 from kfp.dsl import Dataset
 
 from aigp.align.pairs import PairsConfig, PairSet, write_pairs
+from aigp.components.count_pairs.component import count_pairs
 
 
 @pytest.mark.parametrize("n", [0, 3])

@@ -6,11 +6,11 @@ import json
 
 import pandas as pd
 import torch
-from aigp.components.dpo.component import dpo
 from kfp.dsl import Dataset, Metrics, Model
 from safetensors.torch import load_file
 
 from aigp.align.pairs import PairsConfig, PairSet, action_text, write_pairs
+from aigp.components.dpo.component import dpo
 from aigp.llm.model_factory import BaseModelConfig, build_base_model
 from aigp.llm.prompt import SYSTEM_PROMPT
 

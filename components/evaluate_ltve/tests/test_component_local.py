@@ -1,10 +1,10 @@
 """train_ltve -> evaluate_ltve as a two-step pipeline under kfp.local (subprocesses, this virtualenv)."""
 
 import pytest
-from aigp.components.evaluate_ltve.component import evaluate_ltve
-from aigp.components.train_ltve.component import train_ltve
 from kfp import dsl, local
 
+from aigp.components.evaluate_ltve.component import evaluate_ltve
+from aigp.components.train_ltve.component import train_ltve
 from aigp.ltve.dataset import training_frame_from_logs
 from aigp.market.config import MarketConfig
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from aigp.components.evaluate_ltve.component import evaluate_ltve
 from kfp.dsl import HTML, Dataset, Metrics, Model
 
+from aigp.components.evaluate_ltve.component import evaluate_ltve
 from aigp.ltve.artifact import save_model
 from aigp.ltve.dataset import training_frame_from_logs
 from aigp.ltve.train import LTVETrainConfig, train_ltve

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from aigp.components.judge_filter.component import judge_filter
 from kfp.dsl import Dataset, Metrics
 
+from aigp.components.judge_filter.component import judge_filter
 from aigp.llm.distill import DistillConfig, generate, write_jsonl
 from aigp.llm.rows import load_prompt_rows
 from aigp.market.config import MarketConfig

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from aigp.components.materialize_features.component import materialize_features
 from kfp import dsl, local
 
+from aigp.components.materialize_features.component import materialize_features
 from aigp.market.config import MarketConfig
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from aigp.components.materialize_features.component import materialize_features
 from kfp.dsl import Dataset, Metrics
 
+from aigp.components.materialize_features.component import materialize_features
 from aigp.market.config import MarketConfig
 from aigp.market.logs import simulate_to_directory
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from aigp.components.monitor_pricing.component import monitor_pricing
-from aigp.monitoring.drills import DrillConfig, inject_fallback_rise, simulated_traffic
 from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
+from aigp.components.monitor_pricing.component import monitor_pricing
 from aigp.io import write_parquet
+from aigp.monitoring.drills import DrillConfig, inject_fallback_rise, simulated_traffic
 
 
 @pytest.fixture(scope="module")

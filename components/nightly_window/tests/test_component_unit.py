@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from aigp.components.nightly_window.component import nightly_window
 
+from aigp.components.nightly_window.component import nightly_window
 from aigp.config import ConfigError
 
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-from aigp.components.offline_gate.component import offline_gate
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
+from aigp.components.offline_gate.component import offline_gate
 from aigp.gate import heldout_from_logs
 from aigp.llm.prompt import PromptConfig, build_prompt
 from aigp.market.config import MarketConfig

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aigp.components.register_model.component import fail_run, register_model
 from kfp.dsl import HTML, Artifact, Model
 
+from aigp.components.register_model.component import fail_run, register_model
 from aigp.gate import GateConfig, GateResult, decide, write_gate_report
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
-from aigp.components.sample_candidates.component import sample_candidates
 from kfp.dsl import Dataset, Metrics, Model
 
+from aigp.components.sample_candidates.component import sample_candidates
 from aigp.llm.model_factory import BaseModelConfig, build_base_model
 from aigp.llm.prompt import PromptConfig, build_prompt
 from aigp.llm.rows import load_prompt_rows

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from aigp.components.sft.component import sft
 from kfp.dsl import Dataset, Metrics, Model
 
+from aigp.components.sft.component import sft
 from aigp.llm.distill import DistillConfig, run_distill
 from aigp.llm.model_factory import BaseModelConfig, build_base_model
 from aigp.market.config import MarketConfig

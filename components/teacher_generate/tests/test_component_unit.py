@@ -7,11 +7,11 @@
 import json
 
 import pytest
-from aigp.components.judge_filter.component import judge_filter
-from aigp.components.teacher_generate.component import teacher_generate
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics
 
+from aigp.components.judge_filter.component import judge_filter
+from aigp.components.teacher_generate.component import teacher_generate
 from aigp.llm.distill import read_jsonl
 from aigp.market.config import MarketConfig
 from aigp.market.logs import simulate_to_directory

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from aigp.components.train_ltve.component import train_ltve
 from kfp.dsl import Dataset, Metrics, Model
 
+from aigp.components.train_ltve.component import train_ltve
 from aigp.ltve.artifact import load_model
 from aigp.ltve.dataset import training_frame_from_logs
 from aigp.market.config import MarketConfig

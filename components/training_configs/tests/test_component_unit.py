@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from aigp.components.training_configs.component import training_configs
 
+from aigp.components.training_configs.component import training_configs
 from aigp.config import ConfigError
 
 
