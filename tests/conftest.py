@@ -32,3 +32,14 @@ def market_logs(tmp_path_factory: pytest.TempPathFactory, small_market_config: M
     from aigp.market.logs import simulate_to_directory
 
     return simulate_to_directory(small_market_config, tmp_path_factory.mktemp("logs") / "market")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test on one torch thread (tiny networks gain nothing from a second one), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

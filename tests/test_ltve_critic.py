@@ -20,14 +20,8 @@ from aigp.ltve.critic import (
 )
 from aigp.ltve.dataset import MixedSampler, build_transitions
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: a second OpenMP thread only adds synchronisation (and the cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny networks: a second OpenMP thread only adds synchronisation (and the cores are shared)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sample_expectile(x: np.ndarray, tau: float) -> float:

@@ -24,13 +24,8 @@ from aigp.ltve.evaluate import (
 )
 from aigp.ltve.train import LTVETrainConfig, train_ltve
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny networks: a second OpenMP thread only adds synchronisation (and the cores are shared)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------------------

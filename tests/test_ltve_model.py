@@ -28,12 +28,8 @@ from aigp.market.config import MarketConfig
 TINY = {"hidden_dims": [32, 32], "steps": 300}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny networks: a second OpenMP thread only adds synchronisation (and the cores are shared)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
