@@ -134,6 +134,12 @@ def stale_ir(names: tuple[str, ...] = tuple(IR_FILES)) -> dict[str, str]:
     return stale
 
 
+# DPO of the small presets: an all-linear LoRA (aigp.align.training.ALL_LINEAR_MODULES, spelled out here so
+# the CLI does not import torch), the NLL term on the chosen action and the parse-rate guard (aigp.align.dpo).
+DPO_ALL_LINEAR_YAML = ("lora: {r: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                       "up_proj, down_proj]}\noptim: {learning_rate: 0.002}\nsft_weight: 1.0\nguard: {enabled: true}")
+
+
 # Short [ACT_ONLY] prompts keep a CPU-sized model's sequences short (the alignment tests use the same).
 SHORT_PROMPT = ("{act_only: true, include_knowledge: false, include_diagnosis: false, description_max_chars: 60, "
                 "reviews_max_chars: 60}")
@@ -176,9 +182,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                             "optim: {learning_rate: 0.003, batch_size: 2}"),
         # NLL term on the chosen action + parse-rate guard (aigp.align.dpo): blind DPO at this learning rate
         # destroyed the answer format in the reduced evaluation
-        "dpo_config_yaml": ("lora: {r: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, "
-                            "up_proj, down_proj]}\noptim: {learning_rate: 0.002}\nsft_weight: 1.0\n"
-                            "guard: {enabled: true}"),
+        "dpo_config_yaml": DPO_ALL_LINEAR_YAML,
         "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
         "gate_config_yaml": ("eval_rows: 60\njudge_samples: 8\njudge_max_new_tokens: 160\n"
                              f"policy: {{generation: {{max_new_tokens: 24}}, "
@@ -193,9 +197,7 @@ PRESETS["demo"] = {
     "distill_config_yaml": f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
     "sft_config_yaml": ("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
                         "optim: {learning_rate: 0.003, batch_size: 16, warmup: 0.03}"),
-    "dpo_config_yaml": ("lora: {r: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, "
-                        "up_proj, down_proj]}\noptim: {learning_rate: 0.002}\nsft_weight: 1.0\n"
-                        "guard: {enabled: true}"),
+    "dpo_config_yaml": DPO_ALL_LINEAR_YAML,
     "sampling_config_yaml": f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
     "gate_config_yaml": ("eval_rows: 60\njudge_samples: 0\n"
                          f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
