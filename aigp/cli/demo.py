@@ -1,7 +1,9 @@
 """`aigp demo`: the main job end to end on the embedded defaults, with progress and a short summary.
 
 Stages run in order and share a context dict; each later area (features, pipeline, gate, registry,
-serving, monitoring) adds its stage to ``STAGES``.
+serving, monitoring) adds its stage to ``STAGES``. Alignment (SFT, candidates, LTVE-ranked pairs, DPO) runs once,
+inside the training pipeline that trains the model the demo serves; ``bench/bench_alignment.py`` and
+``aigp align`` run it standalone.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 
-from aigp.cli import demo_align as align_stages
 from aigp.cli import demo_pipeline as pipeline_stages
 from aigp.cli import features as feature_stages
 from aigp.cli import llm as llm_stages
@@ -65,7 +66,6 @@ STAGES: list[tuple[str, Stage]] = [
     ("Long-Term Value Estimator (train + held-out evaluation)", ltve_stages.stage_ltve),
     ("offline base model (tokenizer + Qwen3 config)", llm_stages.stage_base_model),
     ("teacher distillation set (teacher + judge)", llm_stages.stage_distill),
-    ("alignment (SFT, [ACT_ONLY] candidates, LTVE-ranked pairs, DPO)", align_stages.stage_align),
     ("training pipeline (kfp.local) -> gate -> registry, demo auto-approval", pipeline_stages.stage_training_pipeline),
     ("serve the promoted model and price the next day through the transformer", price_stages.stage_price),
     ("monitor what was served (drift, safety, stability) and the A/B report", monitor_stages.stage_monitor),
