@@ -16,8 +16,8 @@ Thresholds (:class:`GateConfig`) are absolute floors plus non-inferiority margin
 champion evaluated on the same rows (paired; when there is no champion the margins are skipped and the
 report says so). Every check is a :class:`GateCheck` with its value, threshold and a reason; the verdict
 is ``passed`` only when no check fails. :func:`write_gate_report` writes ``gate_report.json`` and
-``gate_report.html`` (tables and plots) and returns the registry's :class:`GateReport` -- the one type the
-registry accepts (``aigp.registry.model_registry.GateReport``).
+``gate_report.html`` (tables and plots) and returns a :class:`GateReport` -- the one type the registry
+(``aigp.registry.model_registry``) accepts.
 
 The model itself is reached through a *proposer*: ``proposer(model_dir, rows) -> DataFrame`` with one row
 per input row and the columns ``change`` (projected into A_safe), ``raw_change`` (as proposed, NaN when
@@ -486,11 +486,49 @@ def _window_of(rows: pd.DataFrame) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------------
 # the report
-def write_gate_report(result: GateResult, out_dir: str | Path) -> Any:
-    """Write ``gate_report.json`` and ``gate_report.html`` (atomically) into ``out_dir``; return the registry's
-    :class:`~aigp.registry.model_registry.GateReport` pointing at them."""
-    from aigp.registry.model_registry import GateReport
+class GateReportError(ValueError):
+    """A gate report that cannot be read or has no verdict; the message says what."""
 
+
+@dataclass(frozen=True)
+class GateReport:
+    """What the offline gate hands the registry: its verdict and where its HTML + JSON report live."""
+
+    status: Literal["passed", "failed"]
+    html_path: Path
+    json_path: Path
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in ("passed", "failed"):
+            raise GateReportError(f"gate_report.status={self.status!r}: expected 'passed' or 'failed'")
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @classmethod
+    def from_json(cls, json_path: str | Path, html_path: str | Path | None = None) -> GateReport:
+        """Read the verdict from a gate JSON report holding ``"passed": bool`` (or ``"status"``) and
+        optionally ``"reasons"``; the HTML report defaults to the same name with ``.html``."""
+        json_path = Path(json_path)
+        try:
+            data = json.loads(json_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GateReportError(f"gate report {json_path}: cannot read JSON ({exc})") from None
+        if "passed" in data and isinstance(data["passed"], bool):
+            status: Literal["passed", "failed"] = "passed" if data["passed"] else "failed"
+        elif data.get("status") in ("passed", "failed"):
+            status = data["status"]
+        else:
+            raise GateReportError(f"gate report {json_path}: needs 'passed': true|false or 'status': 'passed'|'failed'")
+        reasons = tuple(str(r) for r in data.get("reasons", ()))
+        return cls(status, Path(html_path) if html_path else json_path.with_suffix(".html"), json_path, reasons)
+
+
+def write_gate_report(result: GateResult, out_dir: str | Path) -> GateReport:
+    """Write ``gate_report.json`` and ``gate_report.html`` (atomically) into ``out_dir``; return the
+    :class:`GateReport` pointing at them."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / GATE_JSON, out / GATE_HTML

@@ -163,7 +163,7 @@ def _is_s3(uri: str | Path) -> bool:
 
 def _local(uri: str | Path, scratch: Path, name: str) -> Path:
     if _is_s3(uri):
-        from aigp.storage import download
+        from aigp.registry.storage import download
 
         return download(str(uri), scratch / name)
     return Path(uri)
@@ -199,7 +199,7 @@ def run_from_paths(reference: str | Path, current: str | Path, out: str | Path, 
 
             push(summary_registry(result.summary), pushgateway)
         if remote:
-            from aigp.storage import upload
+            from aigp.registry.storage import upload
 
             target = str(out).rstrip("/") + (f"/{local_out.name}" if dated else "")
             upload(local_out, target)

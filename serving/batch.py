@@ -376,11 +376,10 @@ def token_counter_for(spec: str | None) -> Any:
         return None
     from transformers import AutoTokenizer
 
-    from aigp import storage
     from aigp.llm.model_factory import token_counter
+    from aigp.registry import storage
 
-    path = str(storage.resolve_local(spec)) if spec.startswith(("file://", "s3://")) else spec
-    return token_counter(AutoTokenizer.from_pretrained(path))
+    return token_counter(AutoTokenizer.from_pretrained(storage.localize(spec)))
 
 
 def run_batch_pricing(date: dt.date, config: BatchPricingConfig | None = None, *,

@@ -84,11 +84,10 @@ def _base_model(ctx: dict[str, Any], log: Callable[[str], Any]) -> Path:
 def prompt_budget(model_dir: str | Path, max_tokens: int) -> int | None:
     """The prompt token budget a model needs: its factory metadata's, else what its context leaves after the
     completion budget (None for long-context models)."""
-    from aigp import storage
     from aigp.llm.model_factory import model_metadata
+    from aigp.registry import storage
 
-    spec = str(model_dir)
-    path = storage.resolve_local(spec) if spec.startswith(("file://", "s3://")) else Path(spec)
+    path = Path(storage.localize(model_dir))
     budget = (model_metadata(path).get("architecture") or {}).get("prompt_budget")
     if budget:
         return int(budget)

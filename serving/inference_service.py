@@ -191,7 +191,7 @@ def publish_model(storage_uri: str, prefix: str, model_name: str, version: int, 
     """Copy a version's model directory to ``<prefix>/<model_name>/v<version>`` on S3 (where the cluster's
     storage initializer can pull it); returns that URI. Already-S3 URIs under a different prefix are
     downloaded (cached) and re-uploaded."""
-    from aigp import storage
+    from aigp.registry import storage
 
     target = f"{prefix.rstrip('/')}/{model_name}/v{version}"
     storage.parse_s3_uri(target)

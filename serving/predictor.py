@@ -295,13 +295,11 @@ class LLMPredictor(Model):
         self.created = int(time.time())
 
     def load(self) -> bool:
-        from aigp import storage
         from aigp.llm.model_factory import load_model, resolve_model
+        from aigp.registry import storage
 
         # A registry storage URI (file:// for a local MLflow store, s3:// in production) or a local path.
-        spec = str(self.model_dir)
-        self.local_dir = str(storage.resolve_local(spec)) if spec.startswith(("file://", "s3://")) else \
-            resolve_model(spec)
+        self.local_dir = resolve_model(storage.localize(self.model_dir))
         model, tokenizer = load_model(self.local_dir)
         self.generator = BatchedGenerator(model, tokenizer, max_batch_size=self.max_batch_size,
                                           batch_wait_ms=self.batch_wait_ms)

@@ -152,7 +152,8 @@ def registry_env(root: Path) -> dict[str, str]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        from aigp.registry.model_registry import GateReport, ModelRegistry
+        from aigp.gate import GateReport
+        from aigp.registry.model_registry import ModelRegistry
 
         registry = ModelRegistry()
         for tag in ("a", "b"):

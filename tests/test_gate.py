@@ -13,6 +13,7 @@ from aigp.gate import (
     GATE_HTML,
     GATE_JSON,
     GateConfig,
+    GateReport,
     decide,
     evaluate_candidate,
     heldout_from_logs,
@@ -21,7 +22,6 @@ from aigp.gate import (
     judge_metrics,
     write_gate_report,
 )
-from aigp.registry.model_registry import GateReport
 
 
 def _proposer(offset: float, *, raw_offset: float | None = None, parse_fail_every: int = 0):

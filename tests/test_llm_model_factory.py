@@ -15,12 +15,12 @@ from aigp.llm.model_factory import (
     model_metadata,
     resolve_model,
     token_counter,
-    upload_model,
 )
 from aigp.llm.prompt import PromptConfig, build_prompt, render_chatml
 from aigp.llm.sanitize import ACT_ONLY_TOKEN
 from aigp.llm.teacher import KnowledgeBaseTeacher
-from aigp.storage import StorageError
+from aigp.registry import storage
+from aigp.registry.storage import StorageError
 
 
 def _corpus() -> list[str]:
@@ -116,16 +116,19 @@ def test_an_s3_uri_resolves_to_a_downloaded_copy(tiny, tmp_path, monkeypatch) ->
         monkeypatch.setenv(key, value)
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="models")
-        uploaded = upload_model(path, "s3://models/base/tiny")
-        local = resolve_model("s3://models/base/tiny", cache_dir=tmp_path / "cache")
+        uploaded = storage.upload(path, "s3://models/base/tiny")
+        local = storage.localize("s3://models/base/tiny", cache_dir=tmp_path / "cache")
         files = sorted(p.name for p in path.iterdir() if p.is_file())
-        assert uploaded == len(files)
+        assert len(uploaded) == len(files)
         assert sorted(p.name for p in Path(local).iterdir() if p.name in files) == files
-        _, tokenizer = load_model("s3://models/base/tiny", cache_dir=tmp_path / "cache")
+        _, tokenizer = load_model(resolve_model(local))
         assert tokenizer("roi_target")["input_ids"] == load_model(path)[1]("roi_target")["input_ids"]
         with pytest.raises(StorageError, match="nothing at"):
-            resolve_model("s3://models/missing", cache_dir=tmp_path / "cache")
+            storage.localize("s3://models/missing", cache_dir=tmp_path / "cache")
     assert Path(local).is_relative_to(tmp_path / "cache")
+    with pytest.raises(ValueError, match="remote URI: localize it first"):
+        resolve_model("s3://models/base/tiny")  # the core never reaches the network itself
+    assert storage.localize(path) == str(path) and storage.localize("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
 
 
 def test_sizes_are_consistent() -> None:

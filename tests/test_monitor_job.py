@@ -201,7 +201,7 @@ def test_cli_errors_and_fail_on_alert(run_dir, market_logs, live_decisions, tmp_
 def test_s3_inputs_and_dated_outputs(market_logs, live_decisions, tmp_path, monkeypatch) -> None:
     moto = pytest.importorskip("moto")
     from aigp.monitoring.job import run_from_paths
-    from aigp.storage import s3_client, upload
+    from aigp.registry.storage import s3_client, upload
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")

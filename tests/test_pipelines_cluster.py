@@ -79,9 +79,9 @@ def _needs(program: str) -> set[str]:
     """What the step's code talks to: the program the IR runs and the aigp modules it imports."""
     text = _with_imported_sources(program).lower()
     needs = set()
-    if "mlflow" in text or "aigp.registry" in text:
+    if "mlflow" in text or "aigp.registry.model_registry" in text or "aigp.registry.tracking" in text:
         needs |= {"mlflow", "s3"}  # the tracking server keeps its artifacts in S3 (AIGP_MLFLOW_ARTIFACTS)
-    if re.search(r"\bs3\b|is_s3_uri|aigp import storage", text):
+    if re.search(r"\bs3\b|is_s3_uri|aigp.registry import storage|aigp.registry.storage", text):
         needs.add("s3")
     if "redis" in text:
         needs.add("redis")

@@ -15,7 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
 from aigp.cli import app
-from aigp.registry.model_registry import GateReport, ModelRegistry
+from aigp.gate import GateReport
+from aigp.registry.model_registry import ModelRegistry
 from aigp.serving.inference_service import (
     LLMServingConfig,
     apply_inference_service,
@@ -178,7 +179,7 @@ def test_promote_publishes_a_local_version_to_s3(env: Path, monkeypatch: pytest.
     with s3_server() as endpoint:
         for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint, "AIGP_CACHE_DIR": str(env / "cache")}.items():
             monkeypatch.setenv(key, value)
-        from aigp import storage
+        from aigp.registry import storage
 
         client = storage.s3_client()
         client.create_bucket(Bucket="aigp-models")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from _registry_support import S3_ENV, make_candidate, mlflow_store, s3_server
 
-from aigp import storage
+from aigp.gate import GateReport, GateReportError
+from aigp.registry import storage
 from aigp.registry.model_registry import (
-    GateReport,
     ModelRegistry,
     RegistryError,
     TransitionRefused,
@@ -190,10 +190,10 @@ def test_register_candidate_rejects_bad_input(registry: ModelRegistry, tmp_path:
     with pytest.raises(RegistryError, match="data_window: end 2026-01-01 is before start 2026-02-01"):
         registry.register_candidate(model_dir, gate, {}, model_name="bad-input",
                                     data_window=("2026-02-01", "2026-01-01"))
-    with pytest.raises(RegistryError, match=r"gate_report\.status='maybe'"):
+    with pytest.raises(GateReportError, match=r"gate_report\.status='maybe'"):
         GateReport("maybe", html, report)  # type: ignore[arg-type]
     (tmp_path / "odd.json").write_text('{"score": 3}')
-    with pytest.raises(RegistryError, match=r"needs 'passed': true\|false"):
+    with pytest.raises(GateReportError, match=r"needs 'passed': true\|false"):
         GateReport.from_json(tmp_path / "odd.json")
     assert registry.model_names() == []  # nothing half-registered
 

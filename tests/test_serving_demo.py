@@ -23,10 +23,11 @@ def champion(tmp_path_factory) -> tuple[dict[str, str], str]:
     """A registry whose champion is a real (tiny) model; returns its environment and storage URI."""
     import os
 
+    from aigp.gate import GateReport
     from aigp.llm.model_factory import BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.teacher import KnowledgeBaseTeacher
-    from aigp.registry.model_registry import GateReport, ModelRegistry
+    from aigp.registry.model_registry import ModelRegistry
 
     root = tmp_path_factory.mktemp("demo_registry")
     teacher, corpus = KnowledgeBaseTeacher(), []

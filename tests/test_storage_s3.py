@@ -1,4 +1,4 @@
-"""aigp.storage against a real S3-compatible HTTP server on 127.0.0.1 (moto server mode)."""
+"""aigp.registry.storage against a real S3-compatible HTTP server on 127.0.0.1 (moto server mode)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from _registry_support import S3_ENV, s3_server
 
-from aigp import storage
-from aigp.storage import StorageError
+from aigp.registry import storage
+from aigp.registry.storage import StorageError
 
 pytestmark = pytest.mark.integration
 

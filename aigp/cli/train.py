@@ -50,7 +50,7 @@ Track = Annotated[bool, typer.Option(help=f"log parameters and metrics to MLflow
 @user_errors
 def sft(
     distill: Annotated[Path, typer.Option(help="distillation set (directory with distill.jsonl, or the file)")],
-    base_model: Annotated[str, typer.Option(help="base model: directory, s3:// URI or HF id")],
+    base_model: Annotated[str, typer.Option(help="base model: directory, s3:// URI (cached) or HF id")],
     out: Annotated[Path, typer.Option(help="output model directory (merged model; adapter in adapter/)")],
     config: Annotated[Path | None, typer.Option(help="SFTStepConfig YAML; flags override it")] = None,
     epochs: Annotated[float | None, typer.Option(help="passes over the data")] = None,
@@ -61,9 +61,11 @@ def sft(
     """LoRA SFT of the base model on the judged teacher responses."""
     from aigp.align.sft import SFTStepConfig
     from aigp.align.steps import sft_step
+    from aigp.registry.storage import localize
+    from aigp.registry.tracking import step_tracker
 
     cfg = _optim(_config(SFTStepConfig, config), epochs=epochs, max_steps=max_steps, learning_rate=learning_rate)
-    result = sft_step(distill, base_model, out, cfg, experiment=EXPERIMENT if track else None)
+    result = sft_step(distill, localize(base_model), out, cfg, tracker=step_tracker(EXPERIMENT if track else None))
     _show(f"SFT -> {result.model_dir}", result.metrics, result.model_dir)
 
 
@@ -83,12 +85,13 @@ def sample(
     """Sample M [ACT_ONLY] candidate actions per prompt, parse them with Ψ, keep those inside A_safe."""
     from aigp.align.sampling import SamplingConfig
     from aigp.align.steps import sample_step
+    from aigp.registry.tracking import step_tracker
 
     if (endpoint_url is None) != (endpoint_model is None):
         raise ValueError("--endpoint-url and --endpoint-model go together")
     endpoint = {"base_url": endpoint_url, "model": endpoint_model} if endpoint_url else None
     cfg = _config(SamplingConfig, config, n_prompts=n, n_candidates=m, endpoint=endpoint)
-    result = sample_step(policy_model, rows, out, cfg, experiment=EXPERIMENT if track else None)
+    result = sample_step(policy_model, rows, out, cfg, tracker=step_tracker(EXPERIMENT if track else None))
     _show(f"candidates -> {out}", result.metrics, out)
 
 
@@ -106,9 +109,10 @@ def pairs(
     """Score every candidate with the LTVE and keep unambiguous (a+, a-) pairs."""
     from aigp.align.pairs import PairsConfig
     from aigp.align.steps import pairs_step
+    from aigp.registry.tracking import step_tracker
 
     cfg = _config(PairsConfig, config, delta_q=delta_q, delta_a=delta_a)
-    result = pairs_step(candidates, ltve, out, cfg, experiment=EXPERIMENT if track else None)
+    result = pairs_step(candidates, ltve, out, cfg, tracker=step_tracker(EXPERIMENT if track else None))
     _show(f"pairs -> {out}", result.metrics, out)
 
 
@@ -128,8 +132,9 @@ def dpo(
     """DPO on the pairs with the input policy as the frozen reference (LoRA, no second model copy)."""
     from aigp.align.dpo import DPOStepConfig
     from aigp.align.steps import dpo_step
+    from aigp.registry.tracking import step_tracker
 
     cfg = _optim(_config(DPOStepConfig, config, beta=beta), epochs=epochs, max_steps=max_steps,
                  learning_rate=learning_rate)
-    result = dpo_step(pairs, policy_model, out, cfg, experiment=EXPERIMENT if track else None)
+    result = dpo_step(pairs, policy_model, out, cfg, tracker=step_tracker(EXPERIMENT if track else None))
     _show(f"DPO -> {result.model_dir}", result.metrics, result.model_dir)

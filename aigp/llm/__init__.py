@@ -7,7 +7,7 @@ Entry points (see ``docs/llm_core.md``):
   ``parse_prompt(prompt)``;
 - ``aigp.llm.parser``: ``parse_action(output, prev_discount)`` (Ψ) and ``parse_actions`` for a batch;
 - ``aigp.llm.model_factory``: ``build_base_model(out_dir, corpus, BaseModelConfig(size=...))``, ``load_model(spec)``
-  and ``resolve_model(spec)`` (local path, S3 URI or HF id);
+  and ``resolve_model(spec)`` (local path or HF id; S3 URIs are localized by the platform first);
 - ``aigp.llm.teacher``: ``KnowledgeBaseTeacher`` (built-in), ``teacher_backend`` (to serve it),
   ``TeacherPolicy`` (the teacher as a simulator policy);
 - ``aigp.llm.judge``: ``RuleJudge``, ``LLMJudge``, ``CombinedJudge`` and the planted-defect set;

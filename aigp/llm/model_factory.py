@@ -170,22 +170,23 @@ def model_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 
-def resolve_model(spec: str | Path, *, cache_dir: str | Path | None = None) -> str:
+def resolve_model(spec: str | Path) -> str:
     """Where ``from_pretrained`` should load ``spec`` from.
 
-    - a local directory with a ``config.json``: itself;
-    - ``s3://bucket/prefix``: an atomic, cached download (``aigp.storage.resolve_local``; endpoint and
-      credentials from the environment, cache under ``cache_dir`` or ``AIGP_CACHE_DIR``);
-    - anything else: passed through as a Hugging Face model id (needs the hub or its cache).
-    """
-    from aigp import storage
+    - a local directory with a ``config.json`` (or its ``file://`` URI): itself;
+    - anything else without a scheme: passed through as a Hugging Face model id (needs the hub or its cache).
 
+    Remote URIs (``s3://``) are the platform's business: ``aigp.registry.storage.localize(spec)`` turns one into a
+    cached local copy before the core sees it, and a remote URI here is refused with that hint.
+    """
     text = str(spec)
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    elif "://" in text:
+        raise ValueError(f"model {text!r} is a remote URI: localize it first (aigp.registry.storage.localize)")
     path = Path(text).expanduser()
-    if storage.is_s3_uri(text):
-        path = storage.resolve_local(text, cache_dir=cache_dir)
-    elif not path.is_dir():
-        if text.startswith(("/", "./", "../", "~", "file://")) or text.count("/") > 1:
+    if not path.is_dir():
+        if text.startswith(("/", "./", "../", "~")) or text.count("/") > 1:
             raise FileNotFoundError(f"model path {text!r} does not exist")
         return text
     if not (path / "config.json").exists():
@@ -193,19 +194,12 @@ def resolve_model(spec: str | Path, *, cache_dir: str | Path | None = None) -> s
     return str(path)
 
 
-def load_model(spec: str | Path, *, cache_dir: str | Path | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) from a local path, an S3 URI or a HF id, in eval mode."""
+def load_model(spec: str | Path) -> tuple[Any, Any]:
+    """(model, tokenizer) from a local path or a HF id, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_model(spec, cache_dir=cache_dir)
+    path = resolve_model(spec)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
     return model, tokenizer
-
-
-def upload_model(path: str | Path, uri: str) -> int:
-    """Upload a model directory to ``s3://bucket/prefix`` (``aigp.storage.upload``); returns the files sent."""
-    from aigp import storage
-
-    return len(storage.upload(path, uri))

@@ -25,9 +25,10 @@ def build_pairs(
 
     from aigp.align.pairs import PairsConfig
     from aigp.align.steps import pairs_step
+    from aigp.registry.tracking import step_tracker
 
     cfg = PairsConfig.build(**(yaml.safe_load(config_yaml) or {}))
-    result = pairs_step(candidates.path, ltve_model.path, pairs.path, cfg, experiment=mlflow_experiment or None)
+    result = pairs_step(candidates.path, ltve_model.path, pairs.path, cfg, tracker=step_tracker(mlflow_experiment))
     pairs.metadata.update({"pairs": len(result.records)})
     for name, value in result.metrics.items():
         metrics.log_metric(name.replace("/", "_"), float(value))

@@ -26,11 +26,12 @@ def dpo(
 
     from aigp.align.dpo import DPOStepConfig
     from aigp.align.steps import dpo_step
+    from aigp.registry.tracking import step_tracker
 
     cfg = DPOStepConfig.build(**(yaml.safe_load(config_yaml) or {}))
     if max_steps > 0:
         cfg = cfg.with_updates(optim=cfg.optim.with_updates(max_steps=max_steps))
-    result = dpo_step(pairs.path, policy_model.path, model.path, cfg, experiment=mlflow_experiment or None)
+    result = dpo_step(pairs.path, policy_model.path, model.path, cfg, tracker=step_tracker(mlflow_experiment))
     model.metadata.update({"step": "dpo", "pairs": int(result.metrics["dpo/pairs"]), "beta": cfg.beta})
     for name, value in result.metrics.items():
         metrics.log_metric(name.replace("/", "_"), float(value))

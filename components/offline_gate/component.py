@@ -51,11 +51,10 @@ def offline_gate(
         except RegistryError as exc:  # no registered model or no champion yet: margins are skipped
             print(f"offline_gate: no champion to compare with ({exc})")
         else:
-            from aigp import storage
+            from aigp.registry import storage
 
             champion_version = str(champion.version)
-            uri = champion.storage_uri
-            champion_dir = storage.resolve_local(uri) if storage.is_s3_uri(uri) else uri.removeprefix("file://")
+            champion_dir = storage.localize(champion.storage_uri)
     from aigp.align.generation import lineage
 
     steps = [str(s.get("step")) for s in lineage(candidate.path)]

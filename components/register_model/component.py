@@ -27,8 +27,8 @@ def register_model(
     promotion are a person's decision (``aigp registry approve|promote``), never this step's."""
     import math
 
-    from aigp.gate import read_gate_result
-    from aigp.registry.model_registry import GateReport, ModelRegistry
+    from aigp.gate import GateReport, read_gate_result
+    from aigp.registry.model_registry import ModelRegistry
 
     report = GateReport.from_json(gate_json.path, gate_report.path)
     data = read_gate_result(gate_json.path)

@@ -27,6 +27,7 @@ def sample_candidates(
 
     from aigp.align.sampling import SamplingConfig
     from aigp.align.steps import sample_step
+    from aigp.registry.tracking import step_tracker
 
     cfg = SamplingConfig.build(**(yaml.safe_load(config_yaml) or {}))
     if n_prompts > 0:
@@ -34,7 +35,7 @@ def sample_candidates(
     if n_candidates > 0:
         cfg = cfg.with_updates(n_candidates=n_candidates)
     result = sample_step(policy_model.path, prompt_rows.path, candidates.path, cfg,
-                         experiment=mlflow_experiment or None)
+                         tracker=step_tracker(mlflow_experiment))
     candidates.metadata.update({"prompts": len(result.rows), "kept": int(result.candidates["kept"].sum())})
     for name, value in result.metrics.items():
         metrics.log_metric(name.replace("/", "_"), float(value))

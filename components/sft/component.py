@@ -26,11 +26,12 @@ def sft(
 
     from aigp.align.sft import SFTStepConfig
     from aigp.align.steps import sft_step
+    from aigp.registry.tracking import step_tracker
 
     cfg = SFTStepConfig.build(**(yaml.safe_load(config_yaml) or {}))
     if max_steps > 0:
         cfg = cfg.with_updates(optim=cfg.optim.with_updates(max_steps=max_steps))
-    result = sft_step(distillation_set.path, base_model.path, model.path, cfg, experiment=mlflow_experiment or None)
+    result = sft_step(distillation_set.path, base_model.path, model.path, cfg, tracker=step_tracker(mlflow_experiment))
     model.metadata.update({"step": "sft", "train_examples": int(result.metrics["sft/train_examples"])})
     for name, value in result.metrics.items():
         metrics.log_metric(name.replace("/", "_"), float(value))

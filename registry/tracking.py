@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +71,21 @@ def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:
 def _param(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def step_tracker(experiment: str | None) -> Callable[[str, Any], contextlib.AbstractContextManager[Any]] | None:
+    """The tracker ``aigp.align.steps`` runs a step in: an MLflow run named after the step, with its config as a
+    parameter and a metrics callback; None (no tracking) when ``experiment`` is empty."""
+    if not experiment:
+        return None
+    name = experiment
+
+    @contextlib.contextmanager
+    def track(run_name: str, config: Any) -> Iterator[Callable[[int | None, Mapping[str, float]], None]]:
+        def log(step: int | None, values: Mapping[str, float]) -> None:
+            log_metrics({k.replace("/", "_"): v for k, v in values.items()}, step=step)
+
+        with tracked_run(name, run_name, {"config": config.model_dump_json()}):
+            yield log
+
+    return track

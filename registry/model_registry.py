@@ -46,8 +46,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
+from aigp.gate import GateReport
 from aigp.registry import tracking
 
 DEFAULT_MODEL_NAME = "aigp-pricing"
@@ -84,42 +85,6 @@ class RegistryError(ValueError):
 
 class TransitionRefused(RegistryError):
     """A lifecycle transition the rules forbid. The message names the version, its state and what is required."""
-
-
-@dataclass(frozen=True)
-class GateReport:
-    """What the offline gate hands the registry: its verdict and where its HTML + JSON report live."""
-
-    status: Literal["passed", "failed"]
-    html_path: Path
-    json_path: Path
-    reasons: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.status not in ("passed", "failed"):
-            raise RegistryError(f"gate_report.status={self.status!r}: expected 'passed' or 'failed'")
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-    @classmethod
-    def from_json(cls, json_path: str | Path, html_path: str | Path | None = None) -> GateReport:
-        """Read the verdict from a gate JSON report holding ``"passed": bool`` (or ``"status"``) and
-        optionally ``"reasons"``; the HTML report defaults to the same name with ``.html``."""
-        json_path = Path(json_path)
-        try:
-            data = json.loads(json_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"gate report {json_path}: cannot read JSON ({exc})") from None
-        if "passed" in data and isinstance(data["passed"], bool):
-            status: Literal["passed", "failed"] = "passed" if data["passed"] else "failed"
-        elif data.get("status") in ("passed", "failed"):
-            status = data["status"]
-        else:
-            raise RegistryError(f"gate report {json_path}: needs 'passed': true|false or 'status': 'passed'|'failed'")
-        reasons = tuple(str(r) for r in data.get("reasons", ()))
-        return cls(status, Path(html_path) if html_path else json_path.with_suffix(".html"), json_path, reasons)
 
 
 @dataclass(frozen=True)
@@ -215,7 +180,7 @@ def detect_code_version() -> str:
     """The git SHA of the working tree (``+dirty`` with uncommitted changes); ``AIGP_CODE_VERSION`` in images."""
     if os.environ.get("AIGP_CODE_VERSION"):
         return os.environ["AIGP_CODE_VERSION"]
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parent  # git finds the checkout from the package folder (editable installs)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
@@ -245,7 +210,7 @@ class AuditLog:
         self.root = str(root)
 
     def append(self, event: AuditEvent) -> None:
-        from aigp import storage
+        from aigp.registry import storage
 
         line = event.to_json()
         if storage.is_s3_uri(self.root):
@@ -268,7 +233,7 @@ class AuditLog:
             os.close(fd)
 
     def read(self, model: str) -> list[AuditEvent]:
-        from aigp import storage
+        from aigp.registry import storage
 
         if storage.is_s3_uri(self.root):
             location = storage.parse_s3_uri(self.root).child(model)
@@ -378,7 +343,7 @@ class ModelRegistry:
 
     def _gate_digest(self, uri: str) -> str:
         """SHA-256 of the gate JSON report at ``uri`` (a local path, file:// or s3:// URI)."""
-        from aigp import storage
+        from aigp.registry import storage
 
         local = storage.local_path(uri)
         try:

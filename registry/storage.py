@@ -215,3 +215,13 @@ def resolve_local(uri: str | os.PathLike[str], cache_dir: str | os.PathLike[str]
         return download(text, cached, client=client)
     except FileExistsError:
         return cached  # another process finished the same download first: its copy is complete
+
+
+def localize(spec: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None, client: Any = None) -> str:
+    """The one way the platform locates a model (or any artifact) before the core loads it: an ``s3://`` or
+    ``file://`` URI becomes a local path (a cached, atomic download for S3); a plain path or a Hugging Face model
+    id passes through unchanged."""
+    text = str(spec)
+    if is_s3_uri(text) or text.startswith("file://"):
+        return str(resolve_local(text, cache_dir=cache_dir, client=client))
+    return text
