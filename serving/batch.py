@@ -45,7 +45,6 @@ import pandas as pd
 from pydantic import Field
 
 from aigp.config import StrictConfig
-from aigp.decision_report import write_decision_report
 from aigp.io import write_json, write_parquet
 from aigp.pricing import (
     Arm,
@@ -56,6 +55,7 @@ from aigp.pricing import (
     decisions_log,
     resolve_arms,
 )
+from aigp.serving.decision_report import write_decision_report
 from aigp.serving.features import EmbeddedFeatureSource, active_skus
 
 log = logging.getLogger(__name__)

@@ -110,12 +110,12 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
     import httpx
     from tqdm.auto import tqdm
 
-    from aigp.decision_report import write_decision_report
     from aigp.feature_repo.store import open_store
     from aigp.io import write_json, write_parquet
     from aigp.llm.prompt import PromptConfig
     from aigp.pricing import Decision, PredictorSettings, PricingConfig, decision_records, decisions_log
     from aigp.serving.batch import RATIONALE_COLUMNS, REPORT, SUMMARY, RunPaths, summarize
+    from aigp.serving.decision_report import write_decision_report
     from aigp.serving.features import EmbeddedFeatureSource, active_skus
     from aigp.serving.predictor import serve_local_predictor
     from aigp.serving.transformer import TransformerConfig, serve_local_transformer

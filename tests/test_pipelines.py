@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from aigp.cli import app
 from aigp.config import ConfigError
-from aigp.pipeline_params import nightly_dates, step_configs
+from aigp.pipelines.params import nightly_dates, step_configs
 from aigp.pipelines.runner import (
     IR_FILES,
     PRESETS,
@@ -202,7 +202,7 @@ def test_parameters_are_typed_by_the_pipeline_signature() -> None:
 def test_every_preset_validates_and_the_demo_trains_on_compact_prompts() -> None:
     import yaml
 
-    from aigp.pipeline_params import step_configs
+    from aigp.pipelines.params import step_configs
 
     for name, preset in PRESETS.items():
         overrides = {k.removesuffix("_config_yaml"): v for k, v in preset.items() if k.endswith("_config_yaml")}

@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from aigp.decision_report import render_decision_report
+from aigp.serving.decision_report import render_decision_report
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "aigp-pricing"
@@ -255,7 +255,7 @@ def _records(n: int, text: str, rationale: str) -> pd.DataFrame:
 
 
 def test_the_report_clips_long_texts_and_the_records_keep_them() -> None:
-    from aigp.decision_report import MAX_TEXT_CHARS
+    from aigp.serving.decision_report import MAX_TEXT_CHARS
 
     review = "review " * 14_000 + "END-OF-REVIEW"
     n = 120

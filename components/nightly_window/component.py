@@ -1,4 +1,4 @@
-"""KFP component: the nightly run's dates from one optional parameter (logic in ``aigp.pipeline_params``)."""
+"""KFP component: the nightly run's dates from one optional parameter (logic in ``aigp.pipelines.params``)."""
 
 from typing import NamedTuple
 
@@ -14,7 +14,7 @@ def nightly_window(date: str = "", online_days: int = 1) -> NamedTuple(  # type:
     ``[date - online_days, date + 1)`` to materialize before pricing."""
     from collections import namedtuple
 
-    from aigp.pipeline_params import nightly_dates
+    from aigp.pipelines.params import nightly_dates
 
     days = nightly_dates(date, online_days=online_days)
     return namedtuple("NightlyWindow", ["date", "online_start", "online_end"])(  # type: ignore[call-arg]

@@ -1,5 +1,5 @@
 """KFP component: the training pipeline's typed parameters -> validated per-step config YAML (logic in
-``aigp.pipeline_params``)."""
+``aigp.pipelines.params``)."""
 
 from typing import NamedTuple
 
@@ -30,7 +30,7 @@ def training_configs(
     validate every config (a bad field fails here, naming it, before any training step runs)."""
     from collections import namedtuple
 
-    from aigp.pipeline_params import STEPS, step_configs
+    from aigp.pipelines.params import STEPS, step_configs
 
     configs = step_configs(model_size=model_size, delta_q=delta_q, delta_a=delta_a, beta=beta, seed=seed,
                            threads=threads,
