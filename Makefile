@@ -92,7 +92,7 @@ evaluate: venv
 	$(VENV)/bin/aigp evaluate --out EVALUATION.md
 
 # Every top-level package: the core and the folders that map into it (components/ is aigp.components, ...).
-LINT_PATHS := aigp components pipelines serving monitoring feature_repo registry bench tests
+LINT_PATHS := aigp components pipelines serving monitoring feature_repo registry evaluation bench tests
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)

@@ -3,7 +3,7 @@ validity, and the policies that act on the critic directly, priced in the paired
 
     .venv/bin/python -m bench.bench_ltve_diagnostics [--variants paper,features,...] [--steps 6000]
 
-1. The market log of the evaluation configuration (``aigp.evaluation.EvaluationSettings`` defaults: 6,000 SKUs
+1. The market log of the evaluation configuration (``aigp.evaluation.harness.EvaluationSettings`` defaults: 6,000 SKUs
    launched over 90 days, seed 7) is simulated once into ``--cache``.
 2. Every critic variant trains on the same training window (the evaluation's split, 20% latest launches held
    out) with the evaluation's ``ltve_steps``; wall time, CPU time and transitions/s are recorded.
@@ -280,7 +280,7 @@ def main() -> None:
 def run_ab(args: argparse.Namespace, frame: pd.DataFrame, models: dict[str, Any], chosen: str, timed: Any
            ) -> dict[str, Any]:
     from aigp.ab.experiment import ABConfig, analyse, run_counterfactual, sku_outcomes
-    from aigp.evaluation import replay_logged_states
+    from aigp.evaluation.harness import replay_logged_states
     from aigp.llm.teacher import TeacherPolicy
     from aigp.ltve.dataset import time_split
     from aigp.ltve.evaluate import evaluation_cohort, policy_validity
@@ -306,7 +306,7 @@ def run_ab(args: argparse.Namespace, frame: pd.DataFrame, models: dict[str, Any]
     policies[f"best_of_{args.best_of}[{chosen}]"] = BestOfMPolicy(
         models[chosen], m=args.best_of, temperature=args.sample_temperature, name=f"best_of_{args.best_of}[{chosen}]")
     if args.sac_steps:
-        from aigp.baselines.sac import SACConfig, train_sac
+        from aigp.evaluation.baselines.sac import SACConfig, train_sac
 
         policies["sac"] = train_sac(frame, SACConfig(steps=args.sac_steps, hidden_dims=(256, 256),
                                                      eval_share=0.2)).policy

@@ -1,4 +1,4 @@
-"""Offline-RL baselines (aigp.baselines): rewards, A_safe by construction, training, and the market Policy plug."""
+"""Offline-RL baselines (aigp.evaluation.baselines): rewards, A_safe by construction, training, the Policy plug."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from aigp.action import is_safe
-from aigp.baselines.data import drcr_rewards, prepare_offline_data, squash_to_safe, unsquash
-from aigp.baselines.ddpg import DDPGConfig, train_ddpg
-from aigp.baselines.dt import DTConfig, train_dt
-from aigp.baselines.sac import SACConfig, train_sac
+from aigp.evaluation.baselines.data import drcr_rewards, prepare_offline_data, squash_to_safe, unsquash
+from aigp.evaluation.baselines.ddpg import DDPGConfig, train_ddpg
+from aigp.evaluation.baselines.dt import DTConfig, train_dt
+from aigp.evaluation.baselines.sac import SACConfig, train_sac
 from aigp.market.config import MarketConfig
 from aigp.market.observation import Policy
 from aigp.market.simulator import Market

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from aigp.evaluation import EvaluationSettings, policy_cda
+from aigp.evaluation.harness import EvaluationSettings, policy_cda
 
 
 def test_policy_cda_counts_rows_closer_to_the_expert():
@@ -27,7 +27,7 @@ def test_settings_refuse_unknown_fields():
 
 
 def test_replay_reproduces_logged_states(market_logs):
-    from aigp.evaluation import replay_logged_states
+    from aigp.evaluation.harness import replay_logged_states
     from aigp.ltve.dataset import training_frame_from_logs
 
     frame = training_frame_from_logs(market_logs.path)
@@ -109,7 +109,7 @@ def test_quick_evaluation_writes_every_table(tmp_path):
 
 
 def test_findings_say_plainly_where_the_paper_is_contradicted():
-    from aigp.evaluation import Evaluation, finding_records, findings
+    from aigp.evaluation.harness import Evaluation, finding_records, findings
 
     ev = Evaluation(EvaluationSettings.quick())
     ab = {"policy": "AIGP (SFT+DPO)", "key": "sft_dpo"}

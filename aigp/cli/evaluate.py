@@ -29,7 +29,7 @@ def evaluate(
         help="with --render-only: the command that made the results, if results.json lacks it")] = None,
 ) -> None:
     """Simulate, train and measure; write Tables 2-5 and 7, Fig. 3-5 and the judge scores beside the paper's."""
-    from aigp.evaluation import (
+    from aigp.evaluation.harness import (
         EvaluationSettings,
         findings,
         llm_alignment_hook,

@@ -128,15 +128,28 @@ def state_tensors(frame: pd.DataFrame, normaliser: FeatureNormaliser) -> tuple[t
             torch.from_numpy(frame["prev_discount"].to_numpy(np.float32)))
 
 
-class ActorPolicy:
+class FramePolicy:
+    """A market Policy that prices a day's observations through ``propose(frame)`` (the same computation the
+    offline metrics call on a frame of logged rows)."""
+
+    requires_text = False
+    requires_truth = False
+
+    def propose(self, frame: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(self, obs: Any) -> np.ndarray:
+        if len(obs) == 0:
+            return np.zeros(0)
+        return self.propose(obs.frame)
+
+
+class ActorPolicy(FramePolicy):
     """A deterministic actor ``(states, prev_discount) -> change`` as a market Policy.
 
     ``propose(frame)`` is the same computation on a frame of rows (offline metrics); every action leaves
     through ``project_to_safe`` (a no-op for a squashed actor, kept so that the guarantee is one function's).
     """
-
-    requires_text = False
-    requires_truth = False
 
     def __init__(self, name: str, actor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  normaliser: FeatureNormaliser, batch: int = 8192):
@@ -150,11 +163,6 @@ class ActorPolicy:
             states, prev = state_tensors(part, self.normaliser)
             out[start:start + len(part)] = self.actor(states, prev).double().numpy()
         return project_to_safe(frame["prev_discount"].to_numpy(np.float64), out).change
-
-    def act(self, obs: Any) -> np.ndarray:
-        if len(obs) == 0:
-            return np.zeros(0)
-        return self.propose(obs.frame)
 
     def __repr__(self) -> str:
         return f"ActorPolicy(name={self.name!r})"

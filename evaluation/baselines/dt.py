@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from aigp.action import project_to_safe
-from aigp.baselines.data import TrainedBaseline, prepare_offline_data, squash_to_safe
+from aigp.evaluation.baselines.data import FramePolicy, TrainedBaseline, prepare_offline_data, squash_to_safe
 from aigp.ltve.dataset import FeatureNormaliser
 from aigp.ltve.reward import MILESTONE_DAYS, RewardConfig, RewardReferences, daily_rewards
 from aigp.schema import ENTITY_KEY
@@ -108,11 +108,8 @@ def episodes(frame: pd.DataFrame, rewards: np.ndarray, states: np.ndarray,
                     prev_discount=torch.from_numpy(out_p), mask=torch.from_numpy(mask))
 
 
-class DTPolicy:
+class DTPolicy(FramePolicy):
     """A trained Decision Transformer as a market Policy with per-SKU memory (see the module docstring)."""
-
-    requires_text = False
-    requires_truth = False
 
     def __init__(self, name: str, model: DecisionTransformer, normaliser: FeatureNormaliser,
                  references: RewardReferences, reward_config: RewardConfig, target_return: float,
@@ -181,11 +178,6 @@ class DTPolicy:
             for m, value in zip(mem, out[rows], strict=True):
                 m["a"][t] = value
         return project_to_safe(frame["prev_discount"].to_numpy(np.float64), out).change
-
-    def act(self, obs: Any) -> np.ndarray:
-        if len(obs) == 0:
-            return np.zeros(0)
-        return self.propose(obs.frame)
 
     def __repr__(self) -> str:
         return f"DTPolicy(name={self.name!r}, target_return={self.target_return:.3g})"

@@ -1,6 +1,6 @@
 """DDPG pricing after Liu et al. (2019): continuous discount changes, DRCR reward, expert pre-training.
 
-    reward   r_t = clip((RCR_t − RCR_{t−1}) / RCR_{t−1}, −1, 1),  RCR = GMV / impressions  (aigp.baselines.data)
+    reward   r_t = clip((RCR_t − RCR_{t−1}) / RCR_{t−1}, −1, 1),  RCR = GMV / impressions  (baselines.data)
     critic   y = r_t + γ (1 − done) Q̄(s_{t+1}, π̄(s_{t+1})),   L_Q = E[(Q(s_t, a_t) − y)²]
     actor    pre-training (DDPGfD): L_π = E_expert[(π(s) − a_expert)²] for ``pretrain_steps`` updates, on batches
              of expert transitions only, while the critic learns from the same demonstrations;
@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from aigp.baselines.data import ActorPolicy, TrainedBaseline, prepare_offline_data, squash_to_safe
+from aigp.evaluation.baselines.data import ActorPolicy, TrainedBaseline, prepare_offline_data, squash_to_safe
 from aigp.ltve.critic import Batch, n_step_targets, soft_update, train
 from aigp.ltve.dataset import MixedSampler
 

@@ -243,9 +243,9 @@ def _params(module: Any) -> int:
 
 def _say(progress: bool, text: str) -> None:
     if progress:
-        from aigp.cli._common import console
+        from rich.console import Console
 
-        console.print(f"[bold]evaluate[/bold] {text}")
+        Console(soft_wrap=True).print(f"[bold]evaluate[/bold] {text}")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -348,9 +348,9 @@ def _table2(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, progress: bool) 
 
 
 def _train_baselines(ev: Evaluation, frame: pd.DataFrame, logs: Any, progress: bool) -> dict[str, Any]:
-    from aigp.baselines.ddpg import DDPGConfig, train_ddpg
-    from aigp.baselines.dt import DTConfig, train_dt
-    from aigp.baselines.sac import SACConfig, train_sac
+    from aigp.evaluation.baselines.ddpg import DDPGConfig, train_ddpg
+    from aigp.evaluation.baselines.dt import DTConfig, train_dt
+    from aigp.evaluation.baselines.sac import SACConfig, train_sac
     from aigp.llm.teacher import TeacherPolicy
     from aigp.ltve.dataset import time_split
     from aigp.market.policies import ExpertPolicy, OraclePolicy, PriceSalesPolicy, StaticPolicy
@@ -700,7 +700,7 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
 # --------------------------------------------------------------------------------------------------------
 def _ab_table(ev: Evaluation, baselines: Mapping[str, Any], llm: Mapping[str, Path], progress: bool) -> None:
     from aigp.ab.experiment import METRICS, ABConfig, run_counterfactual
-    from aigp.monitor import stability_figures
+    from aigp.policy_metrics import stability_figures
 
     s = ev.settings
     policies: dict[str, Any] = {name: baselines[name]

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from aigp.baselines.data import ActorPolicy, TrainedBaseline, prepare_offline_data, squash_to_safe
-from aigp.baselines.ddpg import Critic, mlp
+from aigp.evaluation.baselines.data import ActorPolicy, TrainedBaseline, prepare_offline_data, squash_to_safe
+from aigp.evaluation.baselines.ddpg import Critic, mlp
 from aigp.ltve.cql import feasible_bounds
 from aigp.ltve.critic import Batch, n_step_targets, soft_update, train
 from aigp.ltve.dataset import MixedSampler
