@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from aigp.action import is_safe
+from aigp.action import TOLERANCE, is_safe
 from aigp.config import StrictConfig
+from aigp.market.simulator import SMALL_MOVE  # the paper's Fig. 5: |a| < 0.04 is a small adjustment
 from aigp.schema import ENTITY_KEY
 
 EXPERT_ACTION = "discount_change"  # the logged action of a decision row
@@ -130,3 +131,39 @@ def offline_policy_metrics(rows: pd.DataFrame, actions: np.ndarray | pd.Series, 
         metrics["avg_q"] = float(q[:, 0].mean())
         metrics["avg_q_expert"] = float(q[:, 1].mean())
     return metrics
+
+
+# --------------------------------------------------------------------------------------------------------
+# stability of the actions (the paper's Fig. 5): the evaluation, the A/B report and monitoring share it
+BIN_WIDTH = 0.02  # Fig. 5(b)
+TAIL_GRID = tuple(round(0.01 * i, 2) for i in range(21))  # x of Pr(|a| >= x), 0 .. 0.20
+# Float noise of discounts stored with 4 decimals (float32 in the logs): |a| >= x is decided with this slack.
+_EPS = TOLERANCE
+
+
+def stability_figures(change: np.ndarray, *, big_jump: float = 0.15) -> dict[str, Any]:
+    """The paper's Fig. 5 over daily changes a: Pr(|a| >= x) on TAIL_GRID, the |a| histogram (bin 0.02),
+    the share of small adjustments |a| < 0.04 and of big jumps |a| >= ``big_jump``."""
+    a = np.abs(np.asarray(change, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    n = a.size
+    if n == 0:
+        nan = float("nan")
+        return {"n": 0, "mean_change": nan, "mean_abs_change": nan, "small_move_share": nan,
+                "big_jump_share": nan, "tail": {f"{x:.2f}": nan for x in TAIL_GRID},
+                "bins": {f"{x:.2f}": nan for x in TAIL_GRID[:-1:2]}}
+    signed = np.asarray(change, dtype=np.float64)
+    signed = signed[np.isfinite(signed)]
+    edges = np.arange(0.0, 0.2 + BIN_WIDTH / 2, BIN_WIDTH)
+    # |a| on a bin edge belongs to the bin above (0.04 is not < 0.04); 0.2 itself goes to the last bin.
+    index = np.minimum(np.floor((a + _EPS) / BIN_WIDTH).astype(int), len(edges) - 2)
+    counts = np.bincount(index, minlength=len(edges) - 1)
+    return {
+        "n": int(n),
+        "mean_change": float(signed.mean()),
+        "mean_abs_change": float(a.mean()),
+        "small_move_share": float((a < SMALL_MOVE - _EPS).mean()),
+        "big_jump_share": float((a >= big_jump - _EPS).mean()),
+        "tail": {f"{x:.2f}": float((a >= x - _EPS).mean()) for x in TAIL_GRID},
+        "bins": {f"{lo:.2f}": float(c / n) for lo, c in zip(edges[:-1], counts, strict=True)},
+    }

@@ -11,6 +11,7 @@ Identity-blind by construction: there is no user-level entity or feature anywher
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -138,3 +139,18 @@ DECISION_CRITICAL = (
 
 # Names that must never appear: user-level data would break the identity-blind guarantee.
 FORBIDDEN_SUBSTRINGS = ("user", "customer_id", "buyer", "member", "device", "ip_address", "profile")
+
+
+def to_date(value: object, name: str = "date") -> dt.date:
+    """A day from a ``date``, a ``datetime`` / pandas ``Timestamp``, or text starting ``YYYY-MM-DD``; the one date
+    coercion of the core. Raises ``ValueError`` naming ``name`` and the value otherwise."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if hasattr(value, "date") and callable(value.date):  # numpy/pandas datetime-likes
+        return to_date(value.date(), name)
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a date (expected YYYY-MM-DD)") from None

@@ -31,13 +31,15 @@ from bench._report import markdown_table, write_section
 
 def _child_job(reference: str, current: str, out: str, html: bool) -> None:
     """Run in a child process: the job on two decisions parquets; prints its timings as JSON."""
-    from aigp.monitor import MonitorConfig, load_decisions
+    from aigp.decisions import load_decisions
+    from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.job import run_monitoring
 
     started = time.perf_counter()
     ref, cur = load_decisions(reference), load_decisions(current)
     loaded = time.perf_counter() - started
-    result = run_monitoring(ref, cur, MonitorConfig(window_days=400), out, html=html)
+    engine = "evidently" if html else "scipy"
+    result = run_monitoring(ref, cur, MonitorConfig(window_days=400, drift_engine=engine), out)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"load": loaded, **result.summary["seconds"], "peak_mib": peak_mib,
                       "rows": [len(ref), len(cur)], "columns": len(result.figures.drift)}))
@@ -90,8 +92,9 @@ def agreement_section(decisions: int, root: Path) -> str:
     """Evidently vs scipy on the same windows and columns, in this process (imports excluded)."""
     from scipy import stats
 
-    from aigp.monitor import MonitorConfig, drift_columns, drift_score, is_drifted, load_decisions, prepare_windows
+    from aigp.decisions import load_decisions
     from aigp.monitoring.drift import evidently_drift
+    from aigp.monitoring.figures import MonitorConfig, drift_columns, drift_score, is_drifted, prepare_windows
 
     cfg = MonitorConfig(window_days=400)
     prepared = prepare_windows(load_decisions(root / "reference.parquet"), load_decisions(root / "current.parquet"),
@@ -143,8 +146,9 @@ def agreement_section(decisions: int, root: Path) -> str:
 
 
 def null_and_drill_section(null_seeds: int, drill_seeds: int, evidently_seeds: int) -> str:
-    from aigp.monitor import ALERTS, MonitorConfig, calibrate, evaluate_alerts, firing, prepare_windows, window_figures
+    from aigp.monitoring.alerts import ALERTS, calibrate, evaluate_alerts, firing
     from aigp.monitoring.drills import DRILLS, DrillConfig, drill_traffic, simulated_traffic
+    from aigp.monitoring.figures import MonitorConfig, prepare_windows, window_figures
     from aigp.monitoring.job import analyse
 
     drill = DrillConfig()
@@ -164,7 +168,7 @@ def null_and_drill_section(null_seeds: int, drill_seeds: int, evidently_seeds: i
     ev_fired = 0
     for seed in range(1, evidently_seeds + 1):
         current = drill_traffic("none", drill, seed)
-        _, figures, alerts, _, _ = analyse(reference, current, cfg, html=True, **window)
+        _, figures, alerts, _, _ = analyse(reference, current, cfg.with_updates(drift_engine="evidently"), **window)
         core = {c: d.score for c, d in nulls[seed - 1].drift.items()}
         same += all(abs(core[c] - d.score) < 1e-9 for c, d in figures.drift.items())
         ev_fired += bool(firing(alerts))
@@ -195,8 +199,8 @@ def null_and_drill_section(null_seeds: int, drill_seeds: int, evidently_seeds: i
             f"statistic).\n\n**False-alarm rate: {rate:.1%}** ({round(rate * null_seeds)}/{null_seeds} windows "
             f"with any alert; 95% upper bound {hi:.1%}). With Evidently on the first {evidently_seeds} of these "
             f"windows: identical scores in {same}/{evidently_seeds}, alerts in {ev_fired}/{evidently_seeds}.\n\n"
-            + markdown_table(fa) + "\n\nThresholds suggested by the no-drift windows (`aigp.monitor.calibrate`) "
-            "next to the configured defaults:\n\n" + markdown_table(calib)
+            + markdown_table(fa) + "\n\nThresholds suggested by the no-drift windows "
+            "(`aigp.monitoring.alerts.calibrate`) next to the configured defaults:\n\n" + markdown_table(calib)
             + f"\n\nDrills ({drill_seeds} independent current markets each, seeds 1001..): the expected alert "
             "fired / any other alert fired.\n\n" + markdown_table(drills))
 

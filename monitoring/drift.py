@@ -1,8 +1,8 @@
 """Evidently 0.7 drift report over the monitored columns (the only module here that imports evidently).
 
 ``DataDriftPreset`` runs the per-column test of ``MonitorConfig.drift_method`` with its threshold on
-every column ``aigp.monitor.drift_columns`` selects (prompt features, the action d and a, rationale
-length). The per-column scores it reports are handed back to ``aigp.monitor`` so that the alerts, the
+every column ``aigp.monitoring.figures.drift_columns`` selects (prompt features, the action d and a, rationale
+length). The per-column scores it reports are handed back to ``aigp.monitoring.figures`` so that the alerts, the
 JSON summary and the HTML report show the same numbers.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from aigp.io import atomic_path
-from aigp.monitor import MonitorConfig
+from aigp.monitoring.figures import MonitorConfig
 
 
 @dataclass
@@ -47,7 +47,7 @@ def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: lis
     definition = DataDefinition(numerical_columns=list(columns))
     ref = Dataset.from_pandas(reference[columns].astype("float64"), data_definition=definition)
     cur = Dataset.from_pandas(current[columns].astype("float64"), data_definition=definition)
-    # include_tests=False: the alerts are decided in aigp.monitor; Evidently's tests would only add time.
+    # include_tests=False: the alerts are decided in aigp.monitoring.alerts; Evidently's tests would only add time.
     preset = DataDriftPreset(columns=list(columns), method=config.drift_method, threshold=config.drift_threshold,
                              include_tests=False)
     with warnings.catch_warnings():

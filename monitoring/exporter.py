@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, start_http_server, write_to_textfile
 
-from aigp.monitor import ALERT_BY_NAME, ALERTS, STALE_ALERT, gauge_value
+from aigp.monitoring.alerts import ALERT_BY_NAME, ALERTS, STALE_ALERT, gauge_value
 
 PREFIX = "aigp_pricing"
 

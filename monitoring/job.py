@@ -5,14 +5,15 @@ Steps: select the windows by date; re-weight the reference to the current catego
 and volume figures; alerts; then the outputs, each written atomically (``summary.json`` last, so its
 presence means the run completed):
 
-    drift_report.html / drift_report.json   Evidently's report and snapshot (with ``html=True``)
+    drift_report.html / drift_report.json   Evidently's report and snapshot (``drift_engine: evidently``)
     plots/*.png                             stability (Fig. 5), actions, drift, category mix, safety, ...
     index.html                              summary page: alerts, figures, plots embedded
     metrics.prom                            the Prometheus gauges (node-exporter textfile format)
     summary.json                            every figure, every alert with its numbers, the config
 
-``html=False`` skips Evidently (its report rendering dominates the run time) and computes the same
-per-column statistic in ``aigp.monitor``; the figures and alerts are identical (a test checks this).
+``MonitorConfig.drift_engine: scipy`` skips Evidently (its report rendering dominates the run time) and computes
+the same per-column statistic in ``aigp.monitoring.figures``; the figures and alerts are identical (a test checks
+this).
 """
 
 from __future__ import annotations
@@ -29,17 +30,15 @@ from typing import Any
 import pandas as pd
 
 import aigp
+from aigp.decisions import load_decisions
 from aigp.htmlreport import figure_html, html_page, html_table
 from aigp.io import atomic_path, write_text
-from aigp.monitor import (
-    Alert,
+from aigp.monitoring.alerts import Alert, evaluate_alerts, firing
+from aigp.monitoring.figures import (
     MonitorConfig,
     PreparedWindows,
     WindowFigures,
     drift_columns,
-    evaluate_alerts,
-    firing,
-    load_decisions,
     prepare_windows,
     window_figures,
     write_summary_json,
@@ -64,7 +63,7 @@ class MonitorResult:
 
 def analyse(reference_log: pd.DataFrame, current_log: pd.DataFrame, config: MonitorConfig, *,
             end: str | dt.date | None = None, reference_start: str | dt.date | None = None,
-            reference_end: str | dt.date | None = None, html: bool = True,
+            reference_end: str | dt.date | None = None,
             log: Log | None = None) -> tuple[PreparedWindows, WindowFigures, list[Alert], Any, dict[str, float]]:
     """Figures and alerts of the window (no files). Returns (windows, figures, alerts, Evidently drift or
     None, seconds per step)."""
@@ -79,7 +78,7 @@ def analyse(reference_log: pd.DataFrame, current_log: pd.DataFrame, config: Moni
         f"{', matched to the current category mix' if config.match_category_mix else ''})")
     evidently = None
     scores = None
-    if html:
+    if config.drift_engine == "evidently":
         from aigp.monitoring.drift import evidently_drift
 
         t = time.perf_counter()
@@ -99,7 +98,7 @@ def analyse(reference_log: pd.DataFrame, current_log: pd.DataFrame, config: Moni
 def run_monitoring(reference_log: pd.DataFrame, current_log: pd.DataFrame, config: MonitorConfig,
                    out_dir: str | Path, *, end: str | dt.date | None = None,
                    reference_start: str | dt.date | None = None, reference_end: str | dt.date | None = None,
-                   html: bool = True, plots: bool = True, log: Log | None = None) -> MonitorResult:
+                   plots: bool = True, log: Log | None = None) -> MonitorResult:
     """Run the job on two decisions logs and write its outputs to ``out_dir``."""
     from aigp.monitoring.exporter import summary_registry, write_textfile
 
@@ -109,7 +108,7 @@ def run_monitoring(reference_log: pd.DataFrame, current_log: pd.DataFrame, confi
     out.mkdir(parents=True, exist_ok=True)
     prepared, figures, alerts, evidently, seconds = analyse(
         reference_log, current_log, config, end=end, reference_start=reference_start,
-        reference_end=reference_end, html=html, log=say)
+        reference_end=reference_end, log=say)
     files: dict[str, Path] = {}
     t = time.perf_counter()
     if evidently is not None:
@@ -132,7 +131,7 @@ def run_monitoring(reference_log: pd.DataFrame, current_log: pd.DataFrame, confi
         "alerts": [_alert_dict(a) for a in alerts],
         "firing": firing(alerts),
         "config": config.model_dump(mode="json"),
-        "engine": "evidently" if evidently is not None else "aigp.monitor (scipy)",
+        "engine": "evidently" if evidently is not None else "aigp.monitoring.figures (scipy)",
         "evidently_drifted_count": evidently.drifted_count if evidently is not None else None,
         "seconds": seconds,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -173,7 +172,7 @@ def run_from_paths(reference: str | Path, current: str | Path, out: str | Path, 
                    config: MonitorConfig | str | Path | None = None, skus: str | Path | None = None,
                    window_days: int | None = None, end: str | dt.date | None = None,
                    reference_start: str | dt.date | None = None, reference_end: str | dt.date | None = None,
-                   html: bool = True, dated: bool = False, pushgateway: str | None = None,
+                   dated: bool = False, pushgateway: str | None = None,
                    log: Log | None = None) -> MonitorResult:
     """The job over logs named by path or ``s3://`` URI (a decisions parquet file/folder, or a market log
     directory as the reference); ``out`` may be an ``s3://`` prefix (written locally, then uploaded).
@@ -193,7 +192,7 @@ def run_from_paths(reference: str | Path, current: str | Path, out: str | Path, 
             last = end or pd.to_datetime(current_log["date"]).max().date()
             local_out = local_out / str(last)
         result = run_monitoring(reference_log, current_log, cfg, local_out, end=end,
-                                reference_start=reference_start, reference_end=reference_end, html=html, log=log)
+                                reference_start=reference_start, reference_end=reference_end, log=log)
         if pushgateway:
             from aigp.monitoring.exporter import push, summary_registry
 
@@ -264,7 +263,7 @@ def summary_page(summary: dict[str, Any], plots: dict[str, tuple[bytes, str]], h
         return figure_html(*plots[name]) if name in plots else ""
 
     evidently_link = ('<p><a href="drift_report.html">Evidently drift report</a> (all columns, distributions)</p>'
-                      if has_evidently else '<p class="note">Evidently report not rendered (html=False).</p>')
+                      if has_evidently else '<p class="note">Evidently report not rendered (drift_engine: scipy).</p>')
     sections = [
         ("Alerts", html_table(alerts, ["alert", "severity", "state", "value", "threshold", "what"], row_class="cls")),
         ("Safety", html_table(safety) + plot("daily_safety") + plot("latency")),

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from aigp.htmlreport import figure_png, matplotlib_agg
-from aigp.monitor import BIN_WIDTH, SMALL_MOVE, PreparedWindows, WindowFigures, model_decisions
+from aigp.market.simulator import SMALL_MOVE
+from aigp.monitoring.figures import PreparedWindows, WindowFigures, model_decisions
+from aigp.policy_metrics import BIN_WIDTH
 
 REF, CUR = "#7f8c8d", "#c0392b"
 

@@ -1,4 +1,4 @@
-"""aigp.monitor: the figures of a window on hand-made numbers, windows, category matching, alert rules."""
+"""aigp.monitoring.figures and .alerts: a window's figures on hand-made numbers, windows, category mix, alert rules."""
 
 from __future__ import annotations
 
@@ -10,24 +10,19 @@ import pandas as pd
 import pytest
 
 from aigp.config import ConfigError
-from aigp.decisions import FallbackReason, decisions_from_simulation
-from aigp.monitor import (
-    ALERTS,
+from aigp.decisions import FallbackReason, attach_categories, decisions_from_simulation, load_decisions, select_window
+from aigp.monitoring.alerts import ALERTS, evaluate_alerts, firing
+from aigp.monitoring.figures import (
     MonitorConfig,
-    attach_categories,
     drift_score,
-    evaluate_alerts,
-    firing,
-    load_decisions,
     match_category_mix,
     population_stability_index,
     prepare_windows,
     safety_figures,
-    select_window,
-    stability_figures,
     volume_figures,
     window_figures,
 )
+from aigp.policy_metrics import stability_figures
 
 
 def _frame(n: int, **columns) -> pd.DataFrame:

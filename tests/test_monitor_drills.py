@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aigp.monitor import MonitorConfig, calibrate, evaluate_alerts, firing, prepare_windows, window_figures
+from aigp.monitoring.alerts import calibrate, evaluate_alerts, firing
 from aigp.monitoring.drills import DRILLS, DrillConfig, drill_traffic, simulated_traffic
+from aigp.monitoring.figures import MonitorConfig, prepare_windows, window_figures
 
 DRILL = DrillConfig()
 CONFIG = MonitorConfig(window_days=DRILL.window_days)

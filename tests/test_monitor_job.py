@@ -19,9 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from aigp.cli import app
+from aigp.decisions import load_decisions
 from aigp.io import write_parquet
-from aigp.monitor import ALERTS, STALE_ALERT, MonitorConfig, load_decisions
+from aigp.monitoring.alerts import ALERTS, STALE_ALERT
 from aigp.monitoring.drills import DrillConfig, inject_ctr_shift, simulated_traffic
+from aigp.monitoring.figures import MonitorConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 END = "2026-03-20"  # the conftest market's last launch day (steady volume up to there)
@@ -120,7 +122,8 @@ def test_evidently_report_opens_and_agrees_with_the_core(run_dir, market_logs, l
     cfg = MonitorConfig.build(**summary["config"])
     reference = load_decisions(market_logs.path)
     current = load_decisions(live_decisions, skus=market_logs.path / "skus.parquet")
-    _, figures, _, evidently, _ = analyse(reference, current, cfg, end=END, reference_end=END, html=False)
+    scipy = cfg.with_updates(drift_engine="scipy")  # the engine is a config field, not a rendering flag
+    _, figures, _, evidently, _ = analyse(reference, current, scipy, end=END, reference_end=END)
     assert evidently is None
     for column, d in summary["drift"]["columns"].items():
         assert figures.drift[column].score == pytest.approx(d["score"], rel=1e-9, abs=1e-12), column
@@ -189,7 +192,7 @@ def test_committed_rules_match_the_default_config_and_the_runbook() -> None:
 
 def test_cli_errors_and_fail_on_alert(run_dir, market_logs, live_decisions, tmp_path) -> None:
     base = ["monitor", "run", "--reference", str(market_logs.path), "--current", str(live_decisions), "--out",
-            str(tmp_path / "o"), "--no-html", "--window", "14", "--end", END, "--reference-end", END]
+            str(tmp_path / "o"), "--drift-engine", "scipy", "--window", "14", "--end", END, "--reference-end", END]
     result = runner.invoke(app, [*base, "--fail-on-alert"])
     assert result.exit_code == 3, result.output
     result = runner.invoke(app, [*base[:-2], "--reference-end", "the day before"])
@@ -213,8 +216,9 @@ def test_s3_inputs_and_dated_outputs(market_logs, live_decisions, tmp_path, monk
         upload(market_logs.path, "s3://aigp-decisions/reference", client=client)
         upload(live_decisions, "s3://aigp-decisions/decisions/part-0.parquet", client=client)
         result = run_from_paths("s3://aigp-decisions/reference", "s3://aigp-decisions/decisions",
-                                "s3://aigp-decisions/monitoring", config=MonitorConfig(min_window_decisions=100),
-                                window_days=14, end=END, reference_end=END, html=False, dated=True)
+                                "s3://aigp-decisions/monitoring",
+                                config=MonitorConfig(min_window_decisions=100, drift_engine="scipy"),
+                                window_days=14, end=END, reference_end=END, dated=True)
         keys = {o["Key"] for o in client.list_objects_v2(Bucket="aigp-decisions", Prefix="monitoring/")["Contents"]}
     assert f"monitoring/{END}/summary.json" in keys and f"monitoring/{END}/index.html" in keys
     assert result.location == f"s3://aigp-decisions/monitoring/{END}"
@@ -222,7 +226,8 @@ def test_s3_inputs_and_dated_outputs(market_logs, live_decisions, tmp_path, monk
 
 
 def test_drill_command_passes(tmp_path) -> None:
-    result = runner.invoke(app, ["monitor", "drill", "outage", "--out", str(tmp_path / "drill"), "--no-html"])
+    result = runner.invoke(app, ["monitor", "drill", "outage", "--out", str(tmp_path / "drill"),
+                                 "--drift-engine", "scipy"])
     assert result.exit_code == 0, result.output
     assert "drill passed" in result.output
     summary = json.loads((tmp_path / "drill" / "summary.json").read_text())
@@ -295,7 +300,7 @@ def test_prometheus_fires_exactly_the_alerts_the_job_reports(market_logs, live_d
     out = tmp_path / "run"
     result = runner.invoke(app, ["monitor", "run", "--reference", str(market_logs.path), "--current",
                                  str(live_decisions), "--out", str(out), "--window", "14", "--end", END,
-                                 "--reference-end", END, "--config", str(config), "--no-html",
+                                 "--reference-end", END, "--config", str(config), "--drift-engine", "scipy",
                                  "--skus", str(market_logs.path / "skus.parquet")])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -342,7 +347,7 @@ def test_drift_chart_shows_the_alerting_features_next_to_a_huge_score() -> None:
     import math
     from types import SimpleNamespace
 
-    from aigp.monitor import ColumnDrift
+    from aigp.monitoring.figures import ColumnDrift
     from aigp.monitoring.plots import drift_scores_figure
 
     def column(name: str, kind: str, score: float, alerting: bool) -> ColumnDrift:

@@ -216,8 +216,8 @@ def test_rationale_is_the_text_before_the_last_json_action() -> None:
 
 
 def test_records_and_the_decisions_log_monitoring_reads(predictor, tmp_path) -> None:
+    from aigp.decisions import load_decisions
     from aigp.io import write_parquet
-    from aigp.monitor import load_decisions
 
     backend, url = predictor
     backend.reset("teacher")

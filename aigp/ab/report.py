@@ -28,7 +28,7 @@ from aigp.ab.experiment import METRICS, ABConfig, ABResult, analyse, format_mark
 from aigp.htmlreport import figure_html, figure_png, html_page, html_table, matplotlib_agg
 from aigp.io import atomic_path, write_json, write_text
 from aigp.market.simulator import RunResult
-from aigp.monitor import TAIL_GRID, stability_figures
+from aigp.policy_metrics import TAIL_GRID, stability_figures
 
 SKU_FILE = "ab_skus.parquet"
 DAILY_FILE = "ab_daily.parquet"

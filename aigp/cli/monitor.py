@@ -30,18 +30,22 @@ def run(
     skus: Annotated[str | None, typer.Option(help="SKU table (parquet with sku_id, category) for logs without a "
                                                   "category column")] = None,
     config: Annotated[str | None, typer.Option(envvar="AIGP_MONITOR_CONFIG", help="MonitorConfig YAML")] = None,
-    html: Annotated[bool, typer.Option(help="render the Evidently report (--no-html: same figures, much faster)")]
-    = True,
+    drift_engine: Annotated[str | None, typer.Option(help="evidently (its report too) or scipy (same figures, much "
+                                                          "faster); default: the config's")] = None,
     dated: Annotated[bool, typer.Option(help="write into OUT/<window end date>/")] = False,
     pushgateway: Annotated[str | None, typer.Option(envvar="AIGP_PUSHGATEWAY_URL",
                                                     help="also push the gauges to this Pushgateway")] = None,
     fail_on_alert: Annotated[bool, typer.Option(help="exit with code 3 when an alert fires")] = False,
 ) -> None:
     """Compare the current window of decisions with the reference; write reports, metrics and alerts."""
+    from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.job import run_from_paths
 
-    result = run_from_paths(reference, current, out, config=config, skus=skus, window_days=window, end=end,
-                            reference_start=reference_start, reference_end=reference_end, html=html, dated=dated,
+    cfg = MonitorConfig.from_yaml(config) if config else MonitorConfig()
+    if drift_engine is not None:
+        cfg = cfg.with_updates(drift_engine=drift_engine)
+    result = run_from_paths(reference, current, out, config=cfg, skus=skus, window_days=window, end=end,
+                            reference_start=reference_start, reference_end=reference_end, dated=dated,
                             pushgateway=pushgateway, log=lambda msg: console.print(f"[dim]monitor[/] {msg}"))
     for alert in result.alerts:
         style = "bold red" if alert.firing else ("green" if alert.evaluated else "dim")
@@ -96,7 +100,7 @@ def rules(
                                                 "(plain rule file and `promtool test rules` cases)")] = False,
 ) -> None:
     """The PrometheusRule manifest of a config (same gauges and thresholds as the job's alerts)."""
-    from aigp.monitor import MonitorConfig
+    from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.rules import rules_yaml, write_promtool_files, write_rules
 
     cfg = MonitorConfig.from_yaml(config) if config else MonitorConfig()
@@ -116,11 +120,11 @@ def drill(
                                                  "parse_failures, erratic, slow_predictor, short_rationales, outage")],
     out: Annotated[Path, typer.Option(help="output directory of the drill's monitoring run")],
     seed: Annotated[int, typer.Option(help="seed of the current market (>= 1; the reference is seed 0)")] = 1,
-    html: Annotated[bool, typer.Option(help="render the Evidently report")] = True,
+    drift_engine: Annotated[str, typer.Option(help="evidently (its report too) or scipy (same figures)")] = "evidently",
 ) -> None:
     """Fire drill: simulated traffic with one injected problem; checks that exactly the right alerts fire."""
-    from aigp.monitor import MonitorConfig
     from aigp.monitoring.drills import DRILLS, DrillConfig, drill_traffic, simulated_traffic
+    from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.job import run_monitoring
 
     if scenario not in DRILLS:
@@ -131,8 +135,8 @@ def drill(
     reference = simulated_traffic(cfg, cfg.reference_seed, cfg.reference_skus)
     current = drill_traffic(scenario, cfg, seed)
     start, end = cfg.steady_window
-    result = run_monitoring(reference, current, MonitorConfig(window_days=cfg.window_days), out, end=end,
-                            reference_start=start, reference_end=end, html=html,
+    monitor_cfg = MonitorConfig.build(window_days=cfg.window_days, drift_engine=drift_engine)
+    result = run_monitoring(reference, current, monitor_cfg, out, end=end, reference_start=start, reference_end=end,
                             log=lambda msg: console.print(f"[dim]monitor[/] {msg}"))
     expected = sorted(DRILLS[scenario].expected)
     fired = sorted(result.firing)
@@ -150,7 +154,8 @@ def stage_monitor(ctx: dict) -> str:
 
     import pandas as pd
 
-    from aigp.monitor import MonitorConfig, load_decisions
+    from aigp.decisions import load_decisions
+    from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.job import run_monitoring
 
     logs = ctx["logs"]

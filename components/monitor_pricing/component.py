@@ -1,4 +1,4 @@
-"""KFP component: monitor live pricing over a window of decisions (all logic in ``aigp.monitor`` and
+"""KFP component: monitor live pricing over a window of decisions (all logic in ``aigp.monitoring.figures`` and
 ``aigp.monitoring.job``)."""
 
 from kfp import dsl
@@ -18,7 +18,7 @@ def monitor_pricing(
     window_days: int = 1,
     end_date: str = "",
     config_yaml: str = "",
-    html: bool = True,
+    drift_engine: str = "",
     pushgateway: str = "",
 ) -> int:
     """Compare the last ``window_days`` of ``decisions`` (a decisions parquet file/folder, ending at
@@ -26,7 +26,8 @@ def monitor_pricing(
     or a decisions log). Returns the number of alerts firing.
 
     ``report``: the summary page (alerts, figures, plots); ``drift_report``: Evidently's report (with
-    ``html``); ``outputs``: every file of the run (summary.json, metrics.prom, plots/); ``config_yaml``: a
+    ``drift_engine`` "evidently", the default; "scipy": same figures, no report; "" = the config's);
+    ``outputs``: every file of the run (summary.json, metrics.prom, plots/); ``config_yaml``: a
     MonitorConfig as YAML text ("" = defaults); ``pushgateway``: where the gauges are pushed ("" = the
     ``AIGP_PUSHGATEWAY_URL`` environment, which the cluster sets from the ConfigMap aigp-monitoring; neither
     = no push).
@@ -38,19 +39,21 @@ def monitor_pricing(
 
     import yaml
 
-    from aigp.monitor import MonitorConfig
+    from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.job import run_from_paths
 
     cfg = MonitorConfig.build(**(yaml.safe_load(config_yaml) or {})).with_updates(window_days=window_days)
+    if drift_engine:
+        cfg = cfg.with_updates(drift_engine=drift_engine)
     result = run_from_paths(reference.path, decisions.path, outputs.path, config=cfg, end=end_date or None,
-                            html=html, pushgateway=pushgateway or os.environ.get("AIGP_PUSHGATEWAY_URL") or None,
+                            pushgateway=pushgateway or os.environ.get("AIGP_PUSHGATEWAY_URL") or None,
                             log=print)
     out = Path(outputs.path)
     shutil.copyfile(out / "index.html", report.path)
     if (out / "drift_report.html").exists():
         shutil.copyfile(out / "drift_report.html", drift_report.path)
     else:
-        Path(drift_report.path).write_text("<html><body><p>Evidently report not rendered (html=False).</p>"
+        Path(drift_report.path).write_text("<html><body><p>Evidently report not rendered (drift_engine: scipy).</p>"
                                            "</body></html>\n")
     summary = result.summary
     figures = {

@@ -40,7 +40,7 @@ def test_component_reports_the_fallback_alert(market_logs, decisions, tmp_path) 
     metrics = Metrics(uri=str(tmp_path / "metrics"))
     fired = monitor_pricing.python_func(reference=Dataset(uri=str(market_logs.path)),
                                         decisions=Dataset(uri=str(decisions)), report=report, drift_report=drift,
-                                        outputs=outputs, metrics=metrics, window_days=14, html=False,
+                                        outputs=outputs, metrics=metrics, window_days=14, drift_engine="scipy",
                                         config_yaml="min_window_decisions: 100")
     summary = json.loads((tmp_path / "outputs" / "summary.json").read_text())
     assert "fallback_rate" in summary["firing"] and fired == len(summary["firing"])

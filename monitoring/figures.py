@@ -1,8 +1,10 @@
-"""Monitoring of live pricing: the figures of a window of decisions and the alerts they raise.
+"""Monitoring of live pricing: its configuration and the figures of a window of decisions.
 
-Pure numbers over the decisions log (``aigp.decisions``); no monitoring framework. ``monitoring/`` runs
-Evidently for the drift report and feeds its per-column scores back here, and exports the figures to
-Prometheus. What is measured, for a *current* window (by date) against a *reference* window (the
+Numbers over the decisions log (``aigp.decisions`` reads it and cuts the windows). ``monitoring.drift`` runs
+Evidently for the drift report and feeds its per-column scores back here; ``monitoring.alerts`` turns the
+figures into alerts and ``monitoring.exporter`` exports them to Prometheus.
+
+What is measured, for a *current* window (by date) against a *reference* window (the
 training window, or any earlier window):
 
 - safety: decisions, fallback rate (and by reason), parse-failure rate (among replies the predictor gave),
@@ -16,8 +18,8 @@ training window, or any earlier window):
   within categories;
 - rationale length, and the daily decision volume.
 
-Alerts are evaluated here from those figures with the thresholds of :class:`MonitorConfig`; the same
-thresholds generate the PrometheusRule manifest (``monitoring/rules.py``), so the nightly job and
+Alerts are evaluated (``monitoring.alerts``) from those figures with the thresholds of :class:`MonitorConfig`;
+the same thresholds generate the PrometheusRule manifest (``monitoring/rules.py``), so the nightly job and
 Prometheus agree on when an alert fires.
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,22 +38,24 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from scipy import stats
 
-from aigp.action import TOLERANCE
 from aigp.config import StrictConfig
-from aigp.decisions import FEATURE_COLUMNS, FallbackReason, validate_decisions
-from aigp.market.simulator import SMALL_MOVE  # the paper's Fig. 5: |a| < 0.04 is a small adjustment
+from aigp.decisions import (
+    CATEGORY,
+    DERIVED,
+    FEATURE_COLUMNS,
+    FallbackReason,
+    Window,
+    harmonise_categories,
+    select_window,
+)
+from aigp.policy_metrics import stability_figures
 from aigp.schema import FEATURES, Group
 
-BIN_WIDTH = 0.02  # Fig. 5(b)
-TAIL_GRID = tuple(round(0.01 * i, 2) for i in range(21))  # x of Pr(|a| >= x), 0 .. 0.20
 ACTION_COLUMNS = ("discount_change", "new_discount")
 RATIONALE_COLUMN = "rationale_tokens"
-CATEGORY = "category"
 # Fallbacks where the predictor gave no reply: they are not parse failures.
 NO_REPLY = (FallbackReason.MISSING_FEATURES.value, FallbackReason.PREDICTOR_TIMEOUT.value,
             FallbackReason.PREDICTOR_ERROR.value)
-# Float noise of discounts stored with 4 decimals (float32 in the logs): |a| >= x is decided with this slack.
-_EPS = TOLERANCE
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -73,6 +77,10 @@ class MonitorConfig(StrictConfig):
         "distance normed by the reference std (drift when >= threshold); 'ks' = Kolmogorov-Smirnov p-value "
         "(drift when < threshold)")
     drift_threshold: float = Field(0.15, gt=0, description="per-column drift threshold of drift_method")
+    drift_engine: Literal["evidently", "scipy"] = Field(
+        "evidently", description="who computes the per-column drift statistic: 'evidently' (DataDriftPreset; its "
+        "HTML report and snapshot are written too) or 'scipy' (the same statistic here, no report; its rendering "
+        "dominates the job's time). Figures and alerts are identical")
     drift_alert_groups: tuple[str, ...] = Field(
         (Group.SKU.value, Group.PERFORMANCE.value),
         description="feature views whose drift raises the feature-drift alert; pricing history is the model's "
@@ -130,156 +138,6 @@ class MonitorConfig(StrictConfig):
 
 
 # ------------------------------------------------------------------------------------------------------
-# loading and windows
-# ------------------------------------------------------------------------------------------------------
-def load_decisions(path: str | Path, *, skus: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
-    """A decisions log from ``path``: a decisions parquet file or folder of parquet files (what serving
-    writes), a market log directory (``aigp simulate``) or the feature store's source tables (``aigp
-    features ingest``); the last two turn the logged behaviour into a decisions log, so the training window
-    can be the reference. ``skus`` (a parquet path or frame with ``sku_id`` and
-    ``category``) supplies the category where the log lacks it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"decisions log {path} does not exist")
-    if path.is_dir() and (path / "manifest.json").exists() and (path / "decision_events.parquet").exists():
-        frame = _decisions_from_feature_sources(path)
-    elif path.is_dir() and (path / "manifest.json").exists():
-        frame = _decisions_from_market_log(path)
-    else:
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a non-parquet input
-            raise ValueError(f"{path} is not a decisions parquet file/folder or a market log: {exc}") from None
-        if "date" in frame:
-            frame["date"] = pd.to_datetime(frame["date"]).dt.tz_localize(None).astype("datetime64[us]")
-        frame = validate_decisions(frame)
-    return attach_categories(frame, skus)
-
-
-def _decisions_from_market_log(path: Path) -> pd.DataFrame:
-    from aigp.decisions import decisions_from_simulation
-    from aigp.market.logs import open_logs
-
-    logs = open_logs(path)
-    log = logs.read("decisions.parquet")
-    static = logs.read("skus.parquet")
-    keep = [c for c in static.columns if c in FEATURE_COLUMNS or c in ("sku_id", CATEGORY)]
-    log = log.merge(static[keep], on="sku_id", how="left", validate="many_to_one")
-    frame = decisions_from_simulation(log, model_name="behaviour_policies", model_version="logged",
-                                      group="logged", experiment="market_log")
-    frame[CATEGORY] = log[CATEGORY].astype(str).to_numpy()
-    return frame
-
-
-def _decisions_from_feature_sources(path: Path) -> pd.DataFrame:
-    """The feature store's source tables (``aigp features ingest``: one table per feature view plus the
-    decision events) joined back into a decisions log: the training window as the model's inputs saw it."""
-    from aigp.decisions import decisions_from_simulation
-    from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP
-
-    keys = [ENTITY_KEY, EVENT_TIMESTAMP]
-    frame = pd.read_parquet(path / "decision_events.parquet")
-    for group in (Group.PERFORMANCE, Group.PRICING, Group.COMPETITOR, Group.CALENDAR):
-        table = path / f"{group.value}.parquet"
-        if not table.exists():
-            raise FileNotFoundError(f"{path} lacks the {group.value} table ({table.name})")
-        frame = frame.merge(pd.read_parquet(table), on=keys, how="left", validate="one_to_one")
-    static = pd.read_parquet(path / f"{Group.SKU.value}.parquet").drop(columns=[EVENT_TIMESTAMP])
-    frame = frame.merge(static, on=ENTITY_KEY, how="left", validate="many_to_one")
-    if "date" not in frame:
-        frame["date"] = frame[EVENT_TIMESTAMP].dt.tz_convert(None).dt.normalize()
-    decisions = decisions_from_simulation(frame, model_name="behaviour_policies", model_version="logged",
-                                          group="logged", experiment="feature_store")
-    decisions[CATEGORY] = frame[CATEGORY].astype(str).to_numpy()
-    return decisions
-
-
-def attach_categories(frame: pd.DataFrame, skus: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
-    """Give every row a ``category``: its own column, else the SKU table's, else a label made of the
-    category benchmarks (category_ctr and category_cvr are constants of a category, so they identify it)."""
-    if CATEGORY in frame and frame[CATEGORY].notna().all():
-        frame[CATEGORY] = frame[CATEGORY].astype(str)
-        return frame
-    if skus is not None:
-        table = skus if isinstance(skus, pd.DataFrame) else pd.read_parquet(skus, columns=["sku_id", CATEGORY])
-        if "sku_id" not in table or CATEGORY not in table:
-            raise ValueError(f"the SKU table needs columns sku_id and {CATEGORY}, got {list(table.columns)}")
-        lookup = table.drop_duplicates("sku_id").set_index("sku_id")[CATEGORY].astype(str)
-        frame[CATEGORY] = frame["sku_id"].map(lookup).fillna("unknown").to_numpy()
-        return frame
-    frame[CATEGORY] = benchmark_labels(frame)
-    return frame
-
-
-DERIVED = "benchmarks "  # prefix of a category label derived from the category benchmarks
-
-
-def benchmark_labels(frame: pd.DataFrame) -> np.ndarray:
-    """A category label per row from its category benchmarks (constants of a category)."""
-    ctr = frame.get("category_ctr", pd.Series(np.nan, index=frame.index)).to_numpy(np.float64)
-    cvr = frame.get("category_cvr", pd.Series(np.nan, index=frame.index)).to_numpy(np.float64)
-    labels = np.array([f"{DERIVED}ctr={a:.4f} cvr={b:.4f}" for a, b in zip(ctr, cvr, strict=True)], dtype=object)
-    labels[~(np.isfinite(ctr) & np.isfinite(cvr))] = "unknown"
-    return labels
-
-
-def harmonise_categories(named: pd.DataFrame, derived: pd.DataFrame) -> None:
-    """Rename the derived labels of ``derived`` to the category names ``named`` uses for the same
-    benchmarks (in place), so that both windows speak of the same categories."""
-    lookup = (pd.DataFrame({"key": benchmark_labels(named), "name": named[CATEGORY].to_numpy()})
-              .groupby("key")["name"].agg(lambda s: s.mode().iloc[0]))
-    labels = derived[CATEGORY].astype(str)
-    is_derived = labels.str.startswith(DERIVED).to_numpy()
-    derived.loc[is_derived, CATEGORY] = labels[is_derived].map(lookup).fillna(labels[is_derived]).to_numpy()
-
-
-@dataclass(frozen=True)
-class Window:
-    start: dt.date
-    end: dt.date
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    def __str__(self) -> str:
-        return f"{self.start} .. {self.end} ({self.days} day{'s' if self.days != 1 else ''})"
-
-
-def _as_date(value: str | dt.date | None, name: str) -> dt.date | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a date (expected YYYY-MM-DD)") from None
-
-
-def select_window(frame: pd.DataFrame, *, days: int | None = None, end: str | dt.date | None = None,
-                  start: str | dt.date | None = None, name: str = "window") -> tuple[pd.DataFrame, Window]:
-    """Rows whose ``date`` lies in [start, end]; ``end`` defaults to the last date of the log and
-    ``start`` to ``end - days + 1`` (all of the log when neither ``start`` nor ``days`` is given)."""
-    if frame.empty:
-        raise ValueError(f"{name}: the decisions log is empty")
-    dates = pd.to_datetime(frame["date"]).dt.date
-    end_d = _as_date(end, f"{name} end") or dates.max()
-    start_d = _as_date(start, f"{name} start")
-    if start_d is None:
-        start_d = end_d - dt.timedelta(days=days - 1) if days else dates.min()
-    if start_d > end_d:
-        raise ValueError(f"{name}: start {start_d} is after end {end_d}")
-    mask = ((dates >= start_d) & (dates <= end_d)).to_numpy()
-    if not mask.any():
-        raise ValueError(f"{name}: no decisions between {start_d} and {end_d} "
-                         f"(the log covers {dates.min()} .. {dates.max()})")
-    return frame.loc[mask].reset_index(drop=True), Window(start_d, end_d)
-
-
-# ------------------------------------------------------------------------------------------------------
 # safety, stability, rationale, volume
 # ------------------------------------------------------------------------------------------------------
 def _rate(numerator: np.ndarray, denominator: np.ndarray) -> float:
@@ -329,34 +187,6 @@ def daily_safety(frame: pd.DataFrame) -> pd.DataFrame:
 def model_decisions(frame: pd.DataFrame) -> pd.DataFrame:
     """The model's own decisions: fallback holds are the platform's rule, not the model's action."""
     return frame.loc[~frame["fallback"].to_numpy(bool)]
-
-
-def stability_figures(change: np.ndarray, *, big_jump: float = 0.15) -> dict[str, Any]:
-    """The paper's Fig. 5 over daily changes a: Pr(|a| >= x) on TAIL_GRID, the |a| histogram (bin 0.02),
-    the share of small adjustments |a| < 0.04 and of big jumps |a| >= ``big_jump``."""
-    a = np.abs(np.asarray(change, dtype=np.float64))
-    a = a[np.isfinite(a)]
-    n = a.size
-    if n == 0:
-        nan = float("nan")
-        return {"n": 0, "mean_change": nan, "mean_abs_change": nan, "small_move_share": nan,
-                "big_jump_share": nan, "tail": {f"{x:.2f}": nan for x in TAIL_GRID},
-                "bins": {f"{x:.2f}": nan for x in TAIL_GRID[:-1:2]}}
-    signed = np.asarray(change, dtype=np.float64)
-    signed = signed[np.isfinite(signed)]
-    edges = np.arange(0.0, 0.2 + BIN_WIDTH / 2, BIN_WIDTH)
-    # |a| on a bin edge belongs to the bin above (0.04 is not < 0.04); 0.2 itself goes to the last bin.
-    index = np.minimum(np.floor((a + _EPS) / BIN_WIDTH).astype(int), len(edges) - 2)
-    counts = np.bincount(index, minlength=len(edges) - 1)
-    return {
-        "n": int(n),
-        "mean_change": float(signed.mean()),
-        "mean_abs_change": float(a.mean()),
-        "small_move_share": float((a < SMALL_MOVE - _EPS).mean()),
-        "big_jump_share": float((a >= big_jump - _EPS).mean()),
-        "tail": {f"{x:.2f}": float((a >= x - _EPS).mean()) for x in TAIL_GRID},
-        "bins": {f"{lo:.2f}": float(c / n) for lo, c in zip(edges[:-1], counts, strict=True)},
-    }
 
 
 def rationale_figures(frame: pd.DataFrame) -> dict[str, Any]:
@@ -662,215 +492,6 @@ def window_figures(prepared: PreparedWindows, config: MonitorConfig,
         drift=column_drift(sample, cur, config, drift_scores),
         sufficient=len(cur) >= config.min_window_decisions,
     )
-
-
-# ------------------------------------------------------------------------------------------------------
-# alerts
-# ------------------------------------------------------------------------------------------------------
-Comparison = Literal[">=", "<=", "<", "outside"]
-
-
-@dataclass(frozen=True)
-class AlertSpec:
-    name: str  # key in summaries and the runbook anchor
-    prometheus: str  # alert name in the PrometheusRule
-    metric: str  # the gauge the exporter writes and the rule compares
-    comparison: Comparison
-    severity: Literal["critical", "warning", "info"]
-    title: str
-    needs_window: bool = True  # only evaluated with >= min_window_decisions decisions
-
-    def thresholds(self, config: MonitorConfig) -> tuple[float, ...]:
-        return tuple(float(getattr(config, f)) * s for f, s in _THRESHOLD_FIELDS[self.name])
-
-    def fires(self, value: float, thresholds: tuple[float, ...]) -> bool:
-        """The alert's condition: the job's verdict, and (as PromQL, ``promql``) the PrometheusRule's."""
-        return _fires(value, self.comparison, thresholds)
-
-    def promql(self, thresholds: tuple[float, ...]) -> str:
-        """The same condition over the gauge ``metric``. The exporter writes NaN for an alert the job did
-        not evaluate, and every comparison with NaN is false in PromQL as in :meth:`fires`."""
-        if self.comparison == "outside":
-            return f"{self.metric} < {_exact(thresholds[0])} or {self.metric} > {_exact(thresholds[1])}"
-        return f"{self.metric} {self.comparison} {_exact(thresholds[0])}"
-
-
-def _exact(value: float) -> str:
-    """The shortest text of ``value`` that reads back as the same float (a rule compares the same number)."""
-    short = f"{value:g}"
-    return short if float(short) == value else repr(float(value))
-
-
-# alert -> (config field, sign) of its threshold(s)
-_THRESHOLD_FIELDS: dict[str, tuple[tuple[str, float], ...]] = {
-    "feature_drift": (("feature_drift_min_columns", 1.0),),
-    "category_mix_shift": (("category_mix_psi", 1.0),),
-    "over_discounting": (("over_discount_shift", -1.0),),
-    "price_volatility": (("big_jump_increase", 1.0),),
-    "fallback_rate": (("fallback_rate_max", 1.0),),
-    "parse_failures": (("parse_failure_rate_max", 1.0),),
-    "projection_rate": (("projection_rate_max", 1.0),),
-    "serving_latency": (("latency_p95_ms_max", 0.001),),  # the gauge is in seconds (Prometheus base unit)
-    "rationale_length": (("rationale_ratio_min", 1.0), ("rationale_ratio_max", 1.0)),
-    "decision_volume": (("volume_min_ratio", 1.0),),
-}
-
-ALERTS: tuple[AlertSpec, ...] = (
-    AlertSpec("feature_drift", "AigpPricingFeatureDrift", "aigp_pricing_drifted_features", ">=", "warning",
-              "prompt features drifted within categories"),
-    AlertSpec("category_mix_shift", "AigpPricingCategoryMixShift", "aigp_pricing_category_mix_psi", ">=", "warning",
-              "the category mix of priced SKUs changed"),
-    AlertSpec("over_discounting", "AigpPricingOverDiscounting", "aigp_pricing_action_mean_shift", "<=", "critical",
-              "the model cuts prices deeper than in the reference"),
-    AlertSpec("price_volatility", "AigpPricingVolatility", "aigp_pricing_big_jump_share_increase", ">=", "warning",
-              "more big daily price jumps than in the reference"),
-    AlertSpec("fallback_rate", "AigpPricingFallbackRateHigh", "aigp_pricing_fallback_rate", ">=", "critical",
-              "many SKUs fell back to holding yesterday's price", needs_window=False),
-    AlertSpec("parse_failures", "AigpPricingParseFailures", "aigp_pricing_parse_failure_rate", ">=", "critical",
-              "the model's replies cannot be parsed", needs_window=False),
-    AlertSpec("projection_rate", "AigpPricingProjectionRateHigh", "aigp_pricing_projection_rate", ">=", "warning",
-              "the model proposes changes outside A_safe", needs_window=False),
-    AlertSpec("serving_latency", "AigpPricingLatencyHigh", "aigp_pricing_latency_p95_seconds", ">=", "warning",
-              "decisions are slow (95th percentile, seconds)", needs_window=False),
-    AlertSpec("rationale_length", "AigpPricingRationaleLength", "aigp_pricing_rationale_length_ratio", "outside",
-              "warning", "the rationales got much shorter or longer"),
-    AlertSpec("decision_volume", "AigpPricingDecisionVolumeLow", "aigp_pricing_decision_volume_ratio", "<",
-              "critical", "far fewer decisions than usual on the last day", needs_window=False),
-)
-ALERT_BY_NAME = {a.name: a for a in ALERTS}
-# Prometheus-only: the nightly job itself stopped reporting.
-STALE_ALERT = AlertSpec("monitor_stale", "AigpPricingMonitorStale",
-                        "aigp_pricing_monitor_last_success_timestamp_seconds", ">=", "warning",
-                        "the monitoring job has not succeeded recently", needs_window=False)
-
-
-@dataclass(frozen=True)
-class Alert:
-    name: str
-    prometheus: str
-    severity: str
-    title: str
-    firing: bool
-    evaluated: bool  # False when the data cannot decide (too few decisions, nothing to compare)
-    value: float | None
-    thresholds: tuple[float, ...]
-    comparison: str
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def alert_value(name: str, figures: WindowFigures, config: MonitorConfig) -> float:
-    """The number an alert compares with its threshold(s) (NaN when it cannot be computed)."""
-    if name == "feature_drift":
-        return float(len(figures.drifted_under(config)))
-    if name == "category_mix_shift":
-        return figures.psi
-    if name == "over_discounting":
-        return figures.mean_change_shift
-    if name == "price_volatility":
-        return figures.big_jump_increase
-    if name == "fallback_rate":
-        return figures.safety["fallback_rate"]
-    if name == "parse_failures":
-        return figures.safety["parse_failure_rate"]
-    if name == "projection_rate":
-        return figures.safety["projection_rate"]
-    if name == "serving_latency":
-        p95 = figures.safety["latency_ms"]["0.95"]
-        return math.nan if p95 is None else float(p95) / 1000.0
-    if name == "rationale_length":
-        return figures.rationale_ratio
-    if name == "decision_volume":
-        return figures.volume["ratio"]
-    raise ValueError(f"unknown alert {name!r}; expected one of {list(ALERT_BY_NAME)}")
-
-
-def _fires(value: float, comparison: str, thresholds: tuple[float, ...]) -> bool:
-    if comparison == ">=":
-        return value >= thresholds[0]
-    if comparison == "<=":
-        return value <= thresholds[0]
-    if comparison == "<":
-        return value < thresholds[0]
-    return value < thresholds[0] or value > thresholds[1]
-
-
-def _details(name: str, figures: WindowFigures, config: MonitorConfig) -> dict[str, Any]:
-    if name == "feature_drift":
-        return {"features": {c: figures.drift[c].score for c in figures.drifted_under(config)}}
-    if name == "category_mix_shift":
-        top = figures.mix.assign(change=figures.mix.current_share - figures.mix.reference_share)
-        top = top.reindex(top.change.abs().sort_values(ascending=False).index).head(5)
-        return {"largest_changes": {r.category: round(float(r.change), 4) for r in top.itertuples()}}
-    if name in ("over_discounting", "price_volatility"):
-        return {k: {"reference": figures.stability["reference"][k], "current": figures.stability["current"][k]}
-                for k in ("mean_change", "big_jump_share", "small_move_share")}
-    if name == "fallback_rate":
-        return {"by_reason": figures.safety["fallbacks_by_reason"]}
-    if name == "decision_volume":
-        return dict(figures.volume)
-    return {}
-
-
-def evaluate_alerts(figures: WindowFigures, config: MonitorConfig) -> list[Alert]:
-    """Every alert with whether it fires, the number that decided it and its threshold(s)."""
-    out = []
-    for spec in ALERTS:
-        value = alert_value(spec.name, figures, config)
-        thresholds = spec.thresholds(config)
-        evaluated = math.isfinite(value) and (figures.sufficient or not spec.needs_window)
-        firing = evaluated and spec.fires(value, thresholds)
-        bound = (f"outside [{thresholds[0]:g}, {thresholds[1]:g}]" if spec.comparison == "outside"
-                 else f"{spec.comparison} {thresholds[0]:g}")
-        if not evaluated:
-            why = "too few decisions" if math.isfinite(value) else "nothing to compare"
-            message = f"{spec.title}: not evaluated ({why})"
-        else:
-            message = f"{spec.title}: {value:.4g} ({'fires at' if firing else 'quiet; fires at'} {bound})"
-        out.append(Alert(spec.name, spec.prometheus, spec.severity, spec.title, firing, evaluated,
-                         value if math.isfinite(value) else None, thresholds, spec.comparison, message,
-                         _details(spec.name, figures, config) if firing else {}))
-    return out
-
-
-def firing(alerts: Iterable[Alert]) -> list[str]:
-    return [a.name for a in alerts if a.firing]
-
-
-def gauge_value(alert: Alert | Mapping[str, Any]) -> float:
-    """What the exporter writes for an alert's gauge: the deciding value when the job evaluated the alert,
-    else NaN (which no PromQL comparison matches), so Prometheus fires exactly the alerts the job fired."""
-    evaluated = alert.evaluated if isinstance(alert, Alert) else alert["evaluated"]
-    value = alert.value if isinstance(alert, Alert) else alert["value"]
-    return float(value) if evaluated and value is not None else math.nan
-
-
-# ------------------------------------------------------------------------------------------------------
-# calibration
-# ------------------------------------------------------------------------------------------------------
-def calibrate(null_figures: list[WindowFigures], config: MonitorConfig, *, quantile: float = 0.99,
-              margin: float = 1.5) -> dict[str, Any]:
-    """Thresholds suggested by reference-vs-reference windows (no drift by construction): the ``quantile``
-    of each statistic over those windows times ``margin`` (away from the no-drift value). Also returns the
-    false-alarm rate of ``config`` on the same windows, alert by alert."""
-    if not null_figures:
-        raise ValueError("calibrate needs at least one reference-vs-reference window")
-    max_score = [max((d.score for d in f.drift.values() if d.alerting), default=0.0) for f in null_figures]
-    q = lambda values: float(np.nanquantile(np.asarray(values, dtype=np.float64), quantile))  # noqa: E731
-    fired = [firing(evaluate_alerts(f, config)) for f in null_figures]
-    return {
-        "windows": len(null_figures),
-        "suggested": {
-            # a distance threshold; for 'ks' (p-values) read the false-alarm rate instead
-            "drift_threshold": q(max_score) * margin if config.drift_method == "wasserstein" else None,
-            "category_mix_psi": q([f.psi for f in null_figures]) * margin,
-            # one-sided alerts, calibrated on the size of the no-drift movement in either direction
-            "over_discount_shift": q([abs(f.mean_change_shift) for f in null_figures]) * margin,
-            "big_jump_increase": q([abs(f.big_jump_increase) for f in null_figures]) * margin,
-        },
-        "false_alarm_rate": float(np.mean([bool(f) for f in fired])),
-        "false_alarms_by_alert": {a.name: int(sum(a.name in f for f in fired)) for a in ALERTS},
-    }
 
 
 def write_summary_json(path: str | Path, summary: Mapping[str, Any]) -> Path:
