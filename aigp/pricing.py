@@ -5,10 +5,10 @@ share, with no MLOps framework in it (features arrive as rows, the predictor is 
 
 - :class:`PricingConfig`: the prompt (``aigp.llm.prompt.PromptConfig``), how the predictor is called, and the
   experiment (salted-hash groups, paper App. B.1, each group served by one registered model version);
-- :class:`PredictorClient`: the OpenAI-compatible ``/completions`` route with the request and response
-  shapes vLLM uses (KServe's Hugging Face runtime with the vLLM backend in production, the local
-  transformers predictor of ``serving/predictor.py`` here). Up to ``request_size`` prompts go in one
-  request (``"prompt": [...]``, as vLLM accepts), so the server batches them;
+- :class:`~aigp.llm.client.PredictorClient` (the one OpenAI-compatible transport, ``aigp.llm.client``): the
+  ``/completions`` route with the request and response shapes vLLM uses (KServe's Hugging Face runtime with
+  the vLLM backend in production, the local transformers predictor of ``serving/predictor.py`` here). Up to
+  ``request_size`` prompts go in one request (``"prompt": [...]``, as vLLM accepts), so the server batches them;
 - :class:`PricingEngine`: prices a batch of rows. Per SKU: rows whose decision-critical features are
   missing, stale or corrupt never reach the model (fallback ``missing_features``); otherwise the prompt
   goes to the predictor, the output is parsed by Ψ (``aigp.llm.parser.parse_action``: last JSON action,
@@ -43,6 +43,7 @@ from aigp.ab.partition import assign_groups
 from aigp.action import MAX_DISCOUNT, MIN_DISCOUNT, TOLERANCE
 from aigp.config import StrictConfig
 from aigp.decisions import DECISION_COLUMNS, FEATURE_COLUMNS, FallbackReason, validate_decisions
+from aigp.llm.client import CompletionResult, PredictorClient
 from aigp.llm.knowledge import KnowledgeBase
 from aigp.llm.parser import has_action_field, json_objects, parse_action
 from aigp.llm.prompt import MISSING_MARKER, PROMPT_VERSION, Prompt, PromptConfig, approx_tokens, build_prompt
@@ -308,96 +309,6 @@ def rationale_of(output: str) -> str:
 def retry_seed(seed: int, sku_id: int, date: dt.date | None) -> int:
     digest = hashlib.sha256(f"{seed}:{sku_id}:{date.isoformat() if date else '-'}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the predictor client (OpenAI-compatible /completions, vLLM's shapes)
-# ---------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CompletionResult:
-    """One prompt's answer, or why there is none (``reason`` PREDICTOR_TIMEOUT / PREDICTOR_ERROR)."""
-
-    text: str | None
-    reason: FallbackReason = FallbackReason.NONE
-    message: str = ""
-    status: int | None = None  # HTTP status of a failed request
-    latency_s: float = 0.0
-
-
-class PredictorClient:
-    """``POST {base_url}/completions`` with one or several prompts; never raises for endpoint trouble."""
-
-    def __init__(self, base_url: str, served_model: str, settings: PredictorSettings, *, transport: Any = None):
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self.served_model = served_model
-        self.settings = settings
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=settings.timeout_s,
-                                       limits=limits, transport=transport)
-
-    def body(self, prompts: Sequence[str], *, temperature: float, seed: int | None) -> dict[str, Any]:
-        prompt: str | list[str] = prompts[0] if len(prompts) == 1 else list(prompts)
-        body: dict[str, Any] = {"model": self.served_model, "prompt": prompt,
-                                "max_tokens": self.settings.max_tokens, "temperature": temperature, "n": 1}
-        if seed is not None:
-            body["seed"] = int(seed)
-        return body
-
-    async def complete(self, prompts: Sequence[str], *, temperature: float,
-                       seed: int | None = None) -> list[CompletionResult]:
-        import httpx
-
-        started = time.perf_counter()
-
-        def failed(reason: FallbackReason, message: str, status: int | None = None) -> list[CompletionResult]:
-            latency = time.perf_counter() - started
-            return [CompletionResult(None, reason, message, status, latency) for _ in prompts]
-
-        try:
-            response = await self._http.post("/completions", json=self.body(prompts, temperature=temperature,
-                                                                            seed=seed))
-        except httpx.TimeoutException as exc:
-            return failed(FallbackReason.PREDICTOR_TIMEOUT,
-                          f"timeout after {self.settings.timeout_s:g} s ({type(exc).__name__})")
-        except httpx.HTTPError as exc:
-            return failed(FallbackReason.PREDICTOR_ERROR, f"connection error: {type(exc).__name__}: {exc}")
-        if response.status_code != 200:
-            return failed(FallbackReason.PREDICTOR_ERROR,
-                          f"HTTP {response.status_code}: {_error_message(response)}", response.status_code)
-        try:
-            choices = response.json()["choices"]
-            texts: list[str | None] = [None] * len(prompts)
-            for choice in choices:
-                index = int(choice.get("index", 0))
-                text = choice.get("text")
-                if not 0 <= index < len(prompts) or texts[index] is not None or not isinstance(text, str):
-                    raise ValueError(f"choice index {index} does not match one of {len(prompts)} prompt(s)")
-                texts[index] = text
-            if any(t is None for t in texts):
-                raise ValueError(f"{sum(t is None for t in texts)} of {len(prompts)} prompt(s) got no choice")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            return failed(FallbackReason.PREDICTOR_ERROR, f"malformed response: {type(exc).__name__}: {exc}", 200)
-        latency = time.perf_counter() - started
-        return [CompletionResult(t, latency_s=latency) for t in texts]
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-
-def _error_message(response: Any) -> str:
-    try:
-        data = response.json()
-        error = data.get("error") if isinstance(data, dict) else None
-        message = error.get("message") if isinstance(error, dict) else (error or data)
-        return str(message)[:300]
-    except ValueError:
-        return response.text[:300]
 
 
 # ---------------------------------------------------------------------------------------------------------

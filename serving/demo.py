@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aigp.pricing import DEFAULT_MODEL_NAME
+
 UNTRAINED_LABEL = "base-untrained"
 TRAINED_MAX_TOKENS = 768  # a full rationale + JSON action of the small model (~500 tokens) with room to spare
 UNTRAINED_MAX_TOKENS = 16  # noise either way: enough to show it, cheap enough to keep the demo short
@@ -127,7 +129,7 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
     store.materialize(date, date + dt.timedelta(days=1))  # idempotent: the state of the day priced
     store.close()
 
-    model_name = ctx.get("model_name", "aigp-pricing")
+    model_name = ctx.get("model_name", DEFAULT_MODEL_NAME)
     champion = _champion(model_name, log)
     pinned = None
     prompt_fields: dict[str, Any] = {}

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from aigp.config import StrictConfig
 from aigp.io import write_text
+from aigp.pricing import DEFAULT_MODEL_NAME
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -35,7 +36,7 @@ class LLMServingConfig(StrictConfig):
     name: str = Field("aigp-llm", description="InferenceService name; the transformer calls <name>-predictor")
     namespace: str | None = Field(None, description="Kubernetes namespace; None = the kubeconfig's / overlay's")
     runtime: str = Field("aigp-vllm", description="ServingRuntime (Hugging Face server, vLLM backend)")
-    served_model_name: str = Field("aigp-pricing", description="model name on the OpenAI-compatible routes")
+    served_model_name: str = Field(DEFAULT_MODEL_NAME, description="model name on the OpenAI-compatible routes")
     max_model_len: int = Field(4096, ge=256, le=262144, description="vLLM --max-model-len (prompt + completion)")
     gpus: int = Field(1, ge=1, le=16, description="nvidia.com/gpu request = limit (vLLM tensor parallel size)")
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98, description="vLLM --gpu-memory-utilization")
@@ -70,8 +71,8 @@ def predictor_args(cfg: LLMServingConfig) -> list[str]:
     return args
 
 
-def render_inference_service(storage_uri: str, cfg: LLMServingConfig | None = None, *, model_name: str = "aigp-pricing",
-                             model_version: int | None = None) -> dict[str, Any]:
+def render_inference_service(storage_uri: str, cfg: LLMServingConfig | None = None, *,
+                             model_name: str = DEFAULT_MODEL_NAME, model_version: int | None = None) -> dict[str, Any]:
     """The InferenceService for one model version as a plain dict (what ``kubectl apply`` would get)."""
     cfg = cfg or LLMServingConfig()
     if cfg.max_replicas < cfg.min_replicas:

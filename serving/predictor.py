@@ -45,6 +45,8 @@ from fastapi.responses import JSONResponse
 from kserve import Model
 from kserve.errors import InvalidInput
 
+from aigp.pricing import DEFAULT_MODEL_NAME
+
 log = logging.getLogger(__name__)
 
 OPENAI_PREFIX = "/openai/v1"
@@ -544,7 +546,7 @@ def serve_subprocess(argv: list[str], ready_url: Callable[[str], str], *, port: 
 
 
 @contextlib.contextmanager
-def serve_local_predictor(model_dir: str | Path, served_model: str = "aigp-pricing", *, port: int | None = None,
+def serve_local_predictor(model_dir: str | Path, served_model: str = DEFAULT_MODEL_NAME, *, port: int | None = None,
                           max_batch_size: int = 32, batch_wait_ms: float = 5.0, threads: int | None = None,
                           log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
     """Run ``python -m aigp.serving.predictor`` for ``model_dir`` on a loopback port; yields its OpenAI API

@@ -46,7 +46,7 @@ from kserve.errors import InvalidInput
 from pydantic import Field
 
 from aigp.config import StrictConfig
-from aigp.pricing import Arm, Decision, PricingConfig, PricingEngine, Resolver, resolve_arms
+from aigp.pricing import DEFAULT_MODEL_NAME, Arm, Decision, PricingConfig, PricingEngine, Resolver, resolve_arms
 from aigp.serving import metrics
 from aigp.serving.features import EmbeddedFeatureSource, FeatureServerSource, FeatureSource
 
@@ -500,7 +500,7 @@ def pinned(version: str) -> Resolver:
 
 
 @contextlib.contextmanager
-def serve_local_transformer(config: TransformerConfig, model_name: str = "aigp-pricing", *, port: int | None = None,
+def serve_local_transformer(config: TransformerConfig, model_name: str = DEFAULT_MODEL_NAME, *, port: int | None = None,
                             pinned_version: str | None = None, env: Mapping[str, str] | None = None,
                             log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
     """Run ``python -m aigp.serving.transformer`` (as the InferenceService does) with ``config`` on a loopback

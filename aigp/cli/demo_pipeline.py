@@ -69,7 +69,8 @@ def stage_training_pipeline(ctx: dict[str, Any]) -> str:
     from aigp.cli._common import console
     from aigp.gate import GateConfig, decide
     from aigp.pipelines.runner import PRESETS, latest_output, local_parameters, run_local
-    from aigp.registry.model_registry import DEFAULT_MODEL_NAME, ModelRegistry
+    from aigp.pricing import DEFAULT_MODEL_NAME
+    from aigp.registry.model_registry import ModelRegistry
 
     root = Path(ctx["root"]) / "pipeline"
     preset = dict(PRESETS[ctx.get("pipeline_size", "demo")])

@@ -16,12 +16,12 @@ import typer
 from rich.table import Table
 
 from aigp.cli._common import console, user_errors
+from aigp.pricing import DEFAULT_MODEL_NAME
 
 app = typer.Typer(no_args_is_help=True, help="Model registry: candidates, approval, promotion, rollback, audit log.")
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="registered model name")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="who makes the change (default: $USER)")]
-DEFAULT_MODEL = "aigp-pricing"
 STATE_STYLE = {"candidate": "yellow", "approved": "cyan", "rejected": "red", "production": "green",
                "rolled_back": "magenta"}
 
@@ -83,7 +83,7 @@ def list_versions(
 @user_errors
 def show(
     version: Annotated[str, typer.Argument(help="version number, or champion / challenger")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL_NAME,
 ) -> None:
     """One version in full: provenance, gate report, metrics, storage URI and its audit trail."""
     registry = _registry()
@@ -121,7 +121,7 @@ def show(
 
 @app.command("audit")
 @user_errors
-def audit(model: ModelOpt = DEFAULT_MODEL) -> None:
+def audit(model: ModelOpt = DEFAULT_MODEL_NAME) -> None:
     """The model's whole audit log (every transition of every version) and a completeness check."""
     registry = _registry()
     out = _out()
@@ -139,7 +139,7 @@ def audit(model: ModelOpt = DEFAULT_MODEL) -> None:
 def approve(
     version: Annotated[str, typer.Argument(help="version number")],
     reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL_NAME,
     by: ByOpt = None,
 ) -> None:
     """candidate -> approved. Refused unless the version passed the offline gate."""
@@ -153,7 +153,7 @@ def approve(
 def reject(
     version: Annotated[str, typer.Argument(help="version number")],
     reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL_NAME,
     by: ByOpt = None,
 ) -> None:
     """-> rejected (final: a rejected version can never be promoted)."""
@@ -205,7 +205,7 @@ ServingCfgOpt = Annotated[Path | None, typer.Option("--serving-config", help="LL
 @user_errors
 def promote(
     version: Annotated[str, typer.Argument(help="version number")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL_NAME,
     alias: Annotated[str, typer.Option("--alias", help="champion (serves traffic) or challenger (A/B)")] = "champion",
     reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")] = "",
     by: ByOpt = None,
@@ -225,7 +225,7 @@ def promote(
 @user_errors
 def rollback(
     reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL_NAME,
     by: ByOpt = None,
     out: OutOpt = None, apply: ApplyOpt = None, namespace: NamespaceOpt = None, max_model_len: MaxLenOpt = None,
     gpus: GpusOpt = None, lora_adapter: LoraOpt = None, publish_to: PublishOpt = None,

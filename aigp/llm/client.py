@@ -1,4 +1,6 @@
-"""An OpenAI-compatible client for a teacher or judge served by vLLM, KServe or any compatible server.
+"""The one OpenAI-compatible transport: the teacher's and judge's client, and the pricing predictor's.
+
+:class:`OpenAICompatibleClient` calls a teacher or judge served by vLLM, KServe or any compatible server.
 
 Both routes are supported with the request/response shape vLLM uses: ``/chat/completions`` (messages) and
 ``/completions`` (the messages rendered as ChatML text). Requests run concurrently (``concurrency``
@@ -9,6 +11,11 @@ prompt never loses a batch; callers count and report them.
 
 The API key is read from the environment variable named by ``api_key_env`` (a secret by reference, never a
 config value).
+
+:class:`PredictorClient` is the pricing engine's (``aigp.pricing``): asynchronous, several prompts per
+``/completions`` request (vLLM batches them), and no transport-level retry -- the engine retries a failed SKU once
+at its own sampling temperature, then falls back (``aigp.decisions.FallbackReason``). Both build their HTTP client
+with :func:`http_options` and read servers' errors with the same parser.
 """
 
 from __future__ import annotations
@@ -20,11 +27,12 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import Field, field_validator
 
 from aigp.config import StrictConfig
+from aigp.decisions import FallbackReason
 from aigp.llm.prompt import render_chatml
 
 Messages = Sequence[Mapping[str, str]]
@@ -91,13 +99,9 @@ class OpenAICompatibleClient:
         import httpx
 
         self.config = config
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(config.api_key_env) if config.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
-        self._http = httpx.Client(base_url=config.base_url, headers=headers, timeout=config.timeout_s,
-                                  limits=limits, transport=transport)
+        self._http = httpx.Client(**http_options(config.base_url, api_key_env=config.api_key_env,
+                                                 concurrency=config.concurrency, timeout_s=config.timeout_s),
+                                  transport=transport)
         self._jitter = random.Random(0)
         self._lock = threading.Lock()
 
@@ -231,9 +235,114 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _error_message(response: Any) -> str:
+    """The server's error message of a failed response (OpenAI's ``{"error": {"message": ...}}`` or text)."""
     try:
         data = response.json()
-        message = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("error")
-        return str(message or data)[:300]
+        error = data.get("error") if isinstance(data, dict) else None
+        message = error.get("message") if isinstance(error, dict) else (error or data)
+        return str(message)[:300]
     except ValueError:
         return response.text[:300]
+
+
+def http_options(base_url: str, *, api_key_env: str | None, concurrency: int, timeout_s: float) -> dict[str, Any]:
+    """The keyword arguments of ``httpx.Client`` / ``httpx.AsyncClient`` for an OpenAI-compatible endpoint: JSON
+    headers, the bearer key read from the environment variable ``api_key_env`` (a secret by reference), one
+    connection per request in flight, the per-request timeout."""
+    import httpx
+
+    headers = {"Content-Type": "application/json"}
+    key = os.environ.get(api_key_env) if api_key_env else None
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout_s,
+            "limits": httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)}
+
+
+class PredictorSettingsLike(Protocol):
+    """What :class:`PredictorClient` reads of ``aigp.pricing.PredictorSettings``."""
+
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def api_key_env(self) -> str | None: ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the pricing predictor's client: /completions with a batch of prompts, asynchronous (aigp.pricing's engine)
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompletionResult:
+    """One prompt's answer, or why there is none (``reason`` PREDICTOR_TIMEOUT / PREDICTOR_ERROR)."""
+
+    text: str | None
+    reason: FallbackReason = FallbackReason.NONE
+    message: str = ""
+    status: int | None = None  # HTTP status of a failed request
+    latency_s: float = 0.0
+
+
+class PredictorClient:
+    """``POST {base_url}/completions`` with one or several prompts; never raises for endpoint trouble."""
+
+    def __init__(self, base_url: str, served_model: str, settings: PredictorSettingsLike, *, transport: Any = None):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.served_model = served_model
+        self.settings = settings
+        self._http = httpx.AsyncClient(**http_options(base_url, api_key_env=settings.api_key_env,
+                                                      concurrency=settings.concurrency, timeout_s=settings.timeout_s),
+                                       transport=transport)
+
+    def body(self, prompts: Sequence[str], *, temperature: float, seed: int | None) -> dict[str, Any]:
+        prompt: str | list[str] = prompts[0] if len(prompts) == 1 else list(prompts)
+        body: dict[str, Any] = {"model": self.served_model, "prompt": prompt,
+                                "max_tokens": self.settings.max_tokens, "temperature": temperature, "n": 1}
+        if seed is not None:
+            body["seed"] = int(seed)
+        return body
+
+    async def complete(self, prompts: Sequence[str], *, temperature: float,
+                       seed: int | None = None) -> list[CompletionResult]:
+        import httpx
+
+        started = time.perf_counter()
+
+        def failed(reason: FallbackReason, message: str, status: int | None = None) -> list[CompletionResult]:
+            latency = time.perf_counter() - started
+            return [CompletionResult(None, reason, message, status, latency) for _ in prompts]
+
+        try:
+            response = await self._http.post("/completions", json=self.body(prompts, temperature=temperature,
+                                                                            seed=seed))
+        except httpx.TimeoutException as exc:
+            return failed(FallbackReason.PREDICTOR_TIMEOUT,
+                          f"timeout after {self.settings.timeout_s:g} s ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            return failed(FallbackReason.PREDICTOR_ERROR, f"connection error: {type(exc).__name__}: {exc}")
+        if response.status_code != 200:
+            return failed(FallbackReason.PREDICTOR_ERROR,
+                          f"HTTP {response.status_code}: {_error_message(response)}", response.status_code)
+        try:
+            choices = response.json()["choices"]
+            texts: list[str | None] = [None] * len(prompts)
+            for choice in choices:
+                index = int(choice.get("index", 0))
+                text = choice.get("text")
+                if not 0 <= index < len(prompts) or texts[index] is not None or not isinstance(text, str):
+                    raise ValueError(f"choice index {index} does not match one of {len(prompts)} prompt(s)")
+                texts[index] = text
+            if any(t is None for t in texts):
+                raise ValueError(f"{sum(t is None for t in texts)} of {len(prompts)} prompt(s) got no choice")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return failed(FallbackReason.PREDICTOR_ERROR, f"malformed response: {type(exc).__name__}: {exc}", 200)
+        latency = time.perf_counter() - started
+        return [CompletionResult(t, latency_s=latency) for t in texts]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
