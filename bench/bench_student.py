@@ -70,7 +70,7 @@ def prompt_numbers(prompts):
     import numpy as np
 
     from aigp.llm.diagnosis import compute_signals, review_score
-    from aigp.llm.prompt import parse_prompt
+    from aigp.llm.prompt_reader import parse_prompt
 
     table = []
     for p in prompts:

@@ -44,10 +44,11 @@ def screenshot(page: Path, png: Path, height: int = 2400) -> Path:
 
 
 def monitoring_pages(work: Path) -> tuple[Path, Path, Path]:
+    from aigp.decisions import load_decisions
     from aigp.market.config import MarketConfig
     from aigp.market.logs import simulate_to_directory
-    from aigp.monitor import MonitorConfig, load_decisions
     from aigp.monitoring.drills import DrillConfig, inject_ctr_shift, simulated_traffic
+    from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.job import run_monitoring
 
     market = MarketConfig.build(n_skus=400, launch_days=20, seed=0)
@@ -82,7 +83,8 @@ def ab_page(work: Path, logs_dir: Path) -> Path:
 
 def gate_page(work: Path, logs_dir: Path) -> Path:
     from aigp.action import project_to_safe
-    from aigp.gate import GateConfig, evaluate_candidate, heldout_from_logs, write_gate_report
+    from aigp.gate import GateConfig, evaluate_candidate, heldout_from_logs
+    from aigp.gate_report import write_gate_report
     from aigp.market.logs import open_logs
 
     def expert_copy(model_dir: str, rows: pd.DataFrame) -> pd.DataFrame:

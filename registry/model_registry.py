@@ -48,10 +48,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from aigp.gate import GateReport
+from aigp.gate_report import GateReport
+from aigp.pricing import DEFAULT_MODEL_NAME
 from aigp.registry import tracking
+from aigp.schema import to_date
 
-DEFAULT_MODEL_NAME = "aigp-pricing"
 REGISTRY_EXPERIMENT = "aigp-registry"
 ALIASES = ("champion", "challenger")
 MAX_REASON_CHARS = 2000
@@ -778,13 +779,7 @@ def _clean_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 def _to_date(value: Any, label: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if hasattr(value, "date") and callable(value.date):  # pandas Timestamp
-        return value.date()
     try:
-        return dt.date.fromisoformat(str(value)[:10])
+        return to_date(value, label)
     except ValueError:
         raise RegistryError(f"{label}: {value!r} is not a date (expected YYYY-MM-DD)") from None

@@ -152,7 +152,7 @@ def registry_env(root: Path) -> dict[str, str]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        from aigp.gate import GateReport
+        from aigp.gate_report import GateReport
         from aigp.registry.model_registry import ModelRegistry
 
         registry = ModelRegistry()

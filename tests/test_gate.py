@@ -13,15 +13,14 @@ from aigp.gate import (
     GATE_HTML,
     GATE_JSON,
     GateConfig,
-    GateReport,
     decide,
     evaluate_candidate,
     heldout_from_logs,
     holdout_rows,
     is_simulator_log,
     judge_metrics,
-    write_gate_report,
 )
+from aigp.gate_report import GateReport, write_gate_report
 
 
 def _proposer(offset: float, *, raw_offset: float | None = None, parse_fail_every: int = 0):
@@ -104,7 +103,7 @@ def test_a_model_that_writes_no_action_fails_even_with_every_floor_switched_off(
 
 
 def test_the_html_report_lists_the_checks_not_made(heldout) -> None:
-    from aigp.gate import gate_html
+    from aigp.gate_report import gate_html
 
     result = evaluate_candidate("m", heldout, _config(**ALL_FLOORS_OFF), proposer=_proposer(0.0), log=lambda _: None)
     html = gate_html(result)

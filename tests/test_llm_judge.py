@@ -17,7 +17,8 @@ from aigp.llm.judge import (
     planted_defect_set,
     read_judge_messages,
 )
-from aigp.llm.prompt import PromptConfig, build_prompt, parse_prompt
+from aigp.llm.prompt import PromptConfig, build_prompt
+from aigp.llm.prompt_reader import parse_prompt
 from aigp.llm.teacher import KnowledgeBaseTeacher
 
 TEACHER = KnowledgeBaseTeacher()

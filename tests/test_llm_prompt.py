@@ -18,9 +18,9 @@ from aigp.llm.prompt import (
     approx_tokens,
     build_prompt,
     format_value,
-    parse_prompt,
     render_chatml,
 )
+from aigp.llm.prompt_reader import parse_prompt
 from aigp.llm.sanitize import ACT_ONLY_TOKEN
 from aigp.schema import DECISION_CRITICAL
 

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
 from aigp.cli import app
-from aigp.gate import GateReport
+from aigp.gate_report import GateReport
 from aigp.registry.model_registry import ModelRegistry
 from aigp.serving.inference_service import (
     LLMServingConfig,

@@ -18,7 +18,7 @@ from _registry_support import make_candidate, mlflow_store
 from typer.testing import CliRunner
 
 from aigp.cli import app
-from aigp.gate import GateReport
+from aigp.gate_report import GateReport
 from aigp.registry.model_registry import (
     TAG_GATE_STATUS,
     TAG_STATE,

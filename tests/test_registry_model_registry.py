@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from _registry_support import S3_ENV, make_candidate, mlflow_store, s3_server
 
-from aigp.gate import GateReport, GateReportError
+from aigp.gate_report import GateReport, GateReportError
 from aigp.registry import storage
 from aigp.registry.model_registry import (
     ModelRegistry,

@@ -23,7 +23,7 @@ def champion(tmp_path_factory) -> tuple[dict[str, str], str]:
     """A registry whose champion is a real (tiny) model; returns its environment and storage URI."""
     import os
 
-    from aigp.gate import GateReport
+    from aigp.gate_report import GateReport
     from aigp.llm.model_factory import BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.teacher import KnowledgeBaseTeacher

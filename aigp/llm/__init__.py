@@ -3,8 +3,8 @@ untrusted-text handling, the offline base-model factory, the teacher, the judge 
 
 Entry points (see ``docs/llm_core.md``):
 
-- ``aigp.llm.prompt``: ``build_prompt(row, PromptConfig(act_only=..., include_knowledge=..., ...))`` and
-  ``parse_prompt(prompt)``;
+- ``aigp.llm.prompt``: ``build_prompt(row, PromptConfig(act_only=..., include_knowledge=..., ...))``;
+  ``aigp.llm.prompt_reader``: ``parse_prompt(prompt)`` (what the teacher and judge read back);
 - ``aigp.llm.parser``: ``parse_action(output, prev_discount)`` (Ψ) and ``parse_actions`` for a batch;
 - ``aigp.llm.model_factory``: ``build_base_model(out_dir, corpus, BaseModelConfig(size=...))``, ``load_model(spec)``
   and ``resolve_model(spec)`` (local path or HF id; S3 URIs are localized by the platform first);

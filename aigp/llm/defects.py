@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from aigp.llm.diagnosis import SIGNAL_DECIMALS
-from aigp.llm.prompt import PromptFacts
+from aigp.llm.prompt_reader import PromptFacts
 
 DATA, COMPLETE, COHERENT, CONSISTENT, SAFE = (
     "data_accuracy", "content_completeness", "reasoning_internal_coherence", "reasoning_decision_consistency",

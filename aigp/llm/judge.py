@@ -34,7 +34,8 @@ from aigp.llm import defects
 from aigp.llm.client import OpenAICompatibleClient
 from aigp.llm.diagnosis import SIGNAL_DECIMALS, compute_signals, pace_word, review_label, review_score, roi_for_rest
 from aigp.llm.parser import ParsedAction, has_action_field, json_objects, last_json_object, parse_action
-from aigp.llm.prompt import FACTOR_TITLES, Prompt, PromptFacts, parse_prompt, required_factors, user_text
+from aigp.llm.prompt import FACTOR_TITLES, Prompt, required_factors
+from aigp.llm.prompt_reader import PromptFacts, parse_prompt, user_text
 
 DIMENSIONS = (defects.DATA, defects.COMPLETE, defects.COHERENT, defects.CONSISTENT)
 DIMENSION_TITLES = {defects.DATA: "Data Accuracy", defects.COMPLETE: "Content Completeness",

@@ -50,11 +50,10 @@ from aigp.llm.prompt import (
     FACTOR_TITLES,
     Prompt,
     PromptConfig,
-    PromptFacts,
     build_prompt,
-    parse_prompt,
     required_factors,
 )
+from aigp.llm.prompt_reader import PromptFacts, parse_prompt
 
 PromptLike = Prompt | str | Sequence[Mapping[str, str]]
 

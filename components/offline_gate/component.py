@@ -37,7 +37,8 @@ def offline_gate(
     import pandas as pd
     import yaml
 
-    from aigp.gate import GateConfig, evaluate_candidate, write_gate_report
+    from aigp.gate import GateConfig, evaluate_candidate
+    from aigp.gate_report import write_gate_report
     from aigp.ltve.artifact import load_model
 
     cfg = GateConfig.build(**(yaml.safe_load(config_yaml) or {}))

@@ -27,7 +27,7 @@ def register_model(
     promotion are a person's decision (``aigp registry approve|promote``), never this step's."""
     import math
 
-    from aigp.gate import GateReport, read_gate_result
+    from aigp.gate_report import GateReport, read_gate_result
     from aigp.registry.model_registry import ModelRegistry
 
     report = GateReport.from_json(gate_json.path, gate_report.path)

@@ -7,7 +7,8 @@ import pytest
 from kfp.dsl import HTML, Artifact, Model
 
 from aigp.components.register_model.component import fail_run, register_model
-from aigp.gate import GateConfig, GateResult, decide, write_gate_report
+from aigp.gate import GateConfig, GateResult, decide
+from aigp.gate_report import write_gate_report
 
 
 def _gate_report(tmp_path, candidate: dict) -> tuple:
