@@ -82,3 +82,20 @@ def replace_directory(partial: str | Path, out: str | Path) -> Path:
     else:
         partial.rename(out)
     return out
+
+
+@contextlib.contextmanager
+def atomic_directory(out: str | Path) -> Iterator[Path]:
+    """Build a directory under ``<out>.partial``; when the block completes it replaces ``out`` (see
+    :func:`replace_directory`), when it raises the partial directory is removed and ``out`` is untouched. Every
+    saved artifact (models, LTVE, logs) goes through this or :func:`replace_directory`."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    replace_directory(partial, out)

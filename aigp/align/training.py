@@ -3,7 +3,6 @@ counting, and writing a trained model directory atomically (merged model at the 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -116,15 +115,13 @@ def check_context(lengths: Sequence[int], model_dir: str | Path, what: str) -> i
 
 def save_trained(peft_model: Any, tokenizer: Any, out_dir: str | Path, *, source_model: str | Path,
                  step: Mapping[str, Any], metrics: Mapping[str, Any]) -> Path:
-    """Adapter to ``out/adapter``, merged weights + tokenizer to ``out``; built under ``.partial``, renamed."""
+    """Adapter to ``out/adapter``, merged weights + tokenizer to ``out``; built under ``.partial`` and put in
+    place crash-safely (``aigp.io.atomic_directory``)."""
     from aigp.align.generation import copy_model_metadata
-    from aigp.io import write_json
+    from aigp.io import atomic_directory, write_json
 
     out = Path(out_dir)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_directory(out) as partial:
         if hasattr(peft_model, "merge_and_unload"):  # LoRA: the adapter, then the merged weights
             peft_model.save_pretrained(partial / ADAPTER_DIR)
             merged = peft_model.merge_and_unload()
@@ -134,12 +131,6 @@ def save_trained(peft_model: Any, tokenizer: Any, out_dir: str | Path, *, source
         tokenizer.save_pretrained(partial)
         copy_model_metadata(source_model, partial, step)
         write_json(partial / METRICS_FILE, dict(metrics))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
     return out
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,7 +30,7 @@ from pydantic import Field
 
 import aigp
 from aigp.config import StrictConfig
-from aigp.io import write_json
+from aigp.io import atomic_directory, write_json
 from aigp.llm.prompt import PROMPT_VERSION
 from aigp.llm.sanitize import ACT_ONLY_TOKEN
 
@@ -142,10 +141,7 @@ def build_base_model(out_dir: str | Path, corpus: Iterable[str], config: BaseMod
     model = Qwen3ForCausalLM(model_config)
     model.generation_config.eos_token_id = model_config.eos_token_id
     model.generation_config.pad_token_id = model_config.pad_token_id
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_directory(out) as partial:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         write_json(partial / METADATA_FILE, {
@@ -154,12 +150,6 @@ def build_base_model(out_dir: str | Path, corpus: Iterable[str], config: BaseMod
             "corpus_texts": len(texts), "corpus_chars": sum(len(t) for t in texts), "prompt_version": PROMPT_VERSION,
             "seed": cfg.seed, "seconds": round(time.perf_counter() - started, 2),
         })
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
     log.info("built %s base model (%d parameters) in %s", cfg.size, sum(p.numel() for p in model.parameters()), out)
     return out
 
