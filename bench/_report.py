@@ -12,6 +12,8 @@ import platform
 import sys
 from pathlib import Path
 
+from aigp.markdown import markdown_table as core_markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -58,10 +60,7 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     if not rows:
         return "(no rows)"
     columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
-    return "\n".join(lines)
+    return core_markdown_table(columns, ([_cell(row.get(c, "")) for c in columns] for row in rows))
 
 
 def _cell(value: object) -> str:

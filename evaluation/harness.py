@@ -43,6 +43,7 @@ from pydantic import Field
 
 from aigp.config import StrictConfig
 from aigp.io import write_json, write_text
+from aigp.markdown import markdown_table
 
 NOT_RUN = "not run"
 LLM_VARIANTS = ("base", "sft", "dpo_only", "fullseq", "sft_dpo")  # names of aigp.align.variants
@@ -802,9 +803,7 @@ def _signed(v: Any) -> str:
 
 
 def _md(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(headers, rows)
 
 
 def _policy_validity(ev: Evaluation) -> dict[str, float]:

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 
 from aigp.ab.partition import assign_groups
 from aigp.config import StrictConfig
+from aigp.markdown import markdown_table
 from aigp.market.config import MarketConfig
 from aigp.market.observation import Policy
 from aigp.market.simulator import Market, RunResult
@@ -243,10 +244,10 @@ def format_markdown(result: ABResult) -> str:
     for h in cfg.horizons:
         lines.append(f"**{h}-day**, {result.design} (control = `{cfg.control}`; "
                      f"CI = {cfg.confidence:.0%} bootstrap over SKUs)\n")
-        head = "| group | SKUs | GMV / SKU | ROI | MAR | GMV uplift | ROI uplift | MAR uplift |"
+        head = ["group", "SKUs", "GMV / SKU", "ROI", "MAR", "GMV uplift", "ROI uplift", "MAR uplift"]
         if cfg.ceiling:
-            head += " gap closed (GMV / ROI / MAR) |"
-        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+            head.append("gap closed (GMV / ROI / MAR)")
+        rows = []
         for group in cfg.allocation:
             m = result.metrics.query("group == @group and horizon == @h").set_index("metric")
             cells = [group, str(int(m.loc["gmv", "n_skus"])),
@@ -266,6 +267,6 @@ def format_markdown(result: ABResult) -> str:
                 else:
                     cells.append(" / ".join("n.s." if np.isnan(u.loc[k].gap_closed) else f"{u.loc[k].gap_closed:.0%}"
                                             for k in METRICS))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+            rows.append(cells)
+        lines += [markdown_table(head, rows), ""]
     return "\n".join(lines)

@@ -49,6 +49,7 @@ from aigp.io import write_json, write_parquet, write_text
 from aigp.ltve.artifact import LTVEModel
 from aigp.ltve.dataset import ACTION, expert_skus, launch_dates, prepare_frame
 from aigp.ltve.reward import daily_rewards
+from aigp.markdown import markdown_table
 from aigp.schema import ENTITY_KEY
 
 HORIZONS = (7, 14)
@@ -89,9 +90,7 @@ class EvaluationReport:
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(self.metrics.items())]
-        table = "\n".join(lines)
+        table = markdown_table(["metric", "value"], [(k, _fmt(v)) for k, v in sorted(self.metrics.items())])
         deciles = self.deciles.round(4).to_markdown(index=False) if _has_tabulate() else self.deciles.to_string()
         notes = "".join(f"- {n}\n" for n in self.notes)
         return f"# LTVE evaluation\n\n{notes}\n{table}\n\n## Q deciles vs realised outcomes\n\n{deciles}\n"
