@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -156,23 +157,30 @@ class SkuTable:
             for i, c in enumerate(self.category)
         ]
 
-    def observable_frame(self, calendar: Calendar) -> pd.DataFrame:
+    def static_columns(self) -> dict[str, Any]:
+        """The SKU's attributes as the logs and the prompt name them (schema dtypes); the one mapping the
+        simulator's per-day static columns and :meth:`observable_frame` share."""
         tiers = self.gmv_tiers()
+        return {
+            "sku_id": self.sku_id,
+            "category": self.category_names,
+            "brand": self.brand_names,
+            "brand_tier": self.brand_tiers,
+            "list_price": self.list_price.astype(np.float32),
+            "unit_cost": self.unit_cost.astype(np.float32),
+            "launch_inventory": self.launch_inventory.astype(np.int64),
+            "gmv_tier1": tiers[:, 0].astype(np.float32),
+            "gmv_tier2": tiers[:, 1].astype(np.float32),
+            "gmv_tier3": tiers[:, 2].astype(np.float32),
+            "roi_target": self.category_values("roi_target").astype(np.float32),
+            "category_ctr": self.category_values("ctr").astype(np.float32),
+            "category_cvr": self.category_values("cvr").astype(np.float32),
+        }
+
+    def observable_frame(self, calendar: Calendar) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                "sku_id": self.sku_id,
-                "category": self.category_names,
-                "brand": self.brand_names,
-                "brand_tier": self.brand_tiers,
-                "list_price": self.list_price.astype(np.float32),
-                "unit_cost": self.unit_cost.astype(np.float32),
-                "launch_inventory": self.launch_inventory.astype(np.int64),
-                "gmv_tier1": tiers[:, 0].astype(np.float32),
-                "gmv_tier2": tiers[:, 1].astype(np.float32),
-                "gmv_tier3": tiers[:, 2].astype(np.float32),
-                "roi_target": self.category_values("roi_target").astype(np.float32),
-                "category_ctr": self.category_values("ctr").astype(np.float32),
-                "category_cvr": self.category_values("cvr").astype(np.float32),
+                **self.static_columns(),
                 "launch_date": pd.to_datetime(calendar.dates(self.launch_day)).astype("datetime64[us]"),
                 "launch_discount": self.launch_discount.astype(np.float32),
                 "description": self.descriptions(),

@@ -369,22 +369,9 @@ class _ReviewState:
 
 
 def _static_columns(sk: SkuTable) -> dict[str, Any]:
-    tiers = sk.gmv_tiers()
-    return {
-        "sku_id": sk.sku_id,
-        "category": pd.Categorical(sk.category_names, categories=[c.name for c in sk.categories]),
-        "brand": sk.brand_names,
-        "brand_tier": sk.brand_tiers,
-        "list_price": sk.list_price.astype(np.float32),
-        "unit_cost": sk.unit_cost.astype(np.float32),
-        "launch_inventory": sk.launch_inventory.astype(np.int64),
-        "gmv_tier1": tiers[:, 0].astype(np.float32),
-        "gmv_tier2": tiers[:, 1].astype(np.float32),
-        "gmv_tier3": tiers[:, 2].astype(np.float32),
-        "roi_target": sk.category_values("roi_target").astype(np.float32),
-        "category_ctr": sk.category_values("ctr").astype(np.float32),
-        "category_cvr": sk.category_values("cvr").astype(np.float32),
-    }
+    columns = sk.static_columns()
+    columns["category"] = pd.Categorical(columns["category"], categories=[c.name for c in sk.categories])
+    return columns
 
 
 def _typed(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
