@@ -444,20 +444,29 @@ def _pairs(parts: _Parts, names: Sequence[str]) -> str:
     return " | ".join(cells)
 
 
-def _render_compact(parts: _Parts, cfg: PromptConfig) -> str:
+def _fields_and_diagnosis(parts: _Parts, cfg: PromptConfig, sections: Mapping[str, Sequence[Sequence[str]]],
+                          perf_columns: Sequence[str], perf_windows: Sequence[str],
+                          perf_extra: Sequence[str]) -> list[str]:
+    """The version tag, the field sections (the performance table goes before "Competitors") and the diagnosis:
+    what the full and the compact forms share, each with its own fields."""
     out = [f"[{PROMPT_VERSION}]"]
-    for title, lines in COMPACT_SECTIONS.items():
+    for title, lines in sections.items():
         if title == "Competitors":
             out.append("## Performance")
-            out.append("window | " + " | ".join(COMPACT_PERF_COLUMNS))
-            out.extend(w + " | " + " | ".join(parts.printed[f"{m}_{w}"] for m in COMPACT_PERF_COLUMNS)
-                       for w in COMPACT_PERF_WINDOWS)
-            out.append(_pairs(parts, COMPACT_PERF_EXTRA))
+            out.append("window | " + " | ".join(perf_columns))
+            out.extend(w + " | " + " | ".join(parts.printed[f"{m}_{w}"] for m in perf_columns) for w in perf_windows)
+            out.append(_pairs(parts, perf_extra))
         out.append(f"## {title}")
         out.extend(line for line in (_pairs(parts, names) for names in lines) if line)
     if cfg.include_diagnosis and parts.diagnosis:
         out.append("## Diagnosis")
         out.extend(f"- {line}" for line in parts.diagnosis)
+    return out
+
+
+def _render_compact(parts: _Parts, cfg: PromptConfig) -> str:
+    out = _fields_and_diagnosis(parts, cfg, COMPACT_SECTIONS, COMPACT_PERF_COLUMNS, COMPACT_PERF_WINDOWS,
+                                COMPACT_PERF_EXTRA)
     if cfg.include_knowledge and parts.knowledge:
         out.append("## Knowledge base")  # ids and stated facts only: what the decision can use
         out.extend(f"- {e.render_facts()}" for e in parts.knowledge if e.facts or e.id.startswith("rule-"))
@@ -470,19 +479,7 @@ def _render_compact(parts: _Parts, cfg: PromptConfig) -> str:
 def _render_user(parts: _Parts, cfg: PromptConfig) -> str:
     if cfg.compact:
         return _render_compact(parts, cfg)
-    out = [f"[{PROMPT_VERSION}]"]
-    for title, lines in _SECTIONS.items():
-        if title == "Competitors":
-            out.append("## Performance")
-            out.append("window | " + " | ".join(_PERF_COLUMNS))
-            for w in parts.perf_windows:
-                out.append(w + " | " + " | ".join(parts.printed[f"{m}_{w}"] for m in _PERF_COLUMNS))
-            out.append(_pairs(parts, _PERF_EXTRA))
-        out.append(f"## {title}")
-        out.extend(line for line in (_pairs(parts, names) for names in lines) if line)
-    if cfg.include_diagnosis and parts.diagnosis:
-        out.append("## Diagnosis")
-        out.extend(f"- {line}" for line in parts.diagnosis)
+    out = _fields_and_diagnosis(parts, cfg, _SECTIONS, _PERF_COLUMNS, parts.perf_windows, _PERF_EXTRA)
     if cfg.include_knowledge and parts.knowledge:
         out.append("## Knowledge base")
         out.extend(f"- {entry.render()}" for entry in parts.knowledge)
