@@ -145,12 +145,26 @@ def _compare(value: float, threshold: float, direction: str) -> bool:  # directi
     return value >= threshold - 1e-12 if direction == ">=" else value <= threshold + 1e-12
 
 
-def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None, config: GateConfig) -> list[GateCheck]:
+def _switched_off(metric: str, config: GateConfig) -> str | None:
+    """Why this gate's config does not measure ``metric`` at all (None: it is measured)."""
+    if metric == "judge_score" and config.judge_samples == 0:
+        return "switched off: judge_samples is 0 in this gate's config (the rule judge did not run)"
+    if metric == "ab_gmv_uplift" and not config.ab.enabled:
+        return "switched off: ab.enabled is false in this gate's config (no simulated A/B)"
+    return None
+
+
+NO_CHAMPION = "no champion to compare with"
+
+
+def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None, config: GateConfig,
+           no_champion: str = NO_CHAMPION) -> list[GateCheck]:
     """Every check of the gate on the candidate's metrics (and the champion's, same rows, for the margins).
 
     A configured check whose metric is missing or not finite FAILS (a gate must not pass on what it could not
-    measure), except the A/B, which is skipped when no simulator data was available, and the judge, skipped
-    when ``judge_samples`` is 0."""
+    measure), except the A/B, which is skipped when it is switched off or no simulator data was available, and
+    the judge, skipped when ``judge_samples`` is 0. Every skipped check says why; ``no_champion`` is the reason
+    the margins give when ``champion`` is None."""
     checks: list[GateCheck] = []
     floors = config.floors
     for metric, (direction, field_name) in _FLOORS.items():
@@ -162,9 +176,11 @@ def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None,
         value = candidate.get(metric)
         if metric == "model_action_share" and value is None and candidate.get("parse_failure_rate") is not None:
             value = 1.0 - candidate["parse_failure_rate"]  # a report written before the share was recorded
-        if value is None and (metric == "ab_gmv_uplift" or (metric == "judge_score" and config.judge_samples == 0)):
+        off = _switched_off(metric, config)
+        if value is None and (off is not None or metric == "ab_gmv_uplift"):
             checks.append(GateCheck(f"floor:{metric}", "floor", metric, None, threshold, direction, "skipped",
-                                    f"{metric} not measured (no simulator data or judge off)"))
+                                    off or "not measured: no simulator log (market_logs) was given, so no "
+                                    "simulated A/B ran"))
             continue
         if value is None or not math.isfinite(value):
             checks.append(GateCheck(f"floor:{metric}", "floor", metric, value, threshold, direction, "failed",
@@ -185,9 +201,14 @@ def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None,
                                     "skipped", f"switched off: non_inferiority.{metric} is null in this gate's "
                                     "config"))
             continue
+        off = _switched_off(metric, config)
+        if off is not None:
+            checks.append(GateCheck(name, "non-inferiority", metric, candidate.get(metric), None, direction,
+                                    "skipped", off))
+            continue
         if champion is None:
             checks.append(GateCheck(name, "non-inferiority", metric, candidate.get(metric), None, direction,
-                                    "skipped", "no champion to compare with"))
+                                    "skipped", no_champion))
             continue
         ref, value = champion.get(metric), candidate.get(metric)
         if ref is None or not math.isfinite(ref):
@@ -393,12 +414,14 @@ def evaluate_candidate(model_dir: str | Path, heldout: pd.DataFrame, config: Gat
                        ltve: Any | None = None, champion_dir: str | Path | None = None,
                        champion_version: str = "", logs_dir: str | Path | None = None,
                        proposer: Proposer | None = None, policy_factory: Callable[[str], Any] | None = None,
-                       context: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> GateResult:
+                       context: Mapping[str, Any] | None = None, no_champion: str = NO_CHAMPION,
+                       log: Callable[[str], None] = print) -> GateResult:
     """Run the gate on ``model_dir`` over the held-out decision-log window ``heldout``.
 
     ``ltve``: the LTVE model (Avg Q); ``champion_dir``: the current champion's model, evaluated on the same
     rows for the non-inferiority margins; ``logs_dir``: the simulator log the window comes from (enables the
-    A/B); ``proposer`` / ``policy_factory`` default to :mod:`aigp.align.policy`."""
+    A/B); ``proposer`` / ``policy_factory`` default to :mod:`aigp.align.policy`; ``no_champion``: why there is no
+    ``champion_dir`` (the margins' skip reason, e.g. switched off or none registered)."""
     config = config or GateConfig()
     if proposer is None:
         proposer = model_proposer(config)
@@ -430,7 +453,7 @@ def evaluate_candidate(model_dir: str | Path, heldout: pd.DataFrame, config: Gat
         ctx["ab"] = {k: v for k, v in ab.items() if not isinstance(v, float)}
     elif config.ab.enabled:
         ctx["ab_skipped"] = "the held-out data is not a simulator log: no simulated A/B"
-    checks = decide(candidate, champion, config)
+    checks = decide(candidate, champion, config, no_champion)
     result = GateResult(passed=not any(c.status == "failed" for c in checks), checks=checks, candidate=candidate,
                         champion=champion, context=ctx, actions=actions)
     log(f"gate: {result.summary()}")

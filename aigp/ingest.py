@@ -4,7 +4,13 @@
 feature view (:class:`aigp.schema.Group`) plus the decision events (entity rows and labels of training
 sets) into ``out_dir``:
 
-- ``sku_attributes.parquet``: one row per SKU, stamped at its launch (00:00 UTC of the launch date);
+- ``sku_attributes.parquet``: the SKU catalog, one row per SKU stamped at its launch (00:00 UTC of the
+  launch date): which SKUs exist and since when (serving's active SKUs, the monitor's category join);
+- ``sku_attributes_daily.parquet``: the same attributes restated on every day the SKU is priced, stamped
+  like the daily rows: the ``sku_attributes`` feature view's source. Feast materializes the latest row
+  *inside* the window it is given, so an attribute row stamped only at launch never reaches the online
+  store through ``feast materialize`` of a later window; a daily snapshot does, for exactly the SKUs
+  whose daily state it loads;
 - ``daily_performance``, ``pricing_history``, ``competitor_stats``, ``calendar``, ``text_context``:
   one row per SKU and day priced, stamped at decision time (00:00 UTC of the day priced). A row holds the
   state *known at that time*: rolling 3/7-day aggregates are recomputed here from the raw ``out_*``
@@ -51,6 +57,7 @@ from aigp.schema import (
 )
 
 DECISION_EVENTS = "decision_events"
+SKU_SNAPSHOTS = "sku_attributes_daily"  # the sku_attributes view's source: attributes per SKU and day priced
 MANIFEST = "manifest.json"
 DEFAULT_REVIEW_DIGEST_SIZE = 3  # MarketConfig.review_digest_size; used when a log has no manifest
 DEFAULT_CHUNK_SKUS = 20_000  # about 0.7 GB of working memory per chunk
@@ -59,6 +66,12 @@ DEFAULT_CHUNK_SKUS = 20_000  # about 0.7 GB of working memory per chunk
 def table_file(name: str | Group) -> str:
     """File name of a source table: ``<view name>.parquet`` or ``decision_events.parquet``."""
     return f"{name.value if isinstance(name, Group) else name}.parquet"
+
+
+def source_table(group: Group) -> str:
+    """Name of the table a feature view reads (``table_file`` of it is the parquet file): the view's own
+    name, except the SKU attributes, whose view reads their daily snapshot (:data:`SKU_SNAPSHOTS`)."""
+    return SKU_SNAPSHOTS if group is Group.SKU else group.value
 
 
 class LogSchemaError(ValueError):
@@ -250,6 +263,8 @@ def _ingest_chunk(logs_dir: Path, ids: np.ndarray, digest_size: int) -> dict[str
         {c: static_frame[c].to_numpy() for c in STATIC_FEATURES})
     for group in (Group.PERFORMANCE, Group.PRICING, Group.COMPETITOR, Group.CALENDAR):
         out[group.value] = _typed_frame(keys, {f.name: features[f.name] for f in features_in(group)})
+    out[SKU_SNAPSHOTS] = _typed_frame(keys, {c: skus[c].reindex(log[ENTITY_KEY]).to_numpy()
+                                             for c in STATIC_FEATURES})
     descriptions = skus["description"].reindex(log[ENTITY_KEY]).to_numpy()
     digests = _review_digests(log[ENTITY_KEY].to_numpy(), log[EVENT_TIMESTAMP], reviews, digest_size)
     out[Group.TEXT.value] = _typed_frame(keys, {"description": descriptions, "review_digest": digests})

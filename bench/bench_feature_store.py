@@ -1,6 +1,7 @@
 """Feature store: materialization throughput and memory, and online lookup latency, SQLite vs Redis.
 
     .venv/bin/python -m bench.bench_feature_store [--skus 200000] [--stock-skus 20000] [--workdir DIR] [--reuse]
+    .venv/bin/python -m bench.bench_feature_store --writer-only [--stock-skus 20000]   # section 4 alone
 
 1. Data: ``MarketConfig(n_skus=200_000, launch_days=1)`` (every SKU launches the same day, so one day holds
    200k SKUs in every view) is simulated and ingested (``aigp.ingest``) once into ``--workdir``.
@@ -13,6 +14,11 @@
    stores: ours as a DataFrame (``AigpFeatureStore.online_features``) and as plain records
    (``online_records``: the serving transformer's path), both with the missing marker, Feast's SDK
    (``get_online_features(...).to_dict()``) and a direct pandas lookup of the same rows (``frame.loc``).
+4. Why ``online_layout`` writes Feast's layout itself (issue 16): in ONE process, on ``--stock-skus`` SKUs
+   x 1 day into fresh SQLite stores, Feast's engine (``FeatureStore.materialize``), Feast's public write
+   path fed by our windowed reads (``FeatureStore.write_to_online_store``: protobuf per value, the online
+   store's ``online_write_batch``) and ours, in alternating order, twice; then Feast's own
+   ``get_online_features`` reads the same SKUs from the three stores, which must agree. Its own section.
 Targets (issue 3): 200k SKUs into SQLite in under 60 s; 256-SKU lookup p99 under 50 ms on Redis.
 """
 
@@ -139,7 +145,61 @@ def child_lookup(args: dict) -> dict:
     return results
 
 
-CHILDREN = {"prepare": child_prepare, "materialize": child_materialize, "lookup": child_lookup}
+class FeastPublicWriter:
+    """Feast's public write path as an ``OnlineWriter``: ``FeatureStore.write_to_online_store`` per window."""
+
+    def __init__(self, store: Any):
+        self.store = store
+
+    def write(self, view: Any, table: Any) -> int:
+        if table.num_rows:
+            self.store.write_to_online_store(view.name, table.to_pandas())
+        return table.num_rows
+
+    def close(self) -> None:
+        pass
+
+
+def child_compare(args: dict) -> dict:
+    """Feast's engine, Feast's public write path and ours on the same window, in this one process."""
+    import datetime as dt
+
+    from aigp.feature_repo.store import open_store
+    from aigp.schema import ENTITY_KEY, FEATURES
+
+    start = dt.datetime.fromisoformat(START).replace(tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=args["days"])
+    stores: dict[str, Any] = {}
+    times: dict[str, list[float]] = {"feast_engine": [], "feast_write_api": [], "ours": []}
+    for rep in range(args["repeats"]):
+        order = list(times) if rep % 2 == 0 else list(reversed(times))
+        for engine in order:
+            state = Path(args["state"]) / f"{engine}_{rep}"
+            shutil.rmtree(state, ignore_errors=True)
+            store = open_store(feature_data=args["data"], state_dir=state, project=engine)
+            store.apply()
+            t = time.perf_counter()
+            if engine == "feast_engine":  # the whole window at once, its inclusive end
+                store.feast.materialize(start, end - dt.timedelta(microseconds=1))
+            elif engine == "feast_write_api":
+                store.materialize(start, end, writer=FeastPublicWriter(store.feast))
+            else:
+                store.materialize(start, end)
+            times[engine].append(time.perf_counter() - t)
+            stores[engine] = store
+    # The three stores hold the same values, read by Feast's own reader.
+    ids = [int(i) for i in np.random.default_rng(0).choice(args["skus"], 300, replace=False)]
+    service = stores["ours"].definitions.services["llm_prompt"]
+    read = {name: store.feast.get_online_features(features=service, entity_rows=[{ENTITY_KEY: i} for i in ids])
+            .to_dict() for name, store in stores.items()}
+    agree = all(read[name] == read["ours"] for name in read)
+    present = sum(v is not None for name in FEATURES for v in read["ours"][name])
+    return {"seconds": times, "agree": agree, "values_checked": present, "skus_checked": len(ids),
+            "load_average": os.getloadavg()[0]}
+
+
+CHILDREN = {"prepare": child_prepare, "materialize": child_materialize, "lookup": child_lookup,
+            "compare": child_compare}
 
 
 def run_child(kind: str, args: dict, timeout: int = 3600) -> dict:
@@ -197,8 +257,11 @@ class RedisServer:
 # --- main ----------------------------------------------------------------------------------------------
 def prepare(workdir: Path, skus: int, reuse: bool) -> dict:
     """Simulate + ingest into ``workdir`` (its timings kept in prepare.json), or reuse an earlier run's."""
+    from aigp.ingest import SKU_SNAPSHOTS
+
     manifest, record = workdir / "features" / "manifest.json", workdir / "prepare.json"
-    if reuse and manifest.exists() and record.exists() and json.loads(manifest.read_text())["skus"] == skus:
+    if (reuse and manifest.exists() and record.exists() and json.loads(manifest.read_text())["skus"] == skus
+            and SKU_SNAPSHOTS in json.loads(manifest.read_text())["tables"]):
         print(f"reusing {workdir}", flush=True)
         return {**json.loads(record.read_text()), "reused": True}
     print(f"simulating and ingesting {skus:,} SKUs into {workdir}", flush=True)
@@ -214,6 +277,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench" / "feature_store")
     parser.add_argument("--reuse", action="store_true", help="reuse simulated + ingested data in --workdir")
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
+    parser.add_argument("--writer-only", action="store_true",
+                        help="only the one-process writer comparison on --stock-skus SKUs (its own section)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each engine in the writer comparison")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -221,7 +287,18 @@ def main() -> None:
         return
 
     big, small = args.workdir / f"skus_{args.skus}", args.workdir / f"skus_{args.stock_skus}"
-    prepared = {"big": prepare(big, args.skus, args.reuse), "small": prepare(small, args.stock_skus, args.reuse)}
+    small_prepared = prepare(small, args.stock_skus, args.reuse)
+    compared = run_child("compare", {"data": str(small / "features"), "state": str(small / "state_compare"),
+                                     "days": 1, "skus": args.stock_skus, "repeats": args.repeats})
+    writer_body = writer_report(args.stock_skus, compared)
+    print(writer_body)
+    if not args.no_write:
+        write_section("feature_store_writer", "Feature store (Feast): our online writer vs Feast's write paths",
+                      writer_body, f"python -m bench.bench_feature_store --writer-only --stock-skus "
+                                   f"{args.stock_skus} --repeats {args.repeats}")
+    if args.writer_only:
+        return
+    prepared = {"big": prepare(big, args.skus, args.reuse), "small": small_prepared}
     server = RedisServer(args.workdir / "redis")
     try:
         runs: dict[str, dict] = {}
@@ -250,6 +327,42 @@ def main() -> None:
         return
     write_section("feature_store", "Feature store (Feast): materialization and online lookups", body,
                   f"python -m bench.bench_feature_store --skus {args.skus} --stock-skus {args.stock_skus}")
+
+
+def writer_report(stock_skus: int, compared: dict) -> str:
+    from aigp.schema import FEATURES
+
+    times = compared["seconds"]
+    best = {name: min(runs) for name, runs in times.items()}
+    labels = {"feast_engine": "Feast's engine: `FeatureStore.materialize`",
+              "feast_write_api": "Feast's public write path: our windowed reads + `write_to_online_store`",
+              "ours": "ours: our windowed reads + `online_layout.SqliteWriter`"}
+    rows = [{"path": labels[name], "runs (s)": ", ".join(f"{t:.1f}" for t in runs), "best s": round(best[name], 1),
+             "best / ours": f"{best[name] / best['ours']:.1f}x"} for name, runs in times.items()]
+    verdict = "agree" if compared["agree"] else "DISAGREE"
+    api, engine = best["feast_write_api"] / best["ours"], best["feast_engine"] / best["ours"]
+    if api >= 2:
+        needed = (f"Needed: Feast's public write path (a protobuf per value, one SQLite `execute` per SKU and "
+                  f"feature) is {api:.1f}x ours fed by the same reads, its whole engine {engine:.1f}x; so "
+                  "`online_layout` keeps writing Feast's layout itself (with Feast's private `_mmh3` / "
+                  "`compute_table_id`), guarded by the test below.")
+    else:
+        needed = (f"Not needed at this size: Feast's public write path is only {api:.1f}x ours (its engine "
+                  f"{engine:.1f}x); the bulk writer should move onto `write_to_online_store`.")
+    return f"""
+{stock_skus:,} SKUs x 1 day, all six views ({len(FEATURES)} features, {6 * stock_skus:,} source rows) into fresh
+SQLite stores, the three paths in one process, alternating order; the machine's 1-minute load average at the
+end was {compared["load_average"]:.1f} (2 cores shared with other work: compare the ratios, not the seconds).
+
+{markdown_table(rows)}
+
+- Read back with the installed Feast's own `get_online_features` ({compared["skus_checked"]} random SKUs,
+  {compared["values_checked"]:,} values present in ours): the three stores **{verdict}**.
+- {needed}
+- The guard: `test_our_writer_is_read_back_by_feasts_own_reader_as_feasts_engine_wrote`
+  (tests/test_feature_store_feast.py) materializes one window both ways into SQLite and a real `redis-server`
+  and fails if the installed Feast reads our layout differently from what its engine wrote.
+"""
 
 
 def report(skus: int, stock_skus: int, prepared: dict, runs: dict, lookups: dict) -> str:

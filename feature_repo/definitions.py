@@ -23,7 +23,7 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Bool, Float32, Int64, String
 
-from aigp.ingest import table_file
+from aigp.ingest import source_table, table_file
 from aigp.schema import (
     DYNAMIC_FEATURES,
     ENTITY_KEY,
@@ -42,7 +42,10 @@ FEAST_TYPES = {"int64": Int64, "float32": Float32, "string": String, "bool": Boo
 # A daily state row is the state at 00:00 UTC of the day priced and serves requests until the next one;
 # older than a day, it describes another day and is not served (the training-set join leaves it null).
 DAILY_TTL = timedelta(days=1)
-STATIC_TTL = timedelta(0)  # 0 = never expires: launch attributes hold for the SKU's life
+# SKU attributes hold for the SKU's life (0 = never expires). Their source restates them on every day the
+# SKU is priced (``aigp.ingest.SKU_SNAPSHOTS``), so `feast materialize` of any window loads them for the SKUs
+# priced in it, and a training row sees the attributes known at its decision time.
+STATIC_TTL = timedelta(0)
 
 # Feature services: who reads which features.
 SERVICES: dict[str, tuple[str, list[str]]] = {
@@ -81,7 +84,7 @@ def build_definitions(feature_data: str) -> Definitions:
     sku = Entity(name="sku", join_keys=[ENTITY_KEY], value_type=ValueType.INT64,
                  description="a product (SKU); the only entity: pricing is identity-blind")
     sources = {
-        group: FileSource(name=f"{group.value}_source", path=_join(feature_data, table_file(group)),
+        group: FileSource(name=f"{group.value}_source", path=_join(feature_data, table_file(source_table(group))),
                           timestamp_field=EVENT_TIMESTAMP,
                           description=f"{group.value} rows written by `aigp features ingest`")
         for group in Group

@@ -15,10 +15,17 @@ one ``execute`` per (SKU, feature): about 20 µs a value, 4 minutes for 200k SKU
   murmur3 of ``view:feature``, ``_ts:<view>`` = the event time); a read is one ``HMGET`` per entity for
   every requested feature of every view (they share the entity's hash).
 
-Tests materialize the same window with Feast's engine and with these writers and compare the stored rows,
-and compare these reads with ``FeatureStore.get_online_features``. Both writers keep the newest row: a row
-older than the stored one is skipped, one at the same instant replaces it, so re-running a window is
-idempotent and re-running an old window never rolls the online store back.
+Why not Feast's public write path (``FeatureStore.write_to_online_store`` -> ``online_write_batch``): fed by
+the same windowed reads it is 4.8x slower than these writers, and Feast's whole engine 4.3x, on 20k SKUs
+(``bench/bench_feature_store.py --writer-only``, one process; BENCHMARKS.md). The price is that the layout is
+written with Feast's private helpers (``_mmh3``, ``compute_table_id``), so a Feast upgrade may change it: a
+test materializes the same window with Feast's engine and with these writers, into SQLite and a real
+``redis-server``, and requires the installed Feast's own ``get_online_features`` to read both identically;
+others compare the stored SQLite rows, and compare these reads with ``FeatureStore.get_online_features``.
+
+Both writers keep the newest row: a row older than the stored one is skipped, one at the same instant
+replaces it, so re-running a window is idempotent and re-running an old window never rolls the online store
+back.
 """
 
 from __future__ import annotations

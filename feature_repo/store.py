@@ -39,8 +39,8 @@ from pydantic import Field
 
 from aigp.config import StrictConfig
 from aigp.feature_repo.definitions import SERVICES, Definitions, build_definitions, feature_data_dir
-from aigp.feature_repo.online_layout import OnlineReader, decode_column, open_reader, open_writer
-from aigp.ingest import DECISION_EVENTS, read_manifest, table_file
+from aigp.feature_repo.online_layout import OnlineReader, OnlineWriter, decode_column, open_reader, open_writer
+from aigp.ingest import DECISION_EVENTS, read_manifest, source_table, table_file
 from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP, FEATURES, Group
 
 log = logging.getLogger(__name__)
@@ -137,12 +137,14 @@ class AigpFeatureStore:
         self.feast.apply(self.definitions.objects())
 
     # --- online store -----------------------------------------------------------------------------------
-    def materialize(self, start: dt.date | dt.datetime, end: dt.date | dt.datetime, *,
-                    progress: bool = False) -> MaterializationReport:
+    def materialize(self, start: dt.date | dt.datetime, end: dt.date | dt.datetime, *, progress: bool = False,
+                    writer: OnlineWriter | None = None) -> MaterializationReport:
         """Load the rows stamped in ``[start, end)`` into the online store, one date window at a time.
 
-        Daily views take their rows in the range; the SKU attributes (stamped at launch) are loaded for
-        every SKU launched before ``end``, so a SKU priced in the range always has them. Idempotent.
+        Every view takes its rows stamped in the range (the SKU attributes' source restates them on each
+        day priced), as ``feast materialize`` does: a SKU priced in the range gets all six views. Idempotent.
+        ``writer`` replaces the bulk writer of the configured online store (the benchmark passes Feast's
+        public write path); it is closed here.
         """
         start, end = _utc(start), _utc(end)
         if end <= start:
@@ -156,7 +158,7 @@ class AigpFeatureStore:
         plans = {group: self._windows(manifest, group, start, end) for group in Group}
         bar = _progress(sum(len(w) for w in plans.values()), progress)
         report = MaterializationReport(start, end)
-        writer = open_writer(self.repo_config)
+        writer = writer or open_writer(self.repo_config)
         try:
             for group, windows in plans.items():
                 view = self.definitions.views[group]
@@ -190,13 +192,16 @@ class AigpFeatureStore:
 
     def _windows(self, manifest: dict, group: Group, start: dt.datetime,
                  end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
-        per_day = manifest["tables"][group.value]["rows_per_day"]
-        first = dt.datetime.min.replace(tzinfo=dt.UTC) if group is Group.SKU else start
-        days = [(d, n) for d, n in sorted(per_day.items()) if first < _day_end(d) and _day_start(d) < end and n]
+        table = manifest["tables"].get(source_table(group))
+        if table is None:
+            raise ValueError(f"{self.feature_data} has no {source_table(group)} table (ingested by an older "
+                             "version); run `aigp features ingest --overwrite` again")
+        per_day = table["rows_per_day"]
+        days = [(d, n) for d, n in sorted(per_day.items()) if start < _day_end(d) and _day_start(d) < end and n]
         windows: list[tuple[dt.datetime, dt.datetime]] = []
         rows = 0
         for day, n in days:
-            lo, hi = max(_day_start(day), first), min(_day_end(day), end)
+            lo, hi = max(_day_start(day), start), min(_day_end(day), end)
             if windows and rows + n <= self.config.max_window_rows:  # merge across empty days too
                 windows[-1] = (windows[-1][0], hi)
                 rows += n

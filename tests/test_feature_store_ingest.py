@@ -11,7 +11,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aigp.ingest import DECISION_EVENTS, LogSchemaError, ingest_logs, read_manifest, table_file, validate_log_directory
+from aigp.ingest import (
+    DECISION_EVENTS,
+    SKU_SNAPSHOTS,
+    LogSchemaError,
+    ingest_logs,
+    read_manifest,
+    source_table,
+    table_file,
+    validate_log_directory,
+)
 from aigp.market.config import MarketConfig
 from aigp.market.simulator import Market
 from aigp.market.sinks import MemorySink
@@ -82,6 +91,21 @@ def test_static_attributes_are_stamped_at_launch(market_logs, ingested) -> None:
     assert (frame[EVENT_TIMESTAMP] == launch).all()
     for name in STATIC_FEATURES:
         assert (frame[name].to_numpy() == skus[name].to_numpy()).all(), name
+
+
+def test_attribute_snapshot_restates_the_attributes_on_every_day_priced(market_logs, ingested) -> None:
+    """The sku_attributes view's source: one row per decision, stamped like the daily rows, so Feast's own
+    materialize of any window finds the attributes of every SKU it loads daily state for."""
+    decisions = market_logs.read("decisions.parquet")
+    snapshot, daily = _read(ingested, SKU_SNAPSHOTS), _read(ingested, Group.PRICING)
+    assert source_table(Group.SKU) == SKU_SNAPSHOTS and source_table(Group.PRICING) == Group.PRICING.value
+    assert list(snapshot.columns) == [ENTITY_KEY, EVENT_TIMESTAMP, *STATIC_FEATURES]
+    assert len(snapshot) == len(decisions) == read_manifest(ingested)["tables"][SKU_SNAPSHOTS]["rows"]
+    assert snapshot[[ENTITY_KEY, EVENT_TIMESTAMP]].equals(daily[[ENTITY_KEY, EVENT_TIMESTAMP]])
+    catalog = market_logs.read("skus.parquet").set_index(ENTITY_KEY)
+    for name in STATIC_FEATURES:
+        want = catalog[name].reindex(snapshot[ENTITY_KEY]).to_numpy()
+        assert (snapshot[name].to_numpy() == want).all(), name
 
 
 class _RecordingExpert:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -110,6 +111,31 @@ def test_the_html_report_lists_the_checks_not_made(heldout) -> None:
     assert "Not checked" in html and "floors.max_parse_failure_rate is null" in html
 
 
+def test_the_report_says_why_each_check_was_not_made(heldout) -> None:
+    """Every skipped check names its cause: which config switched it off, or what was missing."""
+    from aigp.gate import gate_html
+
+    judge_off = "switched off: judge_samples is 0 in this gate's config (the rule judge did not run)"
+    result = evaluate_candidate("m", heldout, _config(min_eama=None), proposer=_proposer(0.0), log=lambda _: None,
+                                no_champion="switched off: compare_champion is false in this run")
+    skipped = {c.name: c.reason for c in result.checks if c.status == "skipped"}
+    assert skipped["floor:judge_score"] == judge_off == skipped["non-inferiority:judge_score"]
+    assert skipped["floor:ab_gmv_uplift"] == ("switched off: ab.enabled is false in this gate's config "
+                                              "(no simulated A/B)")
+    assert skipped["floor:eama"] == "switched off: floors.min_eama is null in this gate's config"
+    assert skipped["non-inferiority:mae"] == "switched off: compare_champion is false in this run"
+    page = gate_html(result)
+    listed = page.split("<b>Not checked</b>")[1].split("</ul>")[0]
+    assert listed.count("<li>") == len(skipped) == len(result.skipped)
+    for name, reason in skipped.items():
+        assert html.escape(f"{name}: {reason}") in listed, name
+    # the A/B on: skipped only for want of a simulator log, and it says so
+    on = GateConfig.build(eval_rows=80, judge_samples=0, ab={"enabled": True})
+    reasons = {c.name: c.reason for c in decide(result.candidate, None, on)}
+    assert reasons["floor:ab_gmv_uplift"] == ("not measured: no simulator log (market_logs) was given, so no "
+                                              "simulated A/B ran")
+
+
 def test_non_inferiority_against_the_champion_on_the_same_rows(heldout) -> None:
     def by_model(model_dir, rows):
         return _proposer(0.0 if model_dir == "champion" else 0.07)(model_dir, rows)
@@ -123,7 +149,9 @@ def test_non_inferiority_against_the_champion_on_the_same_rows(heldout) -> None:
     # without a champion the same candidate passes: the margins are skipped, and say why
     alone = evaluate_candidate("candidate", heldout, cfg, proposer=by_model, log=lambda _: None)
     assert alone.passed
-    assert all(c.reason == "no champion to compare with" for c in alone.checks if c.kind == "non-inferiority")
+    margins = {c.metric: c.reason for c in alone.checks if c.kind == "non-inferiority"}
+    assert margins.pop("judge_score").startswith("switched off: judge_samples is 0")  # the judge is off in _config
+    assert set(margins.values()) == {"no champion to compare with"}
 
 
 def test_unmeasured_metric_fails_a_configured_floor() -> None:

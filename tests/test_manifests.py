@@ -172,6 +172,41 @@ def _with_lora_component(tmp_path: Path) -> Path:
     return overlay
 
 
+def _runbook_links(resources: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """(AIGP_RUNBOOK_URL of the ConfigMap aigp-monitoring, {alert: runbook_url}) of rendered manifests."""
+    url = _by_name(resources, "ConfigMap", "aigp-monitoring")["data"]["AIGP_RUNBOOK_URL"]
+    rules = _by_name(resources, "PrometheusRule", "aigp-pricing-alerts")["spec"]["groups"][0]["rules"]
+    return url, {r["alert"]: r["annotations"]["runbook_url"] for r in rules}
+
+
+def test_the_runbook_url_is_set_once_in_an_overlay(tmp_path: Path) -> None:
+    """Every alert links AIGP_RUNBOOK_URL (ConfigMap aigp-monitoring) + its anchor, in the base and the overlays;
+    an overlay that sets the URL (configMapGenerator merge, as manifests/README.md says) moves every link."""
+    from urllib.parse import urlsplit
+
+    from aigp.monitoring.rules import RUNBOOK_URL
+
+    for target in (MANIFESTS / "base", *(MANIFESTS / "overlays" / o for o in OVERLAYS)):
+        url, links = _runbook_links(build(target))
+        assert url == RUNBOOK_URL and urlsplit(url).scheme == "https", target
+        assert len(links) == 11 and links == {alert: f"{url}#{alert.lower()}" for alert in links}, target
+    for overlay in OVERLAYS:
+        kustomization = yaml.safe_load((MANIFESTS / "overlays" / overlay / "kustomization.yaml").read_text())
+        assert "../../components/runbook-url" in kustomization["components"], overlay
+    ours = tmp_path / "docs-overlay"
+    ours.mkdir()
+    docs = "https://docs.example.org/aigp/monitoring/RUNBOOK.md"
+    (ours / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(MANIFESTS / "base", ours)],
+        "components": [os.path.relpath(MANIFESTS / "components" / "runbook-url", ours)],
+        "configMapGenerator": [{"name": "aigp-monitoring", "behavior": "merge",
+                                "literals": [f"AIGP_RUNBOOK_URL={docs}"]}]}))
+    url, links = _runbook_links(build(ours))
+    assert url == docs and len(links) == 11
+    assert links == {alert: f"{docs}#{alert.lower()}" for alert in links}
+
+
 def test_secrets_are_referenced_never_inlined() -> None:
     resources = _resources() + [r for o in OVERLAYS for r in ((Path(o), d) for d in build(MANIFESTS / "overlays" / o))]
     referenced = set()

@@ -190,6 +190,43 @@ def test_committed_rules_match_the_default_config_and_the_runbook() -> None:
     assert over["expr"].endswith("<= -0.05")
 
 
+def _runbook_anchors() -> set[str]:
+    """The anchors a Markdown renderer (GitHub, GitLab) gives RUNBOOK.md's headings."""
+    text = re.sub(r"^```.*?^```", "", (ROOT / "monitoring" / "RUNBOOK.md").read_text(), flags=re.M | re.S)
+    headings = re.findall(r"^#+ (.+)$", text, flags=re.M)  # headings, not the comments of code blocks
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_an_absolute_runbook_url_with_an_existing_anchor() -> None:
+    """Alertmanager and Grafana open runbook_url as it is: absolute, at RUNBOOK.md, on the alert's own section --
+    in the PrometheusRule, in the promtool rule file and in what the promtool tests expect."""
+    from urllib.parse import urlsplit
+
+    from aigp.monitoring.rules import MANIFEST, RULES_FILE, RULES_TEST, RUNBOOK_URL, prometheus_rule
+
+    anchors = _runbook_anchors()
+    manifest = yaml.safe_load(MANIFEST.read_text())["spec"]["groups"]
+    plain = yaml.safe_load(RULES_FILE.read_text())["groups"]
+    links = [(r["alert"], r["annotations"]["runbook_url"]) for groups in (manifest, plain) for g in groups
+             for r in g["rules"]]
+    links += [(t["alertname"], a["exp_annotations"]["runbook_url"])
+              for case in yaml.safe_load(RULES_TEST.read_text())["tests"] for t in case["alert_rule_test"]
+              for a in t["exp_alerts"]]
+    assert len({alert for alert, _ in links}) == len(ALERTS) + 1
+    for alert, url in links:
+        parts = urlsplit(url)
+        assert parts.scheme == "https" and parts.netloc, f"{alert}: runbook_url {url!r} is not absolute"
+        assert parts.path.endswith("/monitoring/RUNBOOK.md"), (alert, url)
+        assert parts.fragment == alert.lower() and parts.fragment in anchors, (alert, url)
+        assert url == f"{RUNBOOK_URL}#{alert.lower()}"
+    other = prometheus_rule(MonitorConfig(), runbook_url="https://docs.example.org/aigp/RUNBOOK.md")
+    assert {r["annotations"]["runbook_url"] for r in other["spec"]["groups"][0]["rules"]} == {
+        f"https://docs.example.org/aigp/RUNBOOK.md#{a.prometheus.lower()}" for a in (*ALERTS, STALE_ALERT)}
+    for bad in ("monitoring/RUNBOOK.md", "https://x.org/RUNBOOK.md#top", "ftp://x.org/RUNBOOK.md"):
+        with pytest.raises(ValueError, match="runbook_url"):
+            prometheus_rule(MonitorConfig(), runbook_url=bad)
+
+
 def test_cli_errors_and_fail_on_alert(run_dir, market_logs, live_decisions, tmp_path) -> None:
     base = ["monitor", "run", "--reference", str(market_logs.path), "--current", str(live_decisions), "--out",
             str(tmp_path / "o"), "--drift-engine", "scipy", "--window", "14", "--end", END, "--reference-end", END]

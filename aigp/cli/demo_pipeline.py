@@ -90,7 +90,7 @@ def stage_training_pipeline(ctx: dict[str, Any]) -> str:
     for line in task_lines(log_path):
         console.print(f"[dim]kfp.local[/] {line}")
     gate_json = latest_output(root, "offline-gate*", "gate_json")
-    gate_html = latest_output(root, "offline-gate*", "report")
+    gate_html = latest_output(root, "offline-gate*", "report.html")
     report = json.loads(gate_json.read_text()) if gate_json else None
     if report is not None:
         production = decide(report["candidate"], report.get("champion"), GateConfig())

@@ -51,7 +51,7 @@ def run(
     try:
         run_local(pipeline, arguments, root, caching=cache)
     finally:
-        report = latest_output(root, "offline-gate*", "report") if pipeline == "training" else None
+        report = latest_output(root, "offline-gate*", "report.html") if pipeline == "training" else None
         if report is not None:
             console.print(f"gate report: {report}")
     console.print(f"[green]{pipeline} pipeline finished[/]")

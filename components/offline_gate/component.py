@@ -27,7 +27,7 @@ def offline_gate(
     registry's ``champion`` of ``model_name`` (if any) is evaluated on the same rows for the non-inferiority
     margins.
 
-    Writes ``report`` (HTML) and ``gate_json`` (the JSON report); returns ``"passed"`` or
+    Writes ``report`` (HTML, its uri ending in ``.html``) and ``gate_json`` (the JSON report); returns ``"passed"`` or
     ``"failed: <reasons>"`` -- the pipeline registers on ``"passed"`` and stops with the reasons otherwise.
     """
     import shutil
@@ -44,13 +44,15 @@ def offline_gate(
     cfg = GateConfig.build(**(yaml.safe_load(config_yaml) or {}))
     heldout = pd.read_parquet(heldout_set.path)
     champion_dir, champion_version = None, ""
+    no_champion = "switched off: compare_champion is false in this run"  # the margins' skip reason
     if compare_champion:
         from aigp.registry.model_registry import RegistryError, resolve
 
         try:
             champion = resolve(model_name, "champion")
         except RegistryError as exc:  # no registered model or no champion yet: margins are skipped
-            print(f"offline_gate: no champion to compare with ({exc})")
+            no_champion = f"no champion of {model_name} in the registry to compare with ({exc})"
+            print(f"offline_gate: {no_champion}")
         else:
             from aigp.registry import storage
 
@@ -61,9 +63,13 @@ def offline_gate(
     steps = [str(s.get("step")) for s in lineage(candidate.path)]
     result = evaluate_candidate(candidate.path, heldout, cfg, ltve=load_model(ltve_model.path),
                                 champion_dir=champion_dir, champion_version=champion_version,
-                                logs_dir=market_logs.path if market_logs is not None else None,
+                                logs_dir=market_logs.path if market_logs is not None else None, no_champion=no_champion,
                                 context={"candidate_uri": candidate.uri, "heldout_uri": heldout_set.uri,
                                          "training_steps": " -> ".join(steps) or "unknown"})
+    # KFP names an output's file after the output ("report"); an .html name makes the object store, the KFP UI's
+    # download and MLflow serve it as a page. KFP's launcher (and kfp.local) keep the uri a component sets.
+    if not report.uri.endswith(".html"):
+        report.uri += ".html"
     with tempfile.TemporaryDirectory(prefix="aigp-gate-") as out:
         gate = write_gate_report(result, out)
         Path(report.path).parent.mkdir(parents=True, exist_ok=True)
