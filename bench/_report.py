@@ -19,8 +19,8 @@ RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 # Order of sections in BENCHMARKS.md; sections not listed follow alphabetically.
-ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", "ltve", "llm_core", "alignment",
-         "pipeline", "serving", "monitoring", "evaluation")
+ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", "feature_store_writer", "ltve",
+         "llm_core", "alignment", "pipeline", "serving", "monitoring", "evaluation")
 
 HEADER = """# Benchmarks
 
