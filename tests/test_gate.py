@@ -113,7 +113,7 @@ def test_the_html_report_lists_the_checks_not_made(heldout) -> None:
 
 def test_the_report_says_why_each_check_was_not_made(heldout) -> None:
     """Every skipped check names its cause: which config switched it off, or what was missing."""
-    from aigp.gate import gate_html
+    from aigp.gate_report import gate_html
 
     judge_off = "switched off: judge_samples is 0 in this gate's config (the rule judge did not run)"
     result = evaluate_candidate("m", heldout, _config(min_eama=None), proposer=_proposer(0.0), log=lambda _: None,
