@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from aigp.gate_report import GateReport
-from aigp.pricing import DEFAULT_MODEL_NAME
+from aigp.pricing import DEFAULT_MODEL_NAME, Resolver
 from aigp.registry import tracking
 from aigp.schema import to_date
 
@@ -691,6 +691,18 @@ def register_candidate(model_dir: str | os.PathLike[str], gate_report: GateRepor
 def resolve(model_name: str, alias_or_version: str | int) -> ResolvedModel:
     """See :meth:`ModelRegistry.resolve` (uses the default registry location)."""
     return ModelRegistry().resolve(model_name, alias_or_version)
+
+
+def registry_resolver() -> Resolver:
+    """The serving arms' lookup (``aigp.pricing.Resolver``) on the default registry: the pricing transformer and
+    the nightly batch resolve ``(model name, alias or version)`` to ``(version, storage URI)`` through this."""
+    registry = ModelRegistry()
+
+    def lookup(name: str, ref: str) -> tuple[int | str, str]:
+        version, uri = registry.resolve(name, ref)
+        return version, uri
+
+    return lookup
 
 
 # --- helpers ------------------------------------------------------------------------------------

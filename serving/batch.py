@@ -329,13 +329,6 @@ def _prompt_version() -> str:
 # ---------------------------------------------------------------------------------------------------------
 # the entry point (the nightly pipeline calls this)
 # ---------------------------------------------------------------------------------------------------------
-def registry_resolver() -> Resolver:
-    from aigp.registry.model_registry import ModelRegistry
-
-    registry = ModelRegistry()
-    return lambda name, ref: tuple(registry.resolve(name, ref))  # type: ignore[return-value]
-
-
 @contextlib.contextmanager
 def _local_predictors(arms: Mapping[str, dict], served_model: Callable[[str], str], log_dir: Path,
                       **serve: Any) -> Iterator[dict[str, str]]:
@@ -401,6 +394,8 @@ def run_batch_pricing(date: dt.date, config: BatchPricingConfig | None = None, *
     if summary_file.exists() and paths.decisions.exists():
         log.info("%s is priced already (%s); pass overwrite=True to price it again", date, summary_file)
         return json.loads(summary_file.read_text())
+    from aigp.registry.model_registry import registry_resolver
+
     resolver = resolver or registry_resolver()
     with _run_lock(paths):
         return _run_locked(paths, config, resolver, started, predictor_urls=predictor_urls, serve_local=serve_local,

@@ -284,13 +284,6 @@ def v2_response(decisions: Sequence[Decision], request: PricingRequest, name: st
 # ---------------------------------------------------------------------------------------------------------
 # the model
 # ---------------------------------------------------------------------------------------------------------
-def registry_resolver() -> Resolver:
-    from aigp.registry.model_registry import ModelRegistry
-
-    registry = ModelRegistry()
-    return lambda name, ref: tuple(registry.resolve(name, ref))  # type: ignore[return-value]
-
-
 class PricingTransformer(Model):
     """KServe model: ``load()`` resolves the arms and opens the feature source; ``predict()`` prices."""
 
@@ -307,6 +300,8 @@ class PricingTransformer(Model):
 
     # --- lifecycle --------------------------------------------------------------------------------------
     def _resolve(self) -> dict[str, Arm]:
+        from aigp.registry.model_registry import registry_resolver
+
         resolver = self._resolver or registry_resolver()
         self._resolver = resolver
         return resolve_arms(self.config.pricing, resolver, default_url=self.config.predictor_url)

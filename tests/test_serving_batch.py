@@ -159,7 +159,8 @@ def test_resuming_with_another_configuration_is_refused(setup, tmp_path, monkeyp
         monkeypatch.setenv(key, value)
     config = _config(setup, tmp_path / "out")
     paths = RunPaths(tmp_path / "out", setup["date"])
-    from aigp.serving.batch import load_or_make_plan, registry_resolver
+    from aigp.registry.model_registry import registry_resolver
+    from aigp.serving.batch import load_or_make_plan
 
     load_or_make_plan(paths, config, registry_resolver())  # a run planned, then killed
     other = config.with_updates(chunk_size=8)
