@@ -19,13 +19,14 @@ BUDGET_S = 15 * 60
 
 def main(argv: list[str] | None = None) -> int:
     from aigp.cli import demo as demo_cli
+    from aigp.cli.demo_context import DemoContext
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("runs/bench_demo"))
     args = parser.parse_args(argv)
     defaults = {name: p.default for name, p in inspect.signature(demo_cli.demo).parameters.items()
                 if name in ("skus", "ab_skus", "seed")}
-    ctx = {"root": args.root, **defaults}
+    ctx = DemoContext(root=args.root, **defaults)
     args.root.mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
     for i, (title, stage) in enumerate(demo_cli.STAGES, 1):

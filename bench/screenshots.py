@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aigp.cli.demo_context import DemoContext
+
 WINDOW = "1280,{height}"
 PAGES = {"monitoring": 3600, "drift": 2000, "ab": 2600, "gate": 2100, "decision": 2600}  # name -> window height
 
@@ -92,7 +94,7 @@ def ab_page(work: Path, logs_dir: Path) -> Path:
     result = run_ab(config, {"static": StaticPolicy(), "random": RandomPolicy()}, sink=sink)
     trained = train_ltve(training_frame_from_logs(logs_dir),
                          LTVETrainConfig.build(critic={"steps": 200, "hidden_dims": [32]}, threads=2))
-    ctx = {"root": work, "ab_baselines": result, "ab_daily": sink, "ltve": save_model(trained.model, work / "ltve")}
+    ctx = DemoContext(root=work, ab_baselines=result, ab_daily=sink, ltve=save_model(trained.model, work / "ltve"))
     return demo_ab_report(ctx)["html"]
 
 

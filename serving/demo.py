@@ -21,9 +21,10 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aigp.pricing import DEFAULT_MODEL_NAME
+if TYPE_CHECKING:
+    from aigp.cli.demo_context import DemoContext
 
 UNTRAINED_LABEL = "base-untrained"
 TRAINED_MAX_TOKENS = 768  # a full rationale + JSON action of the small model (~500 tokens) with room to spare
@@ -34,17 +35,17 @@ DEMO_MAX_SKUS = {"trained": 32, "untrained": 32}
 REQUEST_SKUS = 64  # SKUs per v1 request to the transformer
 
 
-def _feature_store(ctx: dict[str, Any], log: Callable[[str], Any]) -> tuple[Path, Path]:
+def _feature_store(ctx: DemoContext, log: Callable[[str], Any]) -> tuple[Path, Path]:
     """(feature data, state dir) of the demo's feature store; built from the market log if no stage made one."""
-    store = ctx.get("feature_store")
+    store = ctx.feature_store
     if store is not None:
         return Path(store.config.feature_data), Path(store.config.state_dir)
     from aigp.feature_repo.store import open_store
     from aigp.ingest import ingest_logs
 
-    root = Path(ctx["root"])
+    root = Path(ctx.root)
     log("no feature store stage ran: ingesting the market log into a feature store for pricing")
-    ingest_logs(ctx["logs"].path, root / "features", overwrite=True, progress=True)
+    ingest_logs(ctx.market.path, root / "features", overwrite=True, progress=True)
     open_store(feature_data=root / "features", state_dir=root / "feature_store").apply()
     return root / "features", root / "feature_store"
 
@@ -67,20 +68,20 @@ def _champion(model_name: str, log: Callable[[str], Any]) -> tuple[str, str] | N
     return str(version), str(uri)
 
 
-def _base_model(ctx: dict[str, Any], log: Callable[[str], Any]) -> Path:
-    if ctx.get("base_model"):
-        return Path(ctx["base_model"])
+def _base_model(ctx: DemoContext, log: Callable[[str], Any]) -> Path:
+    if ctx.base_model:
+        return Path(ctx.base_model)
     from aigp.llm.model_factory import BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
     from aigp.llm.teacher import KnowledgeBaseTeacher
 
     teacher, corpus = KnowledgeBaseTeacher(), []
-    for row in load_prompt_rows(ctx["logs"].path, n=100, seed=int(ctx.get("seed", 0)) + 1).to_dict("records"):
+    for row in load_prompt_rows(ctx.market.path, n=100, seed=int(ctx.seed) + 1).to_dict("records"):
         prompt = build_prompt(row, PromptConfig())
         corpus += [prompt.system, prompt.user, teacher.respond(prompt).text]
     log("building the small base model (no base model stage ran)")
-    return build_base_model(Path(ctx["root"]) / "base_model", corpus, BaseModelConfig(size="small"), overwrite=True)
+    return build_base_model(Path(ctx.root) / "base_model", corpus, BaseModelConfig(size="small"), overwrite=True)
 
 
 def prompt_budget(model_dir: str | Path, max_tokens: int) -> int | None:
@@ -105,7 +106,7 @@ def _sample(skus: list[int], n: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(skus, size=n, replace=False).tolist())
 
 
-def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
+def price_next_day(ctx: DemoContext, log: Callable[[str], Any] = print, *,
                    max_skus: int | None = None) -> dict[str, Any]:
     """Serve the champion (or, said loudly, the base model), price the day through the transformer over HTTP,
     write the decisions log and the decision report; returns the run's summary."""
@@ -124,12 +125,12 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
 
     started = time.perf_counter()
     feature_data, state_dir = _feature_store(ctx, log)
-    date = ctx.get("pricing_date") or _last_day(feature_data)
+    date = ctx.pricing_date or _last_day(feature_data)
     store = open_store(feature_data=feature_data, state_dir=state_dir)
     store.materialize(date, date + dt.timedelta(days=1))  # idempotent: the state of the day priced
     store.close()
 
-    model_name = ctx.get("model_name", DEFAULT_MODEL_NAME)
+    model_name = ctx.model_name
     champion = _champion(model_name, log)
     pinned = None
     prompt_fields: dict[str, Any] = {}
@@ -137,8 +138,8 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
         version, uri = champion
         label, max_tokens = f"{model_name} v{version} (champion)", TRAINED_MAX_TOKENS
         log(f"serving the promoted model {label} from {uri}")
-        if ctx.get("serving_prompt"):  # the demo pipeline's champion: served in the mode its gate measured
-            prompt_fields, max_tokens = dict(ctx["serving_prompt"]), int(ctx.get("serving_max_tokens") or 32)
+        if ctx.serving_prompt:  # the demo pipeline's champion: served in the mode its gate measured
+            prompt_fields, max_tokens = dict(ctx.serving_prompt), int(ctx.serving_max_tokens or 32)
             log(f"[bold yellow]DEMO:[/] the champion was aligned and gated with prompt {prompt_fields}; it is served "
                 f"the same way with completions capped at {max_tokens} tokens (production serves full reasoning)")
     else:
@@ -155,11 +156,11 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
 
     active = active_skus(feature_data, date)["sku_id"].tolist()
     limit = max_skus or DEMO_MAX_SKUS["untrained" if pinned else "trained"]
-    skus = _sample(active, limit, int(ctx.get("seed", 0)))
+    skus = _sample(active, limit, int(ctx.seed))
     if len(skus) < len(active):
         log(f"pricing a sample of {len(skus)} of the {len(active)} SKUs active on {date} to keep the demo short "
             f"(`aigp price batch --date {date}` prices every one)")
-    paths = RunPaths(Path(ctx["root"]) / "pricing", date)
+    paths = RunPaths(Path(ctx.root) / "pricing", date)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     pricing = PricingConfig(model_name=model_name,
                             predictor=PredictorSettings(max_tokens=max_tokens, request_size=16, concurrency=2,
@@ -204,8 +205,8 @@ def price_next_day(ctx: dict[str, Any], log: Callable[[str], Any] = print, *,
     summary["active_skus"] = len(active)
     write_decision_report(paths.run_dir / REPORT, records, summary)
     write_json(paths.run_dir / SUMMARY, summary)
-    ctx["pricing_summary"] = summary
-    ctx["pricing_decisions"] = summary["paths"]["decisions"]
-    ctx["decision_report"] = summary["paths"]["report"]
+    ctx.pricing_summary = summary
+    ctx.pricing_decisions = summary["paths"]["decisions"]
+    ctx.decision_report = summary["paths"]["report"]
     log(f"decision report: [bold]{summary['paths']['report']}[/]")
     return summary

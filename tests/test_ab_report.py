@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from aigp.ab.experiment import ABConfig, run_ab
 from aigp.ab.report import DAILY_FILE, METRICS_FILE, SKU_FILE, DailyOutcomeSink, build_report, report_config
 from aigp.cli import app
+from aigp.cli.demo_context import DemoContext
 from aigp.io import write_json, write_parquet
 from aigp.market.policies import RandomPolicy, StaticPolicy
 
@@ -176,7 +177,7 @@ def test_demo_ab_report_fills_every_section_with_daily_cumulative_gmv(market_log
     result = run_ab(CONFIG, {"static": StaticPolicy(), "random": RandomPolicy()}, sink=sink)
     assert len(sink.first_states()) == CONFIG.cohort_skus
     ltve = save_model(trained.model, tmp_path / "ltve")
-    ctx = {"root": tmp_path, "ab_baselines": result, "ab_daily": sink, "ltve": ltve}
+    ctx = DemoContext(root=tmp_path, ab_baselines=result, ab_daily=sink, ltve=ltve)
     files = demo_ab_report(ctx)
     html = files["html"].read_text()
     assert "no |a| distribution" not in html and "No q_score column" not in html

@@ -17,6 +17,7 @@ import pytest
 
 feast = pytest.importorskip("feast")
 
+from aigp.cli.demo_context import DemoContext  # noqa: E402
 from aigp.feature_repo import definitions as repo_definitions  # noqa: E402
 from aigp.feature_repo.definitions import FEAST_TYPES, build_definitions  # noqa: E402
 from aigp.feature_repo.online_layout import serialize_column, serialize_sku_keys  # noqa: E402
@@ -474,9 +475,9 @@ def test_aigp_features_cli_end_to_end(market_logs, days, tmp_path) -> None:
 def test_demo_stage(market_logs, tmp_path) -> None:
     from aigp.cli.features import stage_features
 
-    ctx = {"root": tmp_path, "logs": market_logs}
+    ctx = DemoContext(root=tmp_path, logs=market_logs)
     line = stage_features(ctx)
     train = pd.read_parquet(tmp_path / "ltve_training_set.parquet")
     assert len(train) == len(market_logs.read("decisions.parquet"))
     assert f"training set {len(train):,} x" in line and "0 with missing features" in line
-    assert ctx["feature_store"].config.state_dir == tmp_path / "feature_store"
+    assert ctx.feature_store.config.state_dir == tmp_path / "feature_store"

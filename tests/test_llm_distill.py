@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aigp.cli import app
+from aigp.cli.demo_context import DemoContext
 from aigp.llm.distill import (
     DISTILL_FILE,
     MANIFEST_FILE,
@@ -105,16 +106,16 @@ def test_demo_stages(market_logs, tmp_path) -> None:
     from aigp.cli.llm import stage_base_model, stage_distill
     from aigp.llm.model_factory import SIZES, model_metadata
 
-    ctx = {"logs": market_logs, "root": tmp_path, "seed": 1, "distill_prompts": 10, "corpus_prompts": 20}
+    ctx = DemoContext(logs=market_logs, root=tmp_path, seed=1, distill_prompts=10, corpus_prompts=20)
     assert "Qwen3 `small`" in stage_base_model(ctx)
-    assert model_metadata(ctx["base_model"])["size"] == "small"
+    assert model_metadata(ctx.base_model)["size"] == "small"
     assert "of 10 teacher responses kept" in stage_distill(ctx)
-    records = read_jsonl(ctx["distill"].out_dir / DISTILL_FILE) + read_jsonl(ctx["distill"].out_dir / REJECTED_FILE)
+    records = read_jsonl(ctx.distill.out_dir / DISTILL_FILE) + read_jsonl(ctx.distill.out_dir / REJECTED_FILE)
     # Prompts were trimmed to the small model's budget, counted with its own tokenizer.
     from transformers import AutoTokenizer
 
     from aigp.llm.model_factory import token_counter
 
-    count = token_counter(AutoTokenizer.from_pretrained(ctx["base_model"]))
+    count = token_counter(AutoTokenizer.from_pretrained(ctx.base_model))
     assert all(sum(count(m["content"]) for m in r["prompt"]) <= SIZES["small"].prompt_budget for r in records)
     assert all("knowledge_to_2" in r["trimmed"] for r in records)

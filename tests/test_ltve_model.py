@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from aigp.action import feasible_change_bounds, is_safe
+from aigp.cli.demo_context import DemoContext
 from aigp.ltve.artifact import ArtifactError, action_grid, load_model, save_model
 from aigp.ltve.dataset import training_frame_from_logs
 from aigp.ltve.evaluate import (
@@ -227,9 +228,9 @@ def test_cli_train_and_evaluate(logs, tmp_path, monkeypatch) -> None:
 def test_demo_stage_trains_and_evaluates(logs, tmp_path) -> None:
     from aigp.cli.ltve import stage_ltve
 
-    ctx = {"logs": logs, "root": tmp_path, "ltve_steps": 20}
+    ctx = DemoContext(logs=logs, root=tmp_path, ltve_steps=20)
     line = stage_ltve(ctx)
-    assert "EAMA" in line and load_model(ctx["ltve"]).learner.total_steps == 20
+    assert "EAMA" in line and load_model(ctx.ltve).learner.total_steps == 20
     assert (tmp_path / "ltve_eval" / "q_deciles.png").exists()
 
 

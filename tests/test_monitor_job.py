@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from aigp.cli import app
+from aigp.cli.demo_context import DemoContext
 from aigp.decisions import load_decisions
 from aigp.io import write_parquet
 from aigp.monitoring.alerts import ALERTS, STALE_ALERT
@@ -351,7 +352,7 @@ def test_prometheus_fires_exactly_the_alerts_the_job_reports(market_logs, live_d
 
 
 def test_demo_monitors_the_served_decisions_and_reports_what_fires(market_logs, tmp_path, monkeypatch) -> None:
-    """`make demo` monitors what its serving stage served (ctx['pricing_decisions']), on the day served, and
+    """`make demo` monitors what its serving stage served (DemoContext.pricing_decisions), on the day served, and
     its summary line names the alerts that fire there (here: replies that do not parse, and fall back)."""
     from aigp.cli.demo import STAGES
     from aigp.cli.monitor import stage_monitor
@@ -364,9 +365,9 @@ def test_demo_monitors_the_served_decisions_and_reports_what_fires(market_logs, 
     path = tmp_path / "pricing" / "decisions.parquet"
     write_parquet(path, served.drop(columns=["category"]))
     monkeypatch.setattr("aigp.cli.monitor.console.print", lambda *a, **k: None)
-    ctx = {"root": tmp_path, "logs": market_logs, "pricing_decisions": str(path)}
+    ctx = DemoContext(root=tmp_path, logs=market_logs, pricing_decisions=str(path))
     line = stage_monitor(ctx)
-    result = ctx["monitoring"]
+    result = ctx.monitoring
     assert result.figures.current_rows == len(served)
     assert str(result.figures.window.start) == str(result.figures.window.end) == str(served["date"].max().date())
     assert {"AigpPricingParseFailures", "AigpPricingFallbackRateHigh"} <= set(a.prometheus for a in result.alerts
@@ -375,7 +376,7 @@ def test_demo_monitors_the_served_decisions_and_reports_what_fires(market_logs, 
     order = [stage for _, stage in STAGES]
     assert order.index(stage_monitor) == order.index(stage_price) + 1  # monitoring runs after serving
     with pytest.raises(ValueError, match="served decisions"):
-        stage_monitor({"root": tmp_path, "logs": market_logs})
+        stage_monitor(DemoContext(root=tmp_path, logs=market_logs))
 
 
 def test_drift_chart_shows_the_alerting_features_next_to_a_huge_score() -> None:

@@ -13,6 +13,7 @@ from _registry_support import mlflow_store
 from llm_support import LAUNCH, LOW_STOCK, MID
 from serving_support import MODEL, build_feature_store, in_a_safe
 
+from aigp.cli.demo_context import DemoContext
 from aigp.decisions import validate_decisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -75,17 +76,17 @@ def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(mar
 
     feature_data, state, date = build_feature_store(market_logs.path, tmp_path / "store")
     store = open_store(feature_data=feature_data, state_dir=state)
-    ctx = {"root": tmp_path, "logs": market_logs, "seed": 3, "feature_store": store, "pricing_date": date}
+    ctx = DemoContext(root=tmp_path, logs=market_logs, seed=3, feature_store=store, pricing_date=date)
     try:
         line = stage_price(ctx)
     finally:
         store.close()
 
-    summary = ctx["pricing_summary"]
+    summary = ctx.pricing_summary
     assert summary["model_label"] == f"{MODEL} v1 (champion)" and "NO PROMOTED MODEL" not in "\n".join(lines)
-    report = Path(ctx["decision_report"])
+    report = Path(ctx.decision_report)
     assert report.exists() and str(report) in line and any(str(report) in x for x in lines)
-    log = validate_decisions(pd.read_parquet(ctx["pricing_decisions"]))
+    log = validate_decisions(pd.read_parquet(ctx.pricing_decisions))
     assert len(log) == summary["priced"] == 12 < summary["active_skus"]
     assert summary["date"] == date.isoformat() and (log["date"] == pd.Timestamp(date)).all()
     assert log["sku_id"].is_unique and set(log["model_version"]) == {"1"}
@@ -102,7 +103,7 @@ def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(mar
     assert order.index(stage_monitor) == order.index(stage_price) + 1
     monkeypatch.setattr("aigp.cli.monitor.console.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
     monitored = stage_monitor(ctx)
-    result = ctx["monitoring"]
+    result = ctx.monitoring
     assert result.figures.current_rows == len(log) and str(result.figures.window.end) == date.isoformat()
     served = result.figures.safety
     assert served["fallback_rate"] == pytest.approx(log["fallback"].mean())

@@ -1,9 +1,9 @@
 """`aigp demo`: the main job end to end on the embedded defaults, with progress and a short summary.
 
-Stages run in order and share a context dict; each later area (features, pipeline, gate, registry,
-serving, monitoring) adds its stage to ``STAGES``. Alignment (SFT, candidates, LTVE-ranked pairs, DPO) runs once,
-inside the training pipeline that trains the model the demo serves; ``bench/bench_alignment.py`` and
-``aigp align`` run it standalone.
+Stages run in order and share one typed context (:class:`~aigp.cli.demo_context.DemoContext`); each area
+(features, pipeline, gate, registry, serving, monitoring) adds its stage to ``STAGES``. Alignment (SFT,
+candidates, LTVE-ranked pairs, DPO) runs once, inside the training pipeline that trains the model the demo
+serves; ``bench/bench_alignment.py`` and ``aigp align`` run it standalone.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.panel import Panel
@@ -23,40 +23,41 @@ from aigp.cli import ltve as ltve_stages
 from aigp.cli import monitor as monitor_stages
 from aigp.cli import price as price_stages
 from aigp.cli._common import console, user_errors
+from aigp.cli.demo_context import DemoContext
 
-Stage = Callable[[dict[str, Any]], str]  # returns a one-line summary
+Stage = Callable[[DemoContext], str]  # returns a one-line summary
 
 
-def stage_simulate(ctx: dict[str, Any]) -> str:
+def stage_simulate(ctx: DemoContext) -> str:
     from aigp.market.config import MarketConfig
     from aigp.market.logs import simulate_to_directory
 
-    cfg = MarketConfig.build(n_skus=ctx["skus"], launch_days=60, seed=ctx["seed"])
-    logs = simulate_to_directory(cfg, ctx["root"] / "market", overwrite=True, progress=True)
-    ctx["logs"] = logs
+    cfg = MarketConfig.build(n_skus=ctx.skus, launch_days=60, seed=ctx.seed)
+    logs = simulate_to_directory(cfg, ctx.root / "market", overwrite=True, progress=True)
+    ctx.logs = logs
     rows = logs.manifest["rows"]
     return f"{rows['decisions']:,} SKU-days, {rows['reviews']:,} reviews -> {logs.path}"
 
 
-def stage_ab_baselines(ctx: dict[str, Any]) -> str:
+def stage_ab_baselines(ctx: DemoContext) -> str:
     from aigp.ab.experiment import ABConfig, run_ab
     from aigp.ab.report import DailyOutcomeSink
     from aigp.io import write_text
     from aigp.market.policies import build_baselines
 
-    logs = ctx["logs"]
-    cfg = ABConfig.build(cohort_skus=ctx["ab_skus"], seed=ctx["seed"], history_skus=logs.manifest["rows"]["skus"])
-    policies = build_baselines(list(cfg.allocation), dynamics=logs.config.dynamics, seed=ctx["seed"],
+    logs = ctx.market
+    cfg = ABConfig.build(cohort_skus=ctx.ab_skus, seed=ctx.seed, history_skus=logs.manifest["rows"]["skus"])
+    policies = build_baselines(list(cfg.allocation), dynamics=logs.config.dynamics, seed=ctx.seed,
                                history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet")))
     daily = DailyOutcomeSink(keep_first_states=True)  # the A/B report's daily GMV, |a| and Q-score inputs
     result = run_ab(cfg, policies, progress=True, sink=daily)
-    ctx["ab_daily"] = daily
+    ctx.ab_daily = daily
     report = result.markdown()
-    write_text(ctx["root"] / "ab_baselines.md", report)
+    write_text(ctx.root / "ab_baselines.md", report)
     console.print(report)
-    ctx["ab_baselines"] = result
+    ctx.ab_baselines = result
     return (f"simulated A/B of {len(cfg.allocation)} baselines on {cfg.cohort_skus:,} SKUs -> "
-            f"{ctx['root'] / 'ab_baselines.md'}")
+            f"{ctx.root / 'ab_baselines.md'}")
 
 
 STAGES: list[tuple[str, Stage]] = [
@@ -80,7 +81,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
 ) -> None:
     """Run the main job end to end on the embedded defaults."""
-    ctx: dict[str, Any] = {"root": root, "skus": skus, "ab_skus": ab_skus, "seed": seed}
+    ctx = DemoContext(root=root, skus=skus, ab_skus=ab_skus, seed=seed)
     root.mkdir(parents=True, exist_ok=True)
     summary = []
     started = time.perf_counter()

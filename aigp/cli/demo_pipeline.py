@@ -21,7 +21,10 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aigp.cli.demo_context import DemoContext
 
 DEMO_FLOORS = ("floors: {max_parse_failure_rate: null, min_compliance_rate: null, min_judge_score: null, "
                "min_ab_gmv_uplift: null}")
@@ -63,7 +66,7 @@ def task_lines(log_path: Path) -> list[str]:
     return [f"{name}: {status}" for name, status in _TASK_STATE.findall(text)]
 
 
-def stage_training_pipeline(ctx: dict[str, Any]) -> str:
+def stage_training_pipeline(ctx: DemoContext) -> str:
     import yaml
 
     from aigp.cli._common import console
@@ -72,10 +75,10 @@ def stage_training_pipeline(ctx: dict[str, Any]) -> str:
     from aigp.pricing import DEFAULT_MODEL_NAME
     from aigp.registry.model_registry import ModelRegistry
 
-    root = Path(ctx["root"]) / "pipeline"
-    preset = dict(PRESETS[ctx.get("pipeline_size", "demo")])
+    root = Path(ctx.root) / "pipeline"
+    preset = dict(PRESETS[ctx.pipeline_size])
     preset["gate_config_yaml"] = preset["gate_config_yaml"] + "\n" + DEMO_FLOORS
-    params = local_parameters(ctx["logs"].path, seed=ctx["seed"], **preset)
+    params = local_parameters(ctx.market.path, seed=ctx.seed, **preset)
     console.print("[bold yellow]DEMO GATE:[/] the format, compliance, judge and A/B floors are OFF in the demo "
                   "(a minutes-old CPU model has not learned the action format); the production verdict on the "
                   "same metrics is printed below.")
@@ -119,13 +122,13 @@ def stage_training_pipeline(ctx: dict[str, Any]) -> str:
               f"{'passed' if not failed else 'failed'}); never done outside `aigp demo`")
     registry.approve(info.name, info.version, by=DEMO_BY, reason=reason)
     promoted = registry.promote(info.name, info.version, by=DEMO_BY, reason=reason)
-    ctx["pipeline_gate_report"] = gate_html
-    ctx["promoted_version"] = promoted.version
+    ctx.pipeline_gate_report = gate_html
+    ctx.promoted_version = promoted.version
     # Serve the champion as the gate evaluated it: the CPU-sized demo model is aligned in [ACT_ONLY] mode on short
     # prompts, and in full-reasoning mode it would write noise up to the completion cap for every SKU.
     policy = yaml.safe_load(preset["gate_config_yaml"]).get("policy", {})
-    ctx["serving_prompt"] = policy.get("prompt", {})
-    ctx["serving_max_tokens"] = policy.get("generation", {}).get("max_new_tokens")
+    ctx.serving_prompt = policy.get("prompt", {})
+    ctx.serving_max_tokens = policy.get("generation", {}).get("max_new_tokens")
     steps = report.get("context", {}).get("training_steps", "?")
     window = yaml.safe_dump(list(info.data_window), default_flow_style=True).strip()
     return (f"gate {report['status']} (demo thresholds; production: {'passed' if not failed else 'failed'}), "

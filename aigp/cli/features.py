@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from aigp.cli._common import console, user_errors
+
+if TYPE_CHECKING:
+    from aigp.cli.demo_context import DemoContext
 
 app = typer.Typer(no_args_is_help=True, help="Feature store: ingest logs, apply, materialize, training sets.")
 
@@ -109,7 +112,7 @@ def training_set(start: Day, end: Day,
     console.print(f"{len(frame):,} decisions x {frame.shape[1]} columns -> {out}")
 
 
-def stage_features(ctx: dict[str, Any]) -> str:
+def stage_features(ctx: DemoContext) -> str:
     """`aigp demo` stage: ingest the demo's market log, apply, materialize its last week into SQLite, build
     the LTVE training set and look up the SKUs priced on the last day."""
     import pandas as pd
@@ -118,8 +121,8 @@ def stage_features(ctx: dict[str, Any]) -> str:
     from aigp.ingest import DECISION_EVENTS, ingest_logs, read_manifest
     from aigp.io import write_parquet
 
-    root = ctx["root"]
-    report = ingest_logs(ctx["logs"].path, root / "features", overwrite=True, progress=True)
+    root = ctx.root
+    report = ingest_logs(ctx.market.path, root / "features", overwrite=True, progress=True)
     store = open_store(feature_data=root / "features", state_dir=root / "feature_store")
     store.apply()
     days = read_manifest(root / "features")["tables"][DECISION_EVENTS]
@@ -130,7 +133,7 @@ def stage_features(ctx: dict[str, Any]) -> str:
     last = pd.read_parquet(root / "features" / "pricing_history.parquet",
                            filters=[("event_timestamp", "==", (end - pd.Timedelta(days=1)).tz_localize("UTC"))])
     online = store.online_features(last["sku_id"].tolist(), "llm_prompt")
-    ctx["feature_store"] = store
+    ctx.feature_store = store
     return (f"{report.rows[DECISION_EVENTS]:,} decisions ingested; {materialized.rows_written:,} rows materialized "
             f"in {materialized.seconds:.1f} s; training set {len(train):,} x {train.shape[1]} -> "
             f"{root / 'ltve_training_set.parquet'}; online: {len(online):,} SKUs priced on the last day, "

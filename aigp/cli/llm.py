@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from aigp.cli._common import console, user_errors
+
+if TYPE_CHECKING:
+    from aigp.cli.demo_context import DemoContext
 
 
 def _endpoint(url: str | None, model: str | None, role: str, concurrency: int) -> dict | None:
@@ -92,7 +95,7 @@ def distill(
 # demo stages (registered in aigp/cli/demo.py STAGES)
 
 
-def stage_base_model(ctx: dict) -> str:
+def stage_base_model(ctx: DemoContext) -> str:
     """The `small` base model: a tokenizer trained on prompts (full and [ACT_ONLY]) and teacher responses
     from the logs, a Qwen3 config; SFT and DPO start from it."""
     from aigp.llm.model_factory import BaseModelConfig, build_base_model, model_metadata
@@ -101,29 +104,29 @@ def stage_base_model(ctx: dict) -> str:
     from aigp.llm.teacher import KnowledgeBaseTeacher
 
     teacher, corpus = KnowledgeBaseTeacher(), []
-    for row in load_prompt_rows(ctx["logs"].path, n=ctx.get("corpus_prompts", 300), seed=ctx["seed"] + 1).to_dict(
+    for row in load_prompt_rows(ctx.market.path, n=ctx.corpus_prompts, seed=ctx.seed + 1).to_dict(
             "records"):
         for cfg in (PromptConfig(), PromptConfig(act_only=True)):
             prompt = build_prompt(row, cfg)
             corpus += [prompt.system, prompt.user, teacher.respond(prompt).text]
-    path = build_base_model(ctx["root"] / "base_model", corpus, BaseModelConfig(size="small", seed=ctx["seed"]),
+    path = build_base_model(ctx.root / "base_model", corpus, BaseModelConfig(size="small", seed=ctx.seed),
                             overwrite=True)
-    ctx["base_model"] = path
+    ctx.base_model = path
     meta = model_metadata(path)
     return f"Qwen3 `small`: {meta['parameters']:,} parameters, vocabulary {meta['vocab_size']:,} -> {path}"
 
 
-def stage_distill(ctx: dict) -> str:
+def stage_distill(ctx: DemoContext) -> str:
     """Teacher reasoning for 300 logged decisions within the base model's prompt budget, judged; the kept
     pairs are the SFT data."""
     from aigp.llm.distill import DistillConfig, run_distill
     from aigp.llm.model_factory import SIZES
 
-    cfg = DistillConfig.build(n_prompts=ctx.get("distill_prompts", 300), seed=ctx["seed"],
+    cfg = DistillConfig.build(n_prompts=ctx.distill_prompts, seed=ctx.seed,
                               prompt={"max_prompt_tokens": SIZES["small"].prompt_budget},
-                              tokenizer=str(ctx["base_model"]))
-    result = run_distill(ctx["logs"].path, ctx["root"] / "distill", cfg, progress=True)
-    ctx["distill"] = result
+                              tokenizer=str(ctx.base_model))
+    result = run_distill(ctx.market.path, ctx.root / "distill", cfg, progress=True)
+    ctx.distill = result
     report = result.filter.report
     return (f"{report.kept} of {result.generations} teacher responses kept ({report.keep_rate:.0%}, 5/5 on all four "
             f"judge dimensions) -> {result.out_dir}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aigp.cli._common import console, user_errors
+
+if TYPE_CHECKING:
+    from aigp.cli.demo_context import DemoContext
 
 app = typer.Typer(no_args_is_help=True, help="Long-Term Value Estimator: train and evaluate the offline-RL critic.")
 
@@ -141,21 +144,21 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def stage_ltve(ctx: dict[str, Any]) -> str:
+def stage_ltve(ctx: DemoContext) -> str:
     """Demo stage: train the LTVE on the demo's market log and evaluate it on the held-out cohort."""
     from aigp.ltve.artifact import save_model
     from aigp.ltve.dataset import training_frame_from_logs
     from aigp.ltve.evaluate import EvaluationConfig, evaluate_model
     from aigp.ltve.train import LTVETrainConfig, train_ltve
 
-    logs = ctx["logs"]
+    logs = ctx.market
     frame = training_frame_from_logs(logs.path)
-    result = train_ltve(frame, LTVETrainConfig(critic={"steps": ctx.get("ltve_steps", 3000)}), progress=True)
-    model_dir = save_model(result.model, ctx["root"] / "ltve")
+    result = train_ltve(frame, LTVETrainConfig(critic={"steps": ctx.ltve_steps}), progress=True)
+    model_dir = save_model(result.model, ctx.root / "ltve")
     report = evaluate_model(result.model, frame, EvaluationConfig(monte_carlo={"states": 200, "rollouts": 8}),
                             log_dir=logs.path, progress=True)
-    report.write(ctx["root"] / "ltve_eval")
-    ctx["ltve"] = model_dir
+    report.write(ctx.root / "ltve_eval")
+    ctx.ltve = model_dir
     m = report.metrics
     return (f"{result.model.metrics['train/transitions']:,} transitions, EAMA {m['eama']:.1%}, CDA {m['cda']:.1%}, "
             f"MC Spearman {m.get('mc_spearman', float('nan')):.2f} -> {model_dir}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from aigp.cli._common import console, user_errors
+
+if TYPE_CHECKING:
+    from aigp.cli.demo_context import DemoContext
 
 app = typer.Typer(no_args_is_help=True, help="Monitor live pricing: drift, safety, stability, alerts.")
 
@@ -147,7 +150,7 @@ def drill(
     console.print("[green]drill passed[/]")
 
 
-def stage_monitor(ctx: dict) -> str:
+def stage_monitor(ctx: DemoContext) -> str:
     """`make demo` stage: monitor what the serving stage served (its decisions log) against the training
     window, and write the A/B report of the baselines' experiment (when the demo ran it)."""
     import datetime as dt
@@ -158,11 +161,11 @@ def stage_monitor(ctx: dict) -> str:
     from aigp.monitoring.figures import MonitorConfig
     from aigp.monitoring.job import run_monitoring
 
-    logs = ctx["logs"]
+    logs = ctx.market
     market = logs.config
-    served = ctx.get("pricing_decisions")
+    served = ctx.pricing_decisions
     if served is None:
-        raise ValueError("the monitoring stage reads the served decisions log (ctx['pricing_decisions']); run the "
+        raise ValueError("the monitoring stage reads the served decisions log (DemoContext.pricing_decisions); run the "
                          "serving stage first")
     reference = load_decisions(logs.path)
     current = load_decisions(served, skus=logs.path / "skus.parquet")
@@ -170,34 +173,34 @@ def stage_monitor(ctx: dict) -> str:
     start = market.start_date + dt.timedelta(days=market.horizon_days - 1)  # steady state: all ages on sale
     reference_end = min(market.start_date + dt.timedelta(days=market.launch_days - 1), days[0] - dt.timedelta(days=1))
     cfg = MonitorConfig(window_days=(days[-1] - days[0]).days + 1)
-    out = ctx["root"] / "monitoring"
+    out = ctx.root / "monitoring"
     result = run_monitoring(reference, current, cfg, out, end=days[-1], reference_start=start,
                             reference_end=reference_end, log=lambda msg: console.print(f"[dim]monitor[/] {msg}"))
     for alert in result.alerts:
         if alert.firing:
             console.print(f"[bold red]FIRING[/] {alert.prometheus}: {alert.message}")
-    ctx["monitoring"] = result
+    ctx.monitoring = result
     line = (f"{result.figures.current_rows:,} served decisions ({result.figures.window}) vs "
             f"{result.figures.reference_rows:,}; alerts firing: "
             f"{', '.join(a.prometheus for a in result.alerts if a.firing) or 'none'} -> {out / 'index.html'}")
-    if "ab_baselines" in ctx:
+    if ctx.ab_baselines is not None:
         files = demo_ab_report(ctx)
         line += f"; A/B report -> {files['html']}"
     return line
 
 
-def demo_ab_report(ctx: dict) -> dict:
+def demo_ab_report(ctx: DemoContext) -> dict:
     """The A/B report of the demo's baselines experiment: per-group outcomes, daily cumulative GMV and |a|
     per group from the cohort's daily outcomes, and, with the demo's LTVE, the Q-score deciles (the LTVE's
     Q of each SKU's launch-day state and action against its realised GMV)."""
     from aigp.ab.report import attach_q, build_report, cohort_q_scores, report_config, write_report
 
-    ab = ctx["ab_baselines"]
-    sink = ctx.get("ab_daily")
+    ab = ctx.require("ab_baselines", "'simulated A/B of the baselines'")
+    sink = ctx.ab_daily
     skus = ab.run.summary.assign(group=ab.groups)
-    if sink is not None and ctx.get("ltve") is not None:
+    if sink is not None and ctx.ltve is not None:
         from aigp.ltve.artifact import load_model
 
-        skus = attach_q(skus, cohort_q_scores(load_model(ctx["ltve"]), sink.first_states(), ab.config), "q_score")
+        skus = attach_q(skus, cohort_q_scores(load_model(ctx.ltve), sink.first_states(), ab.config), "q_score")
     report = build_report(skus, report_config(skus, ab.config), daily=sink.frame() if sink is not None else None)
-    return write_report(report, ctx["root"] / "ab_report")
+    return write_report(report, ctx.root / "ab_report")

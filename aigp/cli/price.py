@@ -15,12 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from aigp.cli._common import console, user_errors
+
+if TYPE_CHECKING:
+    from aigp.cli.demo_context import DemoContext
 
 app = typer.Typer(no_args_is_help=True, help="Price SKUs with the registered LLM policy: nightly batch runs.")
 
@@ -96,7 +99,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # demo stage (registered in aigp/cli/demo.py STAGES)
 # ---------------------------------------------------------------------------------------------------------
-def stage_price(ctx: dict[str, Any]) -> str:
+def stage_price(ctx: DemoContext) -> str:
     """Serve the promoted model locally and price the latest day of the simulated market through the pricing
     transformer over HTTP."""
     from aigp.serving.demo import price_next_day
