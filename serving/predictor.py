@@ -2,7 +2,10 @@
 OpenAI-compatible routes vLLM exposes, so the pricing transformer's client code is the same here and in
 production (KServe's Hugging Face runtime with the vLLM backend, ``manifests/base/serving``).
 
-Routes (added to KServe's app; KServe's own OpenAI routes need vllm, ``FEASIBILITY.md`` §3):
+Routes (added to KServe's app). KServe's own OpenAI routes and its typed request models cannot serve here:
+``kserve.protocol.rest.openai.types`` (kserve 0.20.0) imports ``vllm.entrypoints.openai`` when it is imported, and
+vllm has no CPU wheel we install; ``tests/test_serving_http.py`` fails once that import works without vllm, so the
+routes below can then move onto KServe's models:
 
 - ``POST /openai/v1/completions``: ``prompt`` is a string or a list of strings (one choice per prompt,
   ``index`` = position, as vLLM answers), ``max_tokens``, ``temperature``, ``top_p``, ``n``, ``seed``, ``stop``;
