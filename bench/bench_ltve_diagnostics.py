@@ -64,13 +64,15 @@ TARGETS = {"mc_spearman_within_state_gap": 0.9, "mc_pairwise_accuracy_gap": 0.9,
 
 def chosen_variant(rows: list[dict[str, Any]]) -> str:
     """The critic the A/B policies use: the best on within-state Spearman (Δa) among the variants whose paired
-    bootstrap CI against the paper critic lies above 0 (a win on the held-out states, not noise); else the paper
-    critic (or, without it, the best point estimate)."""
+    bootstrap CI against the paper critic lies above 0 (a win on the held-out states, not state-sampling noise)
+    and that also beat every other training seed of the paper critic (not seed noise); else the paper critic (or,
+    without it, the best point estimate)."""
     names = {r["variant"] for r in rows}
     if "paper" not in names:
         return str(max(rows, key=lambda r: r["mc_spearman_within_state_gap"])["variant"])
-    key = "mc_spearman_within_state_gap_diff_lo"
-    winners = [r for r in rows if r.get("ci", {}).get(key, -1.0) > 0]
+    key = "mc_spearman_within_state_gap"
+    seeds = max(r[key] for r in rows if r["variant"] == "paper" or r["variant"].startswith("paper_seed"))
+    winners = [r for r in rows if r.get("ci", {}).get(key + "_diff_lo", -1.0) > 0 and r[key] > seeds]
     return str(max(winners, key=lambda r: r["mc_spearman_within_state_gap"])["variant"]) if winners else "paper"
 
 
@@ -347,7 +349,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         command = "python -m bench.bench_ltve_diagnostics " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
             if v != parser.get_default(k) and k not in ("no_write",))
         title = "LTVE as a reward DPO can trust (issue 20)" if args.section == "ltve_diagnostics" else \
             "LTVE improvements chosen by the diagnostics, on the same held-out states (issue 20)"
@@ -477,6 +479,14 @@ def ci_section(rows: list[dict[str, Any]], reps: int) -> list[str]:
                          f"{' %' if pct else ''} (range {scale * values.min():.3g}-{scale * values.max():.3g})")
         out += [f"Training-seed spread of the paper critic ({len(seeds)} seeds, mean ± sd): " + "; ".join(parts) +
                 ". A variant's difference smaller than this spread is not a difference of the method.", ""]
+        key = "mc_spearman_within_state_gap"
+        low, high = min(r[key] for r in seeds), max(r[key] for r in seeds)
+        others = [r for r in rows if r not in seeds]
+        inside = [r["variant"] for r in others if r[key] <= high]
+        above = [r["variant"] for r in others if r[key] > high]
+        out += [f"Within-state ρ of the paper critic's seeds spans {low:.3f}-{high:.3f}; at or below its best seed: "
+                + (", ".join(f"`{v}`" for v in inside) or "none") + "; above it: "
+                + (", ".join(f"`{v}`" for v in above) or "none") + ".", ""]
     return out
 
 
@@ -521,7 +531,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                f"{_pct(next(iter(variants.values()))['mc_true_best_within_eps_of_expert'])} of the states (±ε); "
                f"the expert is truly better than its counterfactual on "
                f"{_pct(next(iter(variants.values()))['mc_expert_truly_better'])}.")
-    out += ["", "Training throughput on "
+    out += [] if not results["throughput"] else ["", "Training throughput on "
             f"{args.throughput_threads} threads ({args.throughput_steps} updates): " + ", ".join(
                 f"`{k}` {v:,.0f} transitions/s (1-min load average before/after "
                 f"{results['throughput_load'].get(k, '?')} on {os.cpu_count()} CPUs)"
@@ -555,7 +565,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"the LTVE picks another than sample 0 on {_pct(s['share_changed_vs_first_sample'])}"
                 for g, s in ab["policy_stats"].items()), ""]
     stages = {**results["timings"], **{f"{k} (A/B run)": v for k, v in ab.get("timings", {}).items()}}
-    out += [f"Stage times (wall s / CPU s of this process; the machine's {os.cpu_count()} cores were shared with "
+    out += ["", f"Stage times (wall s / CPU s of this process; the machine's {os.cpu_count()} cores were shared with "
             f"other jobs, 1-min load average {os.getloadavg()[0]:.1f} when this report was written, so wall time is "
             "several times CPU time): " + "; ".join(
                 f"{k} {w:.0f} / {c:.0f}" for k, (w, c) in stages.items()) +
@@ -574,7 +584,9 @@ def verdicts(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
     for key, label in (("mc_spearman_within_state_gap", "within-state Spearman vs MC (Δa)"),
                        ("mc_pairwise_accuracy_gap", "pairwise accuracy (Δa)"), ("mc_cda_vs_truth", "CDA vs truth")):
         ok = r[key] >= TARGETS[key]
-        lines.append(f"- {label}: **{'met' if ok else 'missed'}**, {r[key]:.3f} vs >= {TARGETS[key]}")
+        ci = r.get("ci", {})
+        band = f" (95% CI over states [{ci[key + '_lo']:.3f}, {ci[key + '_hi']:.3f}])" if ci else ""
+        lines.append(f"- {label}: **{'met' if ok else 'missed'}**, {r[key]:.3f}{band} vs >= {TARGETS[key]}")
     for name, v in results["throughput"].items():
         lines.append(f"- throughput `{name}`: **{'met' if v >= 25_000 else 'missed'}**, {v:,.0f} transitions/s "
                      f"on {args.throughput_threads} threads vs >= 25,000 (measured at a 1-min load average of "
