@@ -10,7 +10,10 @@ validity, and the policies that act on the critic directly, priced in the paired
 3. The Monte-Carlo truth is branched ONCE, from the same held-out expert states and the same candidate actions
    (logged, counterfactual, 7-point grid over A_safe; ``aigp.ltve.evaluate.monte_carlo_branches``), and every
    variant is scored against it (``ranking_diagnostics``): within-state Spearman and pairwise accuracy on
-   candidates at least Δa apart, CDA against the truth, regret of the Q-greedy candidate, calibration.
+   candidates at least Δa apart, CDA against the truth, regret of the Q-greedy candidate, calibration; with 95%
+   CIs from a bootstrap over the states, every critic on the same resamples, and its paired difference to the
+   paper critic. A variant is chosen (and drives the A/B) only where that difference's CI lies above 0.
+   Variants with ``trained_as`` rescore another variant's trained critic (e.g. the ensemble by its LCB).
 4. The paired A/B (every policy prices the same fresh cohort, ``aigp.ab.experiment.run_counterfactual``):
    price-sales (control), the KB teacher, LTVE-greedy and best-of-M over the teacher's samples (by the paper
    critic and by the chosen critic), SAC (the policy that exploits the critic), the ops expert, hold, random
@@ -44,13 +47,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "n=5": {"critic": {"n_steps": 5}},
     "n=1": {"critic": {"n_steps": 1}},
     "features": {"derived_features": ALL_DERIVED},
+    "ref_gap": {"derived_features": ["ref_price_gap"]},
+    "reward_norm": {"normalise_reward": True},
     "ensemble5": {"critic": {"ensemble": 5}},
-    "ensemble5_lcb": {"critic": {"ensemble": 5, "pessimism": 1.0}},
+    # the same trained critic as ensemble5 (pessimism only changes how candidates are scored), scored by its LCB
+    "ensemble5_lcb": {"trained_as": "ensemble5", "score": {"pessimism": 1.0}},
+    "ensemble5_lcb2": {"trained_as": "ensemble5", "score": {"pessimism": 2.0}},
+    "paper_seed1": {"critic": {"seed": 1}},
+    "paper_seed2": {"critic": {"seed": 2}},
     "steps_x2": {"critic": {"steps_factor": 2}},
     "tau0.5": {"critic": {"expectile": 0.5}},
     "uniform_batches": {"expert_batch_share": None},
 }
 TARGETS = {"mc_spearman_within_state_gap": 0.9, "mc_pairwise_accuracy_gap": 0.9, "mc_cda_vs_truth": 0.975}
+
+
+def chosen_variant(rows: list[dict[str, Any]]) -> str:
+    """The critic the A/B policies use: the best on within-state Spearman (Δa) among the variants whose paired
+    bootstrap CI against the paper critic lies above 0 (a win on the held-out states, not state-sampling noise)
+    and that also beat every other training seed of the paper critic (not seed noise); else the paper critic (or,
+    without it, the best point estimate)."""
+    names = {r["variant"] for r in rows}
+    if "paper" not in names:
+        return str(max(rows, key=lambda r: r["mc_spearman_within_state_gap"])["variant"])
+    key = "mc_spearman_within_state_gap"
+    seeds = max(r[key] for r in rows if r["variant"] == "paper" or r["variant"].startswith("paper_seed"))
+    winners = [r for r in rows if r.get("ci", {}).get(key + "_diff_lo", -1.0) > 0 and r[key] > seeds]
+    return str(max(winners, key=lambda r: r["mc_spearman_within_state_gap"])["variant"]) if winners else "paper"
 
 
 def cpu_s() -> float:
@@ -63,6 +86,8 @@ def variant_config(name: str, steps: int, threads: int) -> Any:
     if name not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r}; known: {sorted(VARIANTS)}")
     spec = json.loads(json.dumps(VARIANTS[name]))
+    if "trained_as" in spec:
+        return variant_config(spec["trained_as"], steps, threads)
     critic = spec.pop("critic", {})
     factor = critic.pop("steps_factor", 1)
     return LTVETrainConfig.build(critic={"steps": steps * factor, **critic}, eval_share=0.2, threads=threads,
@@ -84,15 +109,43 @@ def ensure_log(cache: Path, skus: int, launch_days: int, seed: int) -> dict[str,
     return {"cached": False, "wall_s": time.perf_counter() - t, "cpu_s": cpu_s() - c}
 
 
+def trained_name(name: str) -> str:
+    """The variant whose trained critic ``name`` uses (itself unless it only rescores another's)."""
+    return str(VARIANTS[name].get("trained_as", name))
+
+
+def scored_as(model: Any, name: str) -> Any:
+    """``model`` scoring candidates as variant ``name`` says (e.g. by the ensemble's LCB): same weights."""
+    import copy
+    import dataclasses
+
+    score = VARIANTS[name].get("score")
+    if not score:
+        return model
+    learner = copy.copy(model.learner)
+    learner.config = dataclasses.replace(learner.config, **score)
+    out = copy.copy(model)
+    out.learner = learner
+    return out
+
+
 def load_cached(path: Path, cfg: Any, log: Path) -> tuple[Any, tuple[float, float]] | None:
-    """A model an earlier run of this benchmark trained with exactly ``cfg`` (and its recorded train times)."""
+    """A model an earlier run of this benchmark trained with exactly ``cfg`` (and its recorded train times).
+
+    The recorded config is read back through today's ``LTVETrainConfig`` so that a field added since (with a
+    default that reproduces the old behaviour) does not force a retrain."""
     from aigp.ltve.artifact import ArtifactError, load_model
+    from aigp.ltve.train import LTVETrainConfig
 
     try:
         model = load_model(path)
     except ArtifactError:
         return None
-    if model.info.get("train_config") != cfg.model_dump(mode="json") or model.metrics.get("bench/log") != str(log):
+    try:
+        recorded = LTVETrainConfig.model_validate(model.info.get("train_config") or {}).model_dump(mode="json")
+    except ValueError:
+        return None
+    if recorded != cfg.model_dump(mode="json") or model.metrics.get("bench/log") != str(log):
         return None
     return model, (float(model.metrics["bench/train_wall_s"]), float(model.metrics["bench/train_cpu_s"]))
 
@@ -134,6 +187,8 @@ def main() -> None:
     parser.add_argument("--sample-temperature", type=float, default=1.0)
     parser.add_argument("--sac-steps", type=int, default=4000, help="0 leaves SAC out")
     parser.add_argument("--no-ab", action="store_true")
+    parser.add_argument("--ab-critics", default="", help="further variants (comma-separated) whose LTVE-greedy "
+                        "policy enters the A/B and whose Avg Q is held against it (Kendall τ)")
     parser.add_argument("--no-diagnostics", action="store_true", help="critics and the A/B only (needs --chosen)")
     parser.add_argument("--ab-from", type=Path, default=None,
                         help="take the A/B part from an earlier run's results.json (same log and critics)")
@@ -145,6 +200,8 @@ def main() -> None:
     parser.add_argument("--throughput-steps", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/ltve_diagnostics"))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--section", default="ltve_diagnostics", help="bench/results/<SECTION>.md to write (another "
+                        "name keeps the A/B tables of the default section when this run has no A/B)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -154,9 +211,11 @@ def main() -> None:
     from aigp.ltve.evaluate import (
         EvaluationConfig,
         action_metrics,
+        bootstrap_states,
         evaluation_cohort,
         monte_carlo_branches,
         monte_carlo_metrics,
+        per_state_ranking,
     )
     from aigp.ltve.train import prepare_data, train_ltve
     from aigp.schema import ENTITY_KEY
@@ -178,10 +237,12 @@ def main() -> None:
         "states": args.mc_states, "rollouts": args.mc_rollouts, "min_action_gap": args.min_action_gap})
     models: dict[str, Any] = {}
     rows_out: list[dict[str, Any]] = []
+    per_state: dict[str, dict[str, np.ndarray]] = {}
+    truth_noise: dict[str, float] = {}
     branches = expert = None
     for name in names:
         cfg = variant_config(name, args.steps, args.threads)
-        saved = (args.models_dir or args.out / "models") / name.replace("=", "")
+        saved = (args.models_dir or args.out / "models") / trained_name(name).replace("=", "")
         cached = load_cached(saved, cfg, args.cache)
         if cached is not None:  # trained by an earlier run with the same config and log
             model, (train_wall, train_cpu) = cached
@@ -192,6 +253,7 @@ def main() -> None:
             model.metrics |= {"bench/train_wall_s": train_wall, "bench/train_cpu_s": train_cpu,
                               "bench/log": str(args.cache)}
             save_model(model, saved)
+        model = scored_as(model, name)
         models[name] = model
         print(f"[{name}] trained{' (cached)' if cached else ''}: {train_wall:.0f} s wall / {train_cpu:.0f} s CPU",
               flush=True)
@@ -216,7 +278,16 @@ def main() -> None:
                 stored.write_bytes(pickle.dumps(branches))
             timed("Monte-Carlo branches", t, c)
         t, c = time.perf_counter(), cpu_s()
-        _, mc = monte_carlo_metrics(model, branches, eval_cfg)
+        table, mc = monte_carlo_metrics(model, branches, eval_cfg)
+        n_states, k_cand = branches.actions.shape
+        q_t, truth_t, se_t, actions_t = (table[c].to_numpy().reshape(n_states, k_cand) for c in (
+            "q", "mc_return", "mc_se", "action"))
+        per_state[name] = per_state_ranking(q_t, truth_t, se_t, actions_t, args.min_action_gap)
+        if not truth_noise:  # what one logged future tells about an action's effect (same for every critic)
+            truth = table["mc_return"].to_numpy().reshape(n_states, k_cand)
+            one_future = table["mc_se"].to_numpy().reshape(n_states, k_cand) * np.sqrt(args.mc_rollouts)
+            truth_noise.update(effect_sd=float(truth.std(1).mean()), one_future_sd=float(one_future.mean()),
+                               best_minus_logged=float((truth.max(1) - truth[:, 0]).mean()))
         am = action_metrics(model, expert, eval_cfg, np.random.default_rng(0))
         eval_wall, eval_cpu = time.perf_counter() - t, cpu_s() - c
         rows_out.append({"variant": name, **mc, "cda_logged_expert": am["cda"], "eama": am["eama"],
@@ -230,7 +301,12 @@ def main() -> None:
 
     if args.no_diagnostics and not args.chosen:
         raise SystemExit("--no-diagnostics needs --chosen")
-    chosen = args.chosen or max(rows_out, key=lambda r: r["mc_spearman_within_state_gap"])["variant"]
+    if per_state:  # 95% CIs over the Monte-Carlo states, every critic on the same resamples, paired vs paper
+        reference = "paper" if "paper" in per_state else None
+        cis = bootstrap_states(per_state, reference, args.bootstrap, np.random.default_rng(0))
+        for r in rows_out:
+            r["ci"] = cis[r["variant"]]
+    chosen = args.chosen or chosen_variant(rows_out)
     print(f"chosen critic: {chosen}", flush=True)
     # 2-core throughput of the paper critic and the chosen one (the issue's >= 25k transitions/s)
     speed: dict[str, float] = {}
@@ -261,7 +337,8 @@ def main() -> None:
         speed, loads = earlier["throughput"], earlier.get("throughput_load", {})
 
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "log": log_info, "chosen": chosen,
-               "variants": rows_out, "throughput": speed, "throughput_load": loads, "ab": ab, "timings": timings,
+               "variants": rows_out, "truth_noise": truth_noise, "throughput": speed, "throughput_load": loads,
+               "ab": ab, "timings": timings,
                "total_wall_s": time.perf_counter() - started, "total_cpu_s": cpu_s() - started_cpu}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
@@ -272,9 +349,11 @@ def main() -> None:
     print(body)
     if not args.no_write:
         command = "python -m bench.bench_ltve_diagnostics " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
             if v != parser.get_default(k) and k not in ("no_write",))
-        write_section("ltve_diagnostics", "LTVE as a reward DPO can trust (issue 20)", body, command.strip())
+        title = "LTVE as a reward DPO can trust (issue 20)" if args.section == "ltve_diagnostics" else \
+            "LTVE improvements chosen by the diagnostics, on the same held-out states (issue 20)"
+        write_section(args.section, title, body, command.strip())
 
 
 def run_ab(args: argparse.Namespace, frame: pd.DataFrame, models: dict[str, Any], chosen: str, timed: Any
@@ -291,7 +370,8 @@ def run_ab(args: argparse.Namespace, frame: pd.DataFrame, models: dict[str, Any]
 
     logs = open_logs(args.cache)
     paper = models.get("paper", models[chosen])
-    critics = {"paper": paper, chosen: models[chosen]}
+    extra = [c.strip() for c in args.ab_critics.split(",") if c.strip()]
+    critics = {"paper": paper, chosen: models[chosen], **{c: models[c] for c in extra}}
     t, c = time.perf_counter(), time.process_time()
     split = time_split(frame, eval_share=0.2, validation_share=0.0)
     decisions = logs.read("decisions.parquet")
@@ -355,6 +435,61 @@ def _pct(x: float) -> str:
     return f"{x:.1%}" if x == x else "—"
 
 
+CI_METRICS = (("mc_spearman_within_state_gap", "within-state ρ (Δa)", False),
+              ("mc_pairwise_accuracy_gap", "pairwise acc. (Δa)", True), ("mc_cda_vs_truth", "CDA vs truth", True),
+              ("mc_regret", "regret", False))
+
+
+def _ci(r: dict[str, Any], key: str, pct: bool) -> str:
+    f = _pct if pct else (lambda x: f"{x:.3f}")
+    return f"{f(r[key])} [{f(r['ci'][key + '_lo'])}, {f(r['ci'][key + '_hi'])}]"
+
+
+def _diff(r: dict[str, Any], key: str, pct: bool) -> str:
+    c = r["ci"]
+    if key + "_diff" not in c:
+        return "—"
+    scale, unit = (100, " pp") if pct else (1, "")
+    return (f"{scale * c[key + '_diff']:+.3g}{unit} [{scale * c[key + '_diff_lo']:+.3g}, "
+            f"{scale * c[key + '_diff_hi']:+.3g}]")
+
+
+def ci_section(rows: list[dict[str, Any]], reps: int) -> list[str]:
+    """Each variant's headline diagnostics with 95% bootstrap CIs over the Monte-Carlo states, the paired
+    difference to the paper critic, and the spread over training seeds of the paper critic."""
+    rows = [r for r in rows if "ci" in r]
+    if not rows:
+        return []
+    table = []
+    for r in rows:
+        row: dict[str, Any] = {"variant": r["variant"]}
+        for key, label, pct in CI_METRICS:
+            row[label] = _ci(r, key, pct)
+            row[f"Δ {label} vs paper"] = _diff(r, key, pct)
+        table.append(row)
+    out = ["### The same, with 95% CIs (bootstrap over the held-out Monte-Carlo states, every critic on the same "
+           f"{reps} resamples; Δ = paired difference to `paper`)", "", markdown_table(table), ""]
+    seeds = [r for r in rows if r["variant"] == "paper" or r["variant"].startswith("paper_seed")]
+    if len(seeds) > 1:
+        parts = []
+        for key, label, pct in CI_METRICS:
+            values = np.array([r[key] for r in seeds])
+            scale = 100 if pct else 1
+            parts.append(f"{label} {scale * values.mean():.3g} ± {scale * values.std(ddof=1):.2g}"
+                         f"{' %' if pct else ''} (range {scale * values.min():.3g}-{scale * values.max():.3g})")
+        out += [f"Training-seed spread of the paper critic ({len(seeds)} seeds, mean ± sd): " + "; ".join(parts) +
+                ". A variant's difference smaller than this spread is not a difference of the method.", ""]
+        key = "mc_spearman_within_state_gap"
+        low, high = min(r[key] for r in seeds), max(r[key] for r in seeds)
+        others = [r for r in rows if r not in seeds]
+        inside = [r["variant"] for r in others if r[key] <= high]
+        above = [r["variant"] for r in others if r[key] > high]
+        out += [f"Within-state ρ of the paper critic's seeds spans {low:.3f}-{high:.3f}; at or below its best seed: "
+                + (", ".join(f"`{v}`" for v in inside) or "none") + "; above it: "
+                + (", ".join(f"`{v}`" for v in above) or "none") + ".", ""]
+    return out
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     out = [f"Evaluation configuration: {args.skus:,} SKUs launched over {args.launch_days} days (seed {args.seed}), "
            f"{args.steps:,} updates per critic at {args.threads} torch thread(s), 20% latest launches held out. "
@@ -381,13 +516,22 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                       "train s / CPU s": f"{r['train_wall_s']:.0f} / {r['train_cpu_s']:.0f}",
                       "transitions/s (1 thread)": r["train_transitions_per_s"]})
     out += [markdown_table(table, cols), ""]
+    out += ci_section(results["variants"], args.bootstrap)
+    noise = results.get("truth_noise") or {}
+    if noise:
+        out += [f"Signal against noise in the data a critic learns from: across a state's 9 candidates the true "
+                f"return varies by {noise['effect_sd']:.3f} (mean within-state sd), while one future of one "
+                f"candidate (what a logged trajectory is) scatters by {noise['one_future_sd']:.3f} (sd over the "
+                f"{args.mc_rollouts} Monte-Carlo futures): the action's effect is "
+                f"{noise['effect_sd'] / noise['one_future_sd']:.2f}x the noise of the return it is learned from. "
+                f"The best candidate beats the logged one by {noise['best_minus_logged']:.3f} on average.", ""]
     variants = {r["variant"]: r for r in results["variants"]}
     out.append("Variants: " + "; ".join(f"`{n}` = {json.dumps(VARIANTS[n])}" for n in variants) +
                f". The truly best action is the logged expert's on "
                f"{_pct(next(iter(variants.values()))['mc_true_best_within_eps_of_expert'])} of the states (±ε); "
                f"the expert is truly better than its counterfactual on "
                f"{_pct(next(iter(variants.values()))['mc_expert_truly_better'])}.")
-    out += ["", "Training throughput on "
+    out += [] if not results["throughput"] else ["", "Training throughput on "
             f"{args.throughput_threads} threads ({args.throughput_steps} updates): " + ", ".join(
                 f"`{k}` {v:,.0f} transitions/s (1-min load average before/after "
                 f"{results['throughput_load'].get(k, '?')} on {os.cpu_count()} CPUs)"
@@ -421,8 +565,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"the LTVE picks another than sample 0 on {_pct(s['share_changed_vs_first_sample'])}"
                 for g, s in ab["policy_stats"].items()), ""]
     stages = {**results["timings"], **{f"{k} (A/B run)": v for k, v in ab.get("timings", {}).items()}}
-    out += ["Stage times (wall s / CPU s of this process; the machine's 2 cores were shared with other jobs, load "
-            "average 9-15, so wall time is several times CPU time): " + "; ".join(
+    out += ["", f"Stage times (wall s / CPU s of this process; the machine's {os.cpu_count()} cores were shared with "
+            f"other jobs, 1-min load average {os.getloadavg()[0]:.1f} when this report was written, so wall time is "
+            "several times CPU time): " + "; ".join(
                 f"{k} {w:.0f} / {c:.0f}" for k, (w, c) in stages.items()) +
             (f". The A/B part comes from `{ab['from']}` (same log, same cached critics; its run: SAC "
              f"{ab['args']['sac_steps']} updates, best-of-{ab['args']['best_of']} at temperature "
@@ -439,7 +584,9 @@ def verdicts(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
     for key, label in (("mc_spearman_within_state_gap", "within-state Spearman vs MC (Δa)"),
                        ("mc_pairwise_accuracy_gap", "pairwise accuracy (Δa)"), ("mc_cda_vs_truth", "CDA vs truth")):
         ok = r[key] >= TARGETS[key]
-        lines.append(f"- {label}: **{'met' if ok else 'missed'}**, {r[key]:.3f} vs >= {TARGETS[key]}")
+        ci = r.get("ci", {})
+        band = f" (95% CI over states [{ci[key + '_lo']:.3f}, {ci[key + '_hi']:.3f}])" if ci else ""
+        lines.append(f"- {label}: **{'met' if ok else 'missed'}**, {r[key]:.3f}{band} vs >= {TARGETS[key]}")
     for name, v in results["throughput"].items():
         lines.append(f"- throughput `{name}`: **{'met' if v >= 25_000 else 'missed'}**, {v:,.0f} transitions/s "
                      f"on {args.throughput_threads} threads vs >= 25,000 (measured at a 1-min load average of "

@@ -161,12 +161,17 @@ def bandit_batch(n: int, rng: np.random.Generator) -> Batch:
                  done=torch.ones(n))
 
 
-def test_one_state_bandit_q_converges_to_mean_rewards() -> None:
+@pytest.mark.parametrize("reward_scale", [1.0, 4.0])
+def test_one_state_bandit_q_converges_to_mean_rewards(reward_scale: float) -> None:
+    """Reward normalisation trains on scaled rewards; the scores come back in reward units."""
     rng = np.random.default_rng(1)
-    learner = LTVE(1, LTVEConfig(hidden_dims=(32, 32), n_steps=1, learning_rate=3e-3, batch_size=256, seed=1))
+    learner = LTVE(1, LTVEConfig(hidden_dims=(32, 32), n_steps=1, learning_rate=3e-3, batch_size=256, seed=1,
+                                 reward_scale=reward_scale))
     train(learner, lambda: bandit_batch(256, rng), 1500, log_every=500)
     q = learner.score(torch.ones(1, 1), torch.tensor([[-0.2, 0.0, 0.2]]))[0]
     assert q.tolist() == pytest.approx([1.0, 0.25, -0.5], abs=0.05)
+    raw = learner.q.score(torch.ones(1, 1), torch.tensor([[-0.2, 0.0, 0.2]])).min(0).values[0]
+    assert (raw / reward_scale).tolist() == pytest.approx(q.tolist())  # the networks hold scaled values
 
 
 def test_chain_mdp_q_matches_analytic_values() -> None:
@@ -209,6 +214,8 @@ def test_config_rejects_out_of_range_values() -> None:
         LTVEConfig(expectile=1.5)
     with pytest.raises(ValueError, match="q_max"):
         LTVEConfig(q_min=1.0, q_max=0.0)
+    with pytest.raises(ValueError, match="reward_scale"):
+        LTVEConfig(reward_scale=0.0)
     with pytest.raises(ValueError, match="unknown LTVEConfig field"):
         LTVEConfig.from_dict({"gama": 0.9})
 

@@ -15,12 +15,15 @@ from aigp.ltve.critic import LTVE, LTVEConfig, lower_confidence_bound, update_fl
 from aigp.ltve.dataset import DERIVED_FEATURES, FeatureNormaliser, training_frame_from_logs
 from aigp.ltve.evaluate import (
     EvaluationConfig,
+    bootstrap_states,
     discounted_returns,
     monte_carlo_branches,
     monte_carlo_metrics,
+    per_state_ranking,
     policy_validity,
     ranking_diagnostics,
     separated_candidates,
+    summarise_states,
 )
 from aigp.ltve.train import LTVETrainConfig, train_ltve
 
@@ -87,6 +90,40 @@ def test_unclear_pairs_do_not_count() -> None:
     d = ranking_diagnostics(-TRUTH, TRUTH, wide, ACTIONS, 0.02)
     assert math.isnan(d["mc_pairwise_accuracy_gap"]) and math.isnan(d["mc_cda_vs_truth"])
     assert d["mc_pairs_gap"] == 0
+
+
+def _noisy_case(seed: int = 0, n: int = 40, k: int = 6) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    actions = np.round(rng.uniform(-0.2, 0.2, (n, k)), 2)
+    truth = rng.normal(size=(n, k))
+    return truth + rng.normal(scale=0.8, size=(n, k)), truth, rng.uniform(0.05, 0.4, (n, k)), actions
+
+
+def test_per_state_parts_average_to_the_ranking_diagnostics() -> None:
+    q, truth, se, actions = _noisy_case()
+    whole = ranking_diagnostics(q, truth, se, actions, 0.02)
+    parts = summarise_states(per_state_ranking(q, truth, se, actions, 0.02))
+    for key, value in parts.items():
+        assert value == pytest.approx(whole[key]), key
+    assert 0.2 < parts["mc_pairwise_accuracy_gap"] < 0.99  # the case is neither trivial nor hopeless
+
+
+def test_bootstrap_pairs_critics_on_the_same_resamples() -> None:
+    q, truth, se, actions = _noisy_case()
+    stats = {"noisy": per_state_ranking(q, truth, se, actions, 0.02),
+             "same": per_state_ranking(q.copy(), truth, se, actions, 0.02),
+             "perfect": per_state_ranking(truth.copy(), truth, se, actions, 0.02)}
+    ci = bootstrap_states(stats, "noisy", 200, np.random.default_rng(0))
+    point = summarise_states(stats["noisy"])
+    for metric, value in point.items():
+        assert ci["noisy"][f"{metric}_lo"] <= value <= ci["noisy"][f"{metric}_hi"], metric
+        assert ci["noisy"][f"{metric}_lo"] < ci["noisy"][f"{metric}_hi"], metric  # resampling moves it
+        # the same critic on the same resamples differs by exactly 0; a perfect one wins on every resample
+        assert ci["same"][f"{metric}_diff_lo"] == ci["same"][f"{metric}_diff_hi"] == 0.0
+    assert ci["perfect"]["mc_spearman_within_state_gap_lo"] == pytest.approx(1.0)
+    assert ci["perfect"]["mc_spearman_within_state_gap_diff_lo"] > 0
+    assert ci["perfect"]["mc_regret_diff_hi"] < 0
+    assert "mc_regret_diff" not in ci["noisy"]  # the reference is not compared with itself
 
 
 def test_truth_reliability_is_the_step_up_split_half_spearman() -> None:
@@ -173,6 +210,21 @@ def model(frame):
     config = LTVETrainConfig(critic={"hidden_dims": [32, 32], "steps": 150}, derived_features=["ref_price_gap"],
                              log_every=150)
     return train_ltve(frame, config).model
+
+
+def test_reward_normalisation_scales_by_the_training_rewards_std(frame) -> None:
+    from aigp.ltve.reward import frame_rewards
+    from aigp.ltve.train import prepare_data
+
+    config = LTVETrainConfig(critic={"hidden_dims": [8], "steps": 5, "batch_size": 32}, normalise_reward=True,
+                             log_every=5)
+    model = train_ltve(frame, config).model
+    data = prepare_data(frame, config, 3, 0.95)
+    std = frame_rewards(data.split.train, data.references, config.reward).std()
+    assert model.config.reward_scale == pytest.approx(1.0 / std) and model.config.reward_scale != 1.0
+    assert (model.config.q_min, model.config.q_max) == pytest.approx(data.q_bounds)  # bounds stay in reward units
+    with pytest.raises(ValueError, match="normalise_reward"):
+        LTVETrainConfig(kind="cql", normalise_reward=True)
 
 
 def test_branches_hold_each_state_from_its_own_day(model, frame, market_logs) -> None:

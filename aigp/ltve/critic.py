@@ -16,7 +16,9 @@ split into a state part (computed once per state) and an action part (added per 
 ``ensemble`` > 2 trains more Q heads the same way (V regresses on the min of all target heads), and
 ``pessimism`` > 0 scores candidates by the heads' lower confidence bound, mean − pessimism · std, instead of
 their min: an action the heads disagree on (far from the data) scores lower, which a policy that maximises Q
-cannot exploit as easily. The defaults (2 heads, min) are Algorithm 1.
+cannot exploit as easily. ``reward_scale`` ≠ 1 trains on rewards (and clipping bounds) multiplied by it and
+divides the scores back (reward normalisation: the trainer can set it to 1 / std of the training rewards). The
+defaults (2 heads, min, scale 1) are Algorithm 1.
 
 The file holds the algorithm only: data loading is ``aigp.ltve.dataset``, run tracking the CLI/component.
 Layout after CORL's ``iql.py``: config dataclass, pure loss functions, networks, learner, training loop.
@@ -53,6 +55,7 @@ class LTVEConfig:
     action_scale: float = 0.2  # actions enter the critics as a / action_scale (|a| <= 0.2 in A_safe -> [-1, 1])
     ensemble: int = 2  # Q heads (Algorithm 1: twins); V regresses on the min of the target heads
     pessimism: float = 0.0  # 0: score = min over heads (Algorithm 1); > 0: score = mean − pessimism · std (LCB)
+    reward_scale: float = 1.0  # rewards are multiplied by this for training (Q, V learn scaled values); scores unscaled
     # run
     steps: int = 30_000  # gradient updates
     seed: int = 0  # initialisation and sampling seed
@@ -65,7 +68,7 @@ class LTVEConfig:
             "batch_size": self.batch_size >= 1, "q_max": self.q_max > self.q_min,
             "hidden_dims": len(self.hidden_dims) >= 1 and min(self.hidden_dims) >= 1,
             "action_scale": self.action_scale > 0, "steps": self.steps >= 0, "ensemble": self.ensemble >= 2,
-            "pessimism": self.pessimism >= 0,
+            "pessimism": self.pessimism >= 0, "reward_scale": self.reward_scale > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -227,9 +230,12 @@ class LTVE:
     def _update_q(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         with torch.no_grad():
-            y = n_step_targets(batch.rewards, batch.done, self.v(batch.next_states), cfg.gamma)
-            clipped = ((y < cfg.q_min) | (y > cfg.q_max)).float().mean()
-            y = y.clamp(cfg.q_min, cfg.q_max)
+            scale = cfg.reward_scale
+            rewards = batch.rewards if scale == 1.0 else batch.rewards * scale
+            y = n_step_targets(rewards, batch.done, self.v(batch.next_states), cfg.gamma)
+            low, high = cfg.q_min * scale, cfg.q_max * scale
+            clipped = ((y < low) | (y > high)).float().mean()
+            y = y.clamp(low, high)
         q = self.q(batch.states, batch.actions)  # (E, B)
         loss = (q - y).square().mean(1).sum()
         self.q_optimizer.zero_grad(set_to_none=True)
@@ -249,11 +255,13 @@ class LTVE:
     def score(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """min(Q1, Q2) (or the ensemble's lower confidence bound) of K candidate actions per state,
         (N, D) x (N, K) -> (N, K), in one forward pass."""
-        return lower_confidence_bound(self.q.score(states, actions), self.config.pessimism)
+        q = lower_confidence_bound(self.q.score(states, actions), self.config.pessimism)
+        return q if self.config.reward_scale == 1.0 else q / self.config.reward_scale
 
     @torch.no_grad()
     def value(self, states: torch.Tensor) -> torch.Tensor:
-        return self.v(states)
+        v = self.v(states)
+        return v if self.config.reward_scale == 1.0 else v / self.config.reward_scale
 
     def state_dict(self) -> dict[str, Any]:
         return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "v": self.v.state_dict(),

@@ -471,6 +471,76 @@ def ranking_diagnostics(q: np.ndarray, truth: np.ndarray, se: np.ndarray, action
     }
 
 
+def per_state_ranking(q: np.ndarray, truth: np.ndarray, se: np.ndarray, actions: np.ndarray,
+                      min_gap: float) -> dict[str, np.ndarray]:
+    """The per-state parts of :func:`ranking_diagnostics`, (n,) each, so that states can be resampled: the
+    within-state Spearman on candidates >= ``min_gap`` apart (NaN where undefined), pairs >= Δa apart that the
+    truth separates and how many of them Q orders right, whether Q's expert-vs-counterfactual verdict agrees with
+    the truth (NaN where the truth does not separate them) and the regret of Q's choice.
+
+    Averaged over all states (pairs pooled) they are ``mc_spearman_within_state_gap``,
+    ``mc_pairwise_accuracy_gap``, ``mc_cda_vs_truth`` and ``mc_regret``."""
+    n, k = q.shape
+    iu = np.triu_indices(k, 1)
+    dq, dt = q[:, iu[0]] - q[:, iu[1]], truth[:, iu[0]] - truth[:, iu[1]]
+    clear = np.abs(dt) > 2 * np.sqrt(se[:, iu[0]] ** 2 + se[:, iu[1]] ** 2)
+    apart = np.abs(actions[:, iu[0]] - actions[:, iu[1]]) >= min_gap - 1e-9
+    counted = clear & apart
+    keep = separated_candidates(actions, min_gap)
+    pair_truth = truth[:, 0] - truth[:, 1]
+    pair_clear = np.abs(pair_truth) > 2 * np.sqrt(se[:, 0] ** 2 + se[:, 1] ** 2)
+    agree = (np.sign(q[:, 0] - q[:, 1]) == np.sign(pair_truth)).astype(np.float64)
+    rows = np.arange(n)
+    return {
+        "spearman_gap": np.array([_spearman(q[i, keep[i]], truth[i, keep[i]]) for i in range(n)]),
+        "pairs": counted.sum(1).astype(np.float64),
+        "pairs_right": ((np.sign(dq) == np.sign(dt)) & counted).sum(1).astype(np.float64),
+        "cda_agree": np.where(pair_clear, agree, np.nan),
+        "regret": truth[rows, truth.argmax(1)] - truth[rows, q.argmax(1)],
+    }
+
+
+def summarise_states(stats: dict[str, np.ndarray], index: np.ndarray | None = None) -> dict[str, float]:
+    """The four headline diagnostics from :func:`per_state_ranking` over the states ``index`` (a bootstrap
+    resample; all states when None): mean within-state Spearman, pooled pairwise accuracy, CDA vs truth, regret."""
+    pick = (lambda a: a) if index is None else (lambda a: a[index])
+    pairs = pick(stats["pairs"]).sum()
+    return {"mc_spearman_within_state_gap": _nanmean(list(pick(stats["spearman_gap"]))),
+            "mc_pairwise_accuracy_gap": float(pick(stats["pairs_right"]).sum() / pairs) if pairs else math.nan,
+            "mc_cda_vs_truth": _nanmean(list(pick(stats["cda_agree"]))),
+            "mc_regret": float(pick(stats["regret"]).mean())}
+
+
+def bootstrap_states(stats: dict[str, dict[str, np.ndarray]], reference: str | None, reps: int,
+                     rng: np.random.Generator, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap over states of every critic's headline diagnostics, each critic scored on the SAME
+    resamples; with ``reference`` also the paired difference critic − reference (``<metric>_diff``).
+
+    ``stats`` maps a critic to its :func:`per_state_ranking`. Returns per critic ``<metric>_lo`` / ``_hi`` and,
+    against the reference, ``<metric>_diff``, ``_diff_lo``, ``_diff_hi``."""
+    n = len(next(iter(stats.values()))["regret"])
+    draws = {name: [] for name in stats}  # type: dict[str, list[dict[str, float]]]
+    for _ in range(reps):
+        index = rng.integers(0, n, n)
+        for name, s in stats.items():
+            draws[name].append(summarise_states(s, index))
+    tail = (1 - level) / 2
+    out: dict[str, dict[str, float]] = {}
+    for name, rows in draws.items():
+        table = pd.DataFrame(rows)
+        res: dict[str, float] = {}
+        point = summarise_states(stats[name])
+        for metric in table.columns:
+            res[f"{metric}_lo"], res[f"{metric}_hi"] = (float(x) for x in table[metric].quantile([tail, 1 - tail]))
+            if reference is not None and name != reference:
+                diff = table[metric] - pd.DataFrame(draws[reference])[metric]
+                res[f"{metric}_diff"] = point[metric] - summarise_states(stats[reference])[metric]
+                res[f"{metric}_diff_lo"], res[f"{metric}_diff_hi"] = (
+                    float(x) for x in diff.quantile([tail, 1 - tail]))
+        out[name] = res
+    return out
+
+
 def truth_reliability(returns: np.ndarray) -> float:
     """What the Monte-Carlo noise lets a perfect critic reach on within-state Spearman: the within-state Spearman
     between the mean returns of the even and the odd rollouts (n, K, R), stepped up to all R rollouts by the

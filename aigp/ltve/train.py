@@ -49,6 +49,8 @@ class LTVETrainConfig(StrictConfig):
                                              description="share of expert transitions per batch (None: uniform)")
     derived_features: tuple[str, ...] = Field((), description="derived state features added to the schema's "
                                               "(aigp.ltve.dataset.DERIVED_FEATURES), e.g. [ref_price_gap]")
+    normalise_reward: bool = Field(False, description="train on rewards divided by their standard deviation on the "
+                                   "training window (critic reward_scale); Q is reported in reward units")
     log_every: int = Field(1000, ge=1, description="updates between logged metric windows")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
 
@@ -74,6 +76,8 @@ class LTVETrainConfig(StrictConfig):
         unknown = sorted(set(self.critic) - known)
         if unknown:
             raise ValueError(f"critic has unknown field(s) {unknown} for kind={self.kind!r}; known: {sorted(known)}")
+        if self.normalise_reward and "reward_scale" not in known:
+            raise ValueError(f"normalise_reward=True needs kind='ltve' (kind={self.kind!r} has no reward_scale)")
         return self
 
     def critic_config(self, **derived: Any) -> Any:
@@ -91,6 +95,7 @@ class PreparedData:
     validation: Transitions | None
     q_bounds: tuple[float, float]
     experts: np.ndarray
+    reward_std: float = 1.0  # of the training transitions' daily rewards
 
 
 @dataclass
@@ -124,7 +129,7 @@ def prepare_data(frame: pd.DataFrame, config: LTVETrainConfig, n_steps: int, gam
     train_rewards, train = transitions(split.train)
     validation = transitions(split.validation)[1] if len(split.validation) else None
     return PreparedData(split, references, normaliser, train, validation,
-                        value_bounds(train_rewards, gamma, h), experts)
+                        value_bounds(train_rewards, gamma, h), experts, float(max(train_rewards.std(), 1e-6)))
 
 
 def train_ltve(frame: pd.DataFrame, config: LTVETrainConfig | None = None, *,
@@ -138,7 +143,10 @@ def train_ltve(frame: pd.DataFrame, config: LTVETrainConfig | None = None, *,
     started = time.perf_counter()
     data = prepare_data(frame, config, defaults.n_steps, defaults.gamma)
     q_min, q_max = data.q_bounds
-    critic_config = config.critic_config(q_min=q_min, q_max=q_max)
+    derived: dict[str, Any] = {"q_min": q_min, "q_max": q_max}
+    if config.normalise_reward:
+        derived["reward_scale"] = 1.0 / data.reward_std
+    critic_config = config.critic_config(**derived)
     learner_cls, _ = LEARNERS[config.kind]
     learner = learner_cls(data.normaliser.dim, critic_config)
     sampler = MixedSampler(data.train, critic_config.batch_size, expert_share=config.expert_batch_share,
