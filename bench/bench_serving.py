@@ -231,11 +231,11 @@ def throughput(root: Path, feature_data: Path, state: Path, date: dt.date, max_t
         summary = run_batch_pricing(date, config, resolver=resolver, serve_local=True,
                                     serve_options={"max_batch_size": batch, "batch_wait_ms": 5.0}, overwrite=True,
                                     progress=False)
-        generations = summary["skus"] + summary["retried"]
-        rates[mode] = summary["skus"] / summary["seconds"]["pricing"]
+        generations = summary.skus + summary.retried
+        rates[mode] = summary.skus / summary.seconds["pricing"]
         rows.append({"mode": mode, "prompts/request": request_size, "in flight": concurrency,
-                     "max batch": batch, "SKUs": summary["skus"], "generations": generations,
-                     "pricing s": summary["seconds"]["pricing"], "SKUs/s": rates[mode]})
+                     "max batch": batch, "SKUs": summary.skus, "generations": generations,
+                     "pricing s": summary.seconds["pricing"], "SKUs/s": rates[mode]})
     return rows, rates["batched"] / rates["one SKU at a time"]
 
 

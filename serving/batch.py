@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from aigp.config import StrictConfig
 from aigp.io import write_json, write_parquet
@@ -267,39 +267,93 @@ def _yesterday(paths: RunPaths) -> pd.DataFrame | None:
     return pd.read_parquet(path)
 
 
+class GroupSummary(BaseModel):
+    """One experiment group's outcome in a batch run."""
+
+    model_version: str
+    model_ref: str
+    skus: int
+    priced: int
+    fallbacks: int
+    projected: int
+    mean_new_discount: float | None
+    mean_abs_change: float | None
+
+
+class RunFiles(BaseModel):
+    decisions: str
+    rationales: str
+    report: str
+    run_dir: str
+
+
+class BatchSummary(BaseModel):
+    """What a batch run did (written as ``summary.json``, last, so its presence means the run finished)."""
+
+    date: str
+    model_name: str
+    experiment: str
+    skus: int  # active SKUs of the day
+    priced: int
+    unpriced: int
+    unpriced_sku_ids: list[int]  # the first 100
+    model_actions: int
+    projected: int
+    fallbacks: int
+    fallbacks_by_reason: dict[str, int]
+    retried: int
+    groups: dict[str, GroupSummary]
+    chunks: dict[str, int]
+    skus_priced_this_run: int
+    resumed: bool
+    seconds: dict[str, float]
+    skus_per_second: float | None
+    paths: RunFiles
+    finished_at: str
+    model_label: str | None = None  # `aigp demo`: which model served, as said on screen
+    active_skus: int | None = None  # `aigp demo`: SKUs active on the day (it prices a sample)
+
+    def write(self, path: str | Path) -> Path:
+        return write_json(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def read(cls, path: str | Path) -> BatchSummary:
+        return cls.model_validate_json(Path(path).read_text())
+
+
 def summarize(records: pd.DataFrame, plan: dict, paths: RunPaths, seconds: dict[str, float], *,
-              resumed: bool, chunks_priced: int, skus_priced: int) -> dict[str, Any]:
+              resumed: bool, chunks_priced: int, skus_priced: int) -> BatchSummary:
     priced = records[records["priced"]]
     fallbacks = priced[priced["fallback"]]
     groups = {}
     for group, arm in plan["arms"].items():
         rows = records[records["group"] == group]
         ok = rows[rows["priced"]]
-        groups[group] = {"model_version": arm["model_version"], "model_ref": arm["model_ref"], "skus": len(rows),
-                         "priced": len(ok), "fallbacks": int(ok["fallback"].sum()),
-                         "projected": int(ok["projected"].sum()),
-                         "mean_new_discount": float(ok["new_discount"].mean()) if len(ok) else None,
-                         "mean_abs_change": float(ok["discount_change"].abs().mean()) if len(ok) else None}
+        groups[group] = GroupSummary(
+            model_version=str(arm["model_version"]), model_ref=str(arm["model_ref"]), skus=len(rows), priced=len(ok),
+            fallbacks=int(ok["fallback"].sum()), projected=int(ok["projected"].sum()),
+            mean_new_discount=float(ok["new_discount"].mean()) if len(ok) else None,
+            mean_abs_change=float(ok["discount_change"].abs().mean()) if len(ok) else None)
     unpriced = records.loc[~records["priced"], "sku_id"].astype(int).tolist()
     pricing_s = seconds.get("pricing", 0.0)
-    return {
-        "date": plan["date"], "model_name": plan["model_name"], "experiment": plan["experiment"],
-        "skus": len(records), "priced": len(priced), "unpriced": len(unpriced), "unpriced_sku_ids": unpriced[:100],
-        "model_actions": int((~priced["fallback"]).sum()), "projected": int(priced["projected"].sum()),
-        "fallbacks": len(fallbacks), "fallbacks_by_reason": {str(k): int(v) for k, v in
-                                                            fallbacks["fallback_reason"].value_counts().items()},
-        "retried": int((records["attempts"] >= 2).sum()), "groups": groups,
-        "chunks": {"total": plan["chunks"], "priced_this_run": chunks_priced}, "skus_priced_this_run": skus_priced,
-        "resumed": resumed, "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "skus_per_second": round(skus_priced / pricing_s, 2) if skus_priced and pricing_s > 0 else None,
-        "paths": {"decisions": str(paths.decisions), "rationales": str(paths.run_dir / RATIONALES),
-                  "report": str(paths.run_dir / REPORT), "run_dir": str(paths.run_dir)},
-        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    return BatchSummary(
+        date=plan["date"], model_name=plan["model_name"], experiment=plan["experiment"],
+        skus=len(records), priced=len(priced), unpriced=len(unpriced), unpriced_sku_ids=unpriced[:100],
+        model_actions=int((~priced["fallback"]).sum()), projected=int(priced["projected"].sum()),
+        fallbacks=len(fallbacks), fallbacks_by_reason={str(k): int(v) for k, v in
+                                                       fallbacks["fallback_reason"].value_counts().items()},
+        retried=int((records["attempts"] >= 2).sum()), groups=groups,
+        chunks={"total": plan["chunks"], "priced_this_run": chunks_priced}, skus_priced_this_run=skus_priced,
+        resumed=resumed, seconds={k: round(v, 2) for k, v in seconds.items()},
+        skus_per_second=round(skus_priced / pricing_s, 2) if skus_priced and pricing_s > 0 else None,
+        paths=RunFiles(decisions=str(paths.decisions), rationales=str(paths.run_dir / RATIONALES),
+                       report=str(paths.run_dir / REPORT), run_dir=str(paths.run_dir)),
+        finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
 
 
 def finalize(paths: RunPaths, plan: dict, table: pd.DataFrame, config: BatchPricingConfig,
-             seconds: dict[str, float], *, resumed: bool, chunks_priced: int, skus_priced: int) -> dict[str, Any]:
+             seconds: dict[str, float], *, resumed: bool, chunks_priced: int, skus_priced: int) -> BatchSummary:
     """Journal -> decisions log, rationales, report, summary (each atomic; summary last). Idempotent."""
     records = read_journal(paths, table)
     log_frame = decisions_log(records, experiment=plan["experiment"], model_name=plan["model_name"],
@@ -308,9 +362,9 @@ def finalize(paths: RunPaths, plan: dict, table: pd.DataFrame, config: BatchPric
     write_parquet(paths.run_dir / RATIONALES, records[RATIONALE_COLUMNS + _context_columns(records)])
     summary = summarize(records, plan, paths, seconds, resumed=resumed, chunks_priced=chunks_priced,
                         skus_priced=skus_priced)
-    write_decision_report(paths.run_dir / REPORT, records, summary, yesterday=_yesterday(paths),
+    write_decision_report(paths.run_dir / REPORT, records, summary.model_dump(), yesterday=_yesterday(paths),
                           max_skus=config.report_max_skus)
-    write_json(paths.run_dir / SUMMARY, summary)
+    summary.write(paths.run_dir / SUMMARY)
     return summary
 
 
@@ -378,7 +432,7 @@ def token_counter_for(spec: str | None) -> Any:
 def run_batch_pricing(date: dt.date, config: BatchPricingConfig | None = None, *,
                       predictor_urls: Mapping[str, str] | None = None, resolver: Resolver | None = None,
                       serve_local: bool = False, serve_options: Mapping[str, Any] | None = None,
-                      overwrite: bool = False, progress: bool = True, transport: Any = None) -> dict[str, Any]:
+                      overwrite: bool = False, progress: bool = True, transport: Any = None) -> BatchSummary:
     """Price every SKU active on ``date`` (see the module docstring); returns the run's summary.
 
     ``resolver`` maps (model name, alias or version) to (version, storage URI); default: the model
@@ -393,7 +447,7 @@ def run_batch_pricing(date: dt.date, config: BatchPricingConfig | None = None, *
     summary_file = paths.run_dir / SUMMARY
     if summary_file.exists() and paths.decisions.exists():
         log.info("%s is priced already (%s); pass overwrite=True to price it again", date, summary_file)
-        return json.loads(summary_file.read_text())
+        return BatchSummary.read(summary_file)
     from aigp.registry.model_registry import registry_resolver
 
     resolver = resolver or registry_resolver()
@@ -421,10 +475,10 @@ def _run_lock(paths: RunPaths) -> Iterator[None]:
 
 def _run_locked(paths: RunPaths, config: BatchPricingConfig, resolver: Resolver, started: float, *,
                 predictor_urls: Mapping[str, str] | None, serve_local: bool, serve_options: Mapping[str, Any] | None,
-                progress: bool, transport: Any) -> dict[str, Any]:
+                progress: bool, transport: Any) -> BatchSummary:
     summary_file = paths.run_dir / SUMMARY
     if summary_file.exists() and paths.decisions.exists():  # finished while we waited for the lock
-        return json.loads(summary_file.read_text())
+        return BatchSummary.read(summary_file)
     plan, table, resumed = load_or_make_plan(paths, config, resolver)
     seconds = {"plan": time.perf_counter() - started}
     source = EmbeddedFeatureSource.open(feature_data=config.feature_data, state_dir=config.feature_state_dir,
@@ -462,8 +516,8 @@ def _run_locked(paths: RunPaths, config: BatchPricingConfig, resolver: Resolver,
                        skus_priced=skus_priced)
     seconds["finalize"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - started
-    summary["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
-    write_json(summary_file, summary)
+    summary.seconds = {k: round(v, 2) for k, v in seconds.items()}
+    summary.write(summary_file)
     return summary
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aigp.cli.demo_context import DemoContext
+    from aigp.serving.batch import BatchSummary
 
 UNTRAINED_LABEL = "base-untrained"
 TRAINED_MAX_TOKENS = 768  # a full rationale + JSON action of the small model (~500 tokens) with room to spare
@@ -107,14 +108,14 @@ def _sample(skus: list[int], n: int, seed: int) -> list[int]:
 
 
 def price_next_day(ctx: DemoContext, log: Callable[[str], Any] = print, *,
-                   max_skus: int | None = None) -> dict[str, Any]:
+                   max_skus: int | None = None) -> BatchSummary:
     """Serve the champion (or, said loudly, the base model), price the day through the transformer over HTTP,
     write the decisions log and the decision report; returns the run's summary."""
     import httpx
     from tqdm.auto import tqdm
 
     from aigp.feature_repo.store import open_store
-    from aigp.io import write_json, write_parquet
+    from aigp.io import write_parquet
     from aigp.llm.prompt import PromptConfig
     from aigp.pricing import Decision, PredictorSettings, PricingConfig, decision_records, decisions_log
     from aigp.serving.batch import RATIONALE_COLUMNS, REPORT, SUMMARY, RunPaths, summarize
@@ -201,12 +202,12 @@ def price_next_day(ctx: DemoContext, log: Callable[[str], Any] = print, *,
                      for g, a in pricing.experiment.arms.items()}}
     seconds["total"] = time.perf_counter() - started
     summary = summarize(records, plan, paths, seconds, resumed=False, chunks_priced=0, skus_priced=len(skus))
-    summary["model_label"] = label
-    summary["active_skus"] = len(active)
-    write_decision_report(paths.run_dir / REPORT, records, summary)
-    write_json(paths.run_dir / SUMMARY, summary)
+    summary.model_label = label
+    summary.active_skus = len(active)
+    write_decision_report(paths.run_dir / REPORT, records, summary.model_dump())
+    summary.write(paths.run_dir / SUMMARY)
     ctx.pricing_summary = summary
-    ctx.pricing_decisions = summary["paths"]["decisions"]
-    ctx.decision_report = summary["paths"]["report"]
-    log(f"decision report: [bold]{summary['paths']['report']}[/]")
+    ctx.pricing_decisions = Path(summary.paths.decisions)
+    ctx.decision_report = Path(summary.paths.report)
+    log(f"decision report: [bold]{summary.paths.report}[/]")
     return summary

@@ -4,7 +4,6 @@ SKU, the same decisions an uninterrupted run makes, with atomic outputs and no t
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -20,7 +19,7 @@ from serving_support import MODEL, ScriptedPredictor, build_feature_store, in_a_
 
 from aigp.decisions import validate_decisions
 from aigp.llm.local_endpoint import LocalOpenAIServer
-from aigp.serving.batch import BatchPricingConfig, RunConflict, RunPaths, run_batch_pricing
+from aigp.serving.batch import BatchPricingConfig, BatchSummary, RunConflict, RunPaths, run_batch_pricing
 from aigp.serving.features import active_skus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -88,13 +87,13 @@ def test_killed_at_random_points_resumes_to_one_decision_per_sku(setup, tmp_path
     urls = {"champion": setup["url"], "challenger": setup["url"]}
     reference = run_batch_pricing(date, _config(setup, tmp_path / "reference"), predictor_urls=urls,
                                   progress=False)
-    expected = _decisions(Path(reference["paths"]["decisions"]))
+    expected = _decisions(Path(reference.paths.decisions))
     active = active_skus(setup["feature_data"], date)["sku_id"].tolist()
     assert sorted(expected["sku_id"]) == active and len(active) > 100
 
     out, log = tmp_path / "killed", tmp_path / "batch.log"
     paths = RunPaths(out, date)
-    chunks = reference["chunks"]["total"]
+    chunks = reference.chunks["total"]
     rng = random.Random(20260316)
     kills: list[str] = []
 
@@ -134,10 +133,10 @@ def test_killed_at_random_points_resumes_to_one_decision_per_sku(setup, tmp_path
     # the last run finishes
     proc = _start(setup, out, log)
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
-    summary = json.loads((paths.run_dir / "summary.json").read_text())
+    summary = BatchSummary.read(paths.run_dir / "summary.json")
     got = _decisions(paths.decisions)
     assert got["sku_id"].is_unique and sorted(got["sku_id"]) == active  # nothing lost, nothing twice
-    assert summary["skus"] == len(active) and summary["resumed"]
+    assert summary.skus == len(active) and summary.resumed
     compare = ["sku_id", "group", "model_version", "prev_discount", "discount_change", "new_discount", "fallback",
                "fallback_reason", "rationale"]
     pd.testing.assert_frame_equal(got[compare], expected[compare])  # the decisions an uninterrupted run makes

@@ -83,12 +83,12 @@ def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(mar
         store.close()
 
     summary = ctx.pricing_summary
-    assert summary["model_label"] == f"{MODEL} v1 (champion)" and "NO PROMOTED MODEL" not in "\n".join(lines)
+    assert summary.model_label == f"{MODEL} v1 (champion)" and "NO PROMOTED MODEL" not in "\n".join(lines)
     report = Path(ctx.decision_report)
     assert report.exists() and str(report) in line and any(str(report) in x for x in lines)
     log = validate_decisions(pd.read_parquet(ctx.pricing_decisions))
-    assert len(log) == summary["priced"] == 12 < summary["active_skus"]
-    assert summary["date"] == date.isoformat() and (log["date"] == pd.Timestamp(date)).all()
+    assert len(log) == summary.priced == 12 < summary.active_skus
+    assert summary.date == date.isoformat() and (log["date"] == pd.Timestamp(date)).all()
     assert log["sku_id"].is_unique and set(log["model_version"]) == {"1"}
     assert all(in_a_safe(*r) for r in log[["prev_discount", "discount_change", "new_discount"]].itertuples(False))
     page = report.read_text()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from aigp.llm.distill import DistillResult
     from aigp.market.logs import LogDirectory
     from aigp.monitoring.job import MonitorResult
+    from aigp.serving.batch import BatchSummary
 
 
 @dataclass
@@ -47,7 +48,7 @@ class DemoContext:
     promoted_version: int | None = None
     serving_prompt: dict[str, Any] = field(default_factory=dict)  # the champion's prompt mode, as gated
     serving_max_tokens: int | None = None
-    pricing_summary: dict[str, Any] | None = None  # serve and price the next day
+    pricing_summary: BatchSummary | None = None  # serve and price the next day
     pricing_decisions: Path | None = None
     decision_report: Path | None = None
     monitoring: MonitorResult | None = None  # monitor what was served

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -24,6 +24,7 @@ from aigp.cli._common import console, user_errors
 
 if TYPE_CHECKING:
     from aigp.cli.demo_context import DemoContext
+    from aigp.serving.batch import BatchSummary
 
 app = typer.Typer(no_args_is_help=True, help="Price SKUs with the registered LLM policy: nightly batch runs.")
 
@@ -75,25 +76,25 @@ def batch(
     print_summary(summary)
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    table = Table(title=f"batch pricing {summary['date']} ({'resumed' if summary.get('resumed') else 'fresh run'})")
+def print_summary(summary: BatchSummary) -> None:
+    table = Table(title=f"batch pricing {summary.date} ({'resumed' if summary.resumed else 'fresh run'})")
     table.add_column("group")
     for column in ("model", "SKUs", "priced", "fallbacks", "projected", "mean new d", "mean |a|"):
         table.add_column(column, justify="right")
-    for group, g in summary["groups"].items():
-        mean_d = "-" if g["mean_new_discount"] is None else f"{g['mean_new_discount']:.3f}"
-        mean_a = "-" if g["mean_abs_change"] is None else f"{g['mean_abs_change']:.3f}"
-        table.add_row(group, f"v{g['model_version']} ({g['model_ref']})", str(g["skus"]), str(g["priced"]),
-                      str(g["fallbacks"]), str(g["projected"]), mean_d, mean_a)
+    for group, g in summary.groups.items():
+        mean_d = "-" if g.mean_new_discount is None else f"{g.mean_new_discount:.3f}"
+        mean_a = "-" if g.mean_abs_change is None else f"{g.mean_abs_change:.3f}"
+        table.add_row(group, f"v{g.model_version} ({g.model_ref})", str(g.skus), str(g.priced),
+                      str(g.fallbacks), str(g.projected), mean_d, mean_a)
     console.print(table)
-    reasons = ", ".join(f"{k} {v}" for k, v in summary["fallbacks_by_reason"].items()) or "none"
-    rate = f", {summary['skus_per_second']} SKUs/s" if summary.get("skus_per_second") else ""
-    console.print(f"{summary['skus']} SKUs: {summary['model_actions']} model actions, "
-                  f"{summary['projected']} projected, "
-                  f"{summary['fallbacks']} fallbacks ({reasons}), {summary['unpriced']} unpriced; "
-                  f"{summary['seconds'].get('total', 0):.0f} s{rate}")
-    console.print(f"decisions: {summary['paths']['decisions']}")
-    console.print(f"decision report: {summary['paths']['report']}")
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.fallbacks_by_reason.items()) or "none"
+    rate = f", {summary.skus_per_second} SKUs/s" if summary.skus_per_second else ""
+    console.print(f"{summary.skus} SKUs: {summary.model_actions} model actions, "
+                  f"{summary.projected} projected, "
+                  f"{summary.fallbacks} fallbacks ({reasons}), {summary.unpriced} unpriced; "
+                  f"{summary.seconds.get('total', 0):.0f} s{rate}")
+    console.print(f"decisions: {summary.paths.decisions}")
+    console.print(f"decision report: {summary.paths.report}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def stage_price(ctx: DemoContext) -> str:
     from aigp.serving.demo import price_next_day
 
     summary = price_next_day(ctx, log=console.print)
-    return (f"{summary['skus']} SKUs priced for {summary['date']} through the transformer with "
-            f"{summary['model_label']}: "
-            f"{summary['model_actions']} model actions, {summary['fallbacks']} fallbacks -> decision report "
-            f"{summary['paths']['report']}")
+    return (f"{summary.skus} SKUs priced for {summary.date} through the transformer with "
+            f"{summary.model_label}: "
+            f"{summary.model_actions} model actions, {summary.fallbacks} fallbacks -> decision report "
+            f"{summary.paths.report}")

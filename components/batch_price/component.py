@@ -64,20 +64,20 @@ def batch_price(
 
     target = Path(decisions.path)
     target.mkdir(parents=True, exist_ok=True)
-    log_file = Path(summary["paths"]["decisions"])
+    log_file = Path(summary.paths.decisions)
     shutil.copyfile(log_file, target / log_file.name)
-    shutil.copyfile(summary["paths"]["report"], report.path)
-    decisions.metadata.update({"date": summary["date"], "model_name": summary["model_name"],
-                               "experiment": summary["experiment"], "run_dir": summary["paths"]["run_dir"],
-                               "model_versions": {g: a["model_version"] for g, a in summary["groups"].items()}})
-    figures = {"skus": summary["skus"], "priced": summary["priced"], "unpriced": summary["unpriced"],
-               "model_actions": summary["model_actions"], "projected": summary["projected"],
-               "fallbacks": summary["fallbacks"], "retried": summary["retried"],
-               "fallback_rate": summary["fallbacks"] / summary["priced"] if summary["priced"] else 0.0,
-               "skus_per_second": summary["skus_per_second"] or 0.0}
+    shutil.copyfile(summary.paths.report, report.path)
+    decisions.metadata.update({"date": summary.date, "model_name": summary.model_name,
+                               "experiment": summary.experiment, "run_dir": summary.paths.run_dir,
+                               "model_versions": {g: a.model_version for g, a in summary.groups.items()}})
+    figures = {"skus": summary.skus, "priced": summary.priced, "unpriced": summary.unpriced,
+               "model_actions": summary.model_actions, "projected": summary.projected,
+               "fallbacks": summary.fallbacks, "retried": summary.retried,
+               "fallback_rate": summary.fallbacks / summary.priced if summary.priced else 0.0,
+               "skus_per_second": summary.skus_per_second or 0.0}
     for name, value in figures.items():
         metrics.log_metric(name, float(value))
-    for group, g in summary["groups"].items():
-        metrics.log_metric(f"{group}_priced", float(g["priced"]))
-        metrics.log_metric(f"{group}_fallbacks", float(g["fallbacks"]))
-    return int(summary["priced"])
+    for group, g in summary.groups.items():
+        metrics.log_metric(f"{group}_priced", float(g.priced))
+        metrics.log_metric(f"{group}_fallbacks", float(g.fallbacks))
+    return int(summary.priced)
