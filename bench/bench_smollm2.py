@@ -149,7 +149,7 @@ def main() -> None:
 
     # 2. market log + LTVE ----------------------------------------------------------------------------------------
     t = clock.start()
-    reuse_ltve = args.resume and (root / "ltve").exists() and (root / "ltve_timing.json").exists()
+    reuse_ltve = args.resume and (root / "ltve").exists()
     if reuse_ltve:
         logs = open_logs(root / "market")
     else:
@@ -162,8 +162,10 @@ def main() -> None:
     ltve = load_model(root / "ltve")
     cutoff = pd.Timestamp(ltve.info["split"]["cutoff"])
     if reuse_ltve:
-        clock.rows.append({"stage": "market log + LTVE (earlier run, --resume)",
-                           **json.loads((root / "ltve_timing.json").read_text())})
+        timing_file = root / "ltve_timing.json"
+        saved_timing = (json.loads(timing_file.read_text()) if timing_file.exists()
+                        else {"wall s": "", "CPU s": "", "note": "not saved by that run (see its log)"})
+        clock.rows.append({"stage": "market log + LTVE (earlier run, --resume)", **saved_timing})
     else:
         clock.stop("market log + LTVE", t, f"{args.skus} SKUs, {args.ltve_steps} LTVE updates")
         (root / "ltve_timing.json").write_text(json.dumps({k: clock.rows[-1][k] for k in ("wall s", "CPU s",
@@ -275,7 +277,7 @@ def main() -> None:
 
     # report ----------------------------------------------------------------------------------------------------
     stages = [r for r in clock.rows if r["note"] != "once"]  # this bench's stages, the cached conversion aside
-    wall, cpu = sum(float(r["wall s"]) for r in stages), sum(float(r["CPU s"]) for r in stages)
+    wall, cpu = (sum(float(r[k]) for r in stages if r[k] != "") for k in ("wall s", "CPU s"))
     sft_line = {k: sft_metrics.get(f"sft/{k}") for k in ("train_examples", "steps", "mean_sequence_tokens",
                                                             "first_loss", "last_loss", "tokens_per_s")}
     body = "\n\n".join([
