@@ -293,7 +293,8 @@ def main() -> None:
         f"{wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU (the conversion aside: once per machine)"
         + (" (`--resume`: rendered from the saved outputs and timings of the run that computed them)"
            if args.resume else "") + ".",
-        "**Scale, stated plainly:** this is a smoke-scale run that fits ~25 minutes of a busy 2-core machine: "
+        "**Scale, stated plainly:** a smoke-scale run sized for ~25 minutes of a busy 2-core machine (the stages' "
+        "own times are in the last table): "
         f"{len(records)} SFT examples, {len(test_rows)} held-out rows, a {args.ab_skus}-SKU A/B. No DPO here "
         "(the SFT alone takes most of the budget). The numbers show what the pretrained base does at this "
         "scale, not what it can do.",
