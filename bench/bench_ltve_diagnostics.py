@@ -208,14 +208,13 @@ def main() -> None:
 
     from aigp.ltve.artifact import save_model
     from aigp.ltve.dataset import expert_skus, training_frame_from_logs
+    from aigp.ltve.diagnostics import bootstrap_states, per_state_ranking
     from aigp.ltve.evaluate import (
         EvaluationConfig,
         action_metrics,
-        bootstrap_states,
         evaluation_cohort,
         monte_carlo_branches,
         monte_carlo_metrics,
-        per_state_ranking,
     )
     from aigp.ltve.train import prepare_data, train_ltve
     from aigp.schema import ENTITY_KEY
@@ -362,7 +361,8 @@ def run_ab(args: argparse.Namespace, frame: pd.DataFrame, models: dict[str, Any]
     from aigp.evaluation.harness import replay_logged_states
     from aigp.llm.teacher import TeacherPolicy
     from aigp.ltve.dataset import time_split
-    from aigp.ltve.evaluate import evaluation_cohort, policy_validity
+    from aigp.ltve.diagnostics import policy_validity
+    from aigp.ltve.evaluate import evaluation_cohort
     from aigp.ltve.policies import BestOfMPolicy, LTVEGreedyPolicy
     from aigp.market.logs import open_logs
     from aigp.market.policies import ExpertPolicy, OraclePolicy, PriceSalesPolicy, RandomPolicy, StaticPolicy

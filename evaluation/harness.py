@@ -808,7 +808,7 @@ def _md(headers: list[str], rows: list[list[str]]) -> str:
 
 def _policy_validity(ev: Evaluation) -> dict[str, float]:
     """Kendall τ of Avg Q (Table 3) vs the 14-day A/B levels (Table 4) over the policies in both."""
-    from aigp.ltve.evaluate import policy_validity
+    from aigp.ltve.diagnostics import policy_validity
 
     t3, t4 = ev.table3, ev.table4
     if t3 is None or t4 is None or "avg_q" not in t3 or "gmv_14d" not in t4:

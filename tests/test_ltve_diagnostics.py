@@ -13,18 +13,15 @@ import torch
 from aigp.action import is_safe
 from aigp.ltve.critic import LTVE, LTVEConfig, lower_confidence_bound, update_flops
 from aigp.ltve.dataset import DERIVED_FEATURES, FeatureNormaliser, training_frame_from_logs
-from aigp.ltve.evaluate import (
-    EvaluationConfig,
+from aigp.ltve.diagnostics import (
     bootstrap_states,
-    discounted_returns,
-    monte_carlo_branches,
-    monte_carlo_metrics,
     per_state_ranking,
     policy_validity,
     ranking_diagnostics,
     separated_candidates,
     summarise_states,
 )
+from aigp.ltve.evaluate import EvaluationConfig, discounted_returns, monte_carlo_branches, monte_carlo_metrics
 from aigp.ltve.train import LTVETrainConfig, train_ltve
 
 # tiny networks: a second OpenMP thread only adds synchronisation (and the cores are shared)
@@ -127,7 +124,7 @@ def test_bootstrap_pairs_critics_on_the_same_resamples() -> None:
 
 
 def test_truth_reliability_is_the_step_up_split_half_spearman() -> None:
-    from aigp.ltve.evaluate import truth_reliability
+    from aigp.ltve.diagnostics import truth_reliability
 
     ordered = np.broadcast_to(np.arange(5.0)[None, :, None], (3, 5, 4))  # every rollout ranks alike
     assert truth_reliability(ordered) == pytest.approx(1.0)
