@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -128,15 +129,16 @@ def state_tensors(frame: pd.DataFrame, normaliser: FeatureNormaliser) -> tuple[t
             torch.from_numpy(frame["prev_discount"].to_numpy(np.float32)))
 
 
-class FramePolicy:
+class FramePolicy(ABC):
     """A market Policy that prices a day's observations through ``propose(frame)`` (the same computation the
     offline metrics call on a frame of logged rows)."""
 
     requires_text = False
     requires_truth = False
 
+    @abstractmethod
     def propose(self, frame: pd.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+        """Projected daily changes, one per row of ``frame``."""
 
     def act(self, obs: Any) -> np.ndarray:
         if len(obs) == 0:
