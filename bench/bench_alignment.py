@@ -54,6 +54,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dpo-guard", type=int, choices=(0, 1), default=1,
                    help="1: stop DPO and keep the last adapter when the held-out parse rate falls (aigp.align.dpo)")
     p.add_argument("--max-pairs", type=int, default=96)
+    p.add_argument("--truth-rollouts", type=int, default=8,
+                   help="Monte-Carlo futures per action when checking the pairs against the market")
     p.add_argument("--fullseq-prompts", type=int, default=12)
     p.add_argument("--eval-rows", type=int, default=96, help="held-out expert rows priced by every variant")
     p.add_argument("--ab-skus", type=int, default=48, help="SKUs of the paired 14-day A/B cohort")
@@ -82,6 +84,7 @@ def main() -> None:
     from aigp.llm.teacher import KnowledgeBaseTeacher
     from aigp.ltve.artifact import load_model, save_model
     from aigp.ltve.dataset import training_frame_from_logs
+    from aigp.ltve.evaluate import MonteCarloConfig, pair_truth
     from aigp.ltve.train import LTVETrainConfig, train_ltve
     from aigp.market.config import MarketConfig
     from aigp.market.logs import open_logs, simulate_to_directory
@@ -154,8 +157,10 @@ def main() -> None:
         state = json.loads(saved.read_text())
         run = VariantRun({k: Path(v) for k, v in state["models"].items()}, state["metrics"], state["notes"])
     else:
+        truth = MonteCarloConfig(rollouts=args.truth_rollouts, seed=args.seed + 3)
         run = train_variants(base, records, sample_rows, ltve, root / "variants", vcfg,
-                             log=lambda s: print(f"[{time.perf_counter() - started:7.0f} s] {s}", flush=True))
+                             log=lambda s: print(f"[{time.perf_counter() - started:7.0f} s] {s}", flush=True),
+                             pair_truth=lambda pairs, rows: pair_truth(ltve, pairs, rows, frame, logs.path, truth))
         write_json(saved, {"models": {k: str(v) for k, v in run.models.items()}, "metrics": run.metrics,
                            "notes": run.notes})
     lap("training the variants", t0)
@@ -254,6 +259,8 @@ def fmt(value: object, digits: int = 3) -> str:
 def report(args, run, offline, throughput, ab, llm_policies, timings, total, distill, cutoff) -> str:
     import numpy as np
 
+    from aigp.evaluation.harness import pair_truth_line
+
     resumed = (" Resumed run (`--resume`): stages with outputs under --root were reused, so their times here are "
                "load times.") if args.resume else ""
     lines = [f"Market log: {args.skus:,} SKUs (60 launch days, seed {args.seed}); LTVE {args.ltve_steps} updates, "
@@ -280,7 +287,7 @@ def report(args, run, offline, throughput, ab, llm_policies, timings, total, dis
                   f"{fmt(p.get('pairs/q_gap_p50', float('nan')), 4)} / {fmt(p.get('pairs/q_gap_p90', float('nan')), 4)}"
                   f" | {fmt(p.get('pairs/candidate_q_spread_mean', float('nan')), 4)} |", "",
                   f"Thresholds ΔQ = {args.delta_q}, Δa = {args.delta_a}; temperature {args.temperature}, top-k 50, "
-                  "top-p 0.95.", ""]
+                  "top-p 0.95.", "", *[line for line in [pair_truth_line("Pairs", p)] if line], ""]
     if "fullseq_sampling" in run.metrics:
         fs, fp = run.metrics["fullseq_sampling"], run.metrics["fullseq_pairs"]
         lines += [f"FullSeq: {fs['sampling/samples']:.0f} full-reasoning samples on {args.fullseq_prompts} prompts, "

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aigp.ltve.diagnostics import wilson_interval
 from bench._report import markdown_table, write_section
 
 
@@ -173,7 +174,7 @@ def null_and_drill_section(null_seeds: int, drill_seeds: int, evidently_seeds: i
         same += all(abs(core[c] - d.score) < 1e-9 for c, d in figures.drift.items())
         ev_fired += bool(firing(alerts))
     rate = report["false_alarm_rate"]
-    hi = _wilson_upper(round(rate * null_seeds), null_seeds)
+    hi = wilson_interval(round(rate * null_seeds), null_seeds)[1]
     fa = [{"alert": a.prometheus, "false alarms": f"{report['false_alarms_by_alert'][a.name]}/{null_seeds}"}
           for a in ALERTS]
     suggested = report["suggested"]
@@ -203,13 +204,6 @@ def null_and_drill_section(null_seeds: int, drill_seeds: int, evidently_seeds: i
             "(`aigp.monitoring.alerts.calibrate`) next to the configured defaults:\n\n" + markdown_table(calib)
             + f"\n\nDrills ({drill_seeds} independent current markets each, seeds 1001..): the expected alert "
             "fired / any other alert fired.\n\n" + markdown_table(drills))
-
-
-def _wilson_upper(k: int, n: int, z: float = 1.96) -> float:
-    p = k / n
-    centre = p + z * z / (2 * n)
-    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float((centre + spread) / (1 + z * z / n))
 
 
 def main() -> None:

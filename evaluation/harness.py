@@ -285,7 +285,8 @@ def run_evaluation(settings: EvaluationSettings, work_dir: str | Path, *, progre
     ltve, cql = _table2(ev, frame, log_dir, progress)
     baselines = _train_baselines(ev, frame, logs, progress)
     baselines |= _critic_policies(settings, ltve)
-    llm = _llm_models(ev, {"settings": settings, "work_dir": work, "log_dir": log_dir, "ltve": ltve}, llm_hook)
+    llm = _llm_models(ev, {"settings": settings, "work_dir": work, "log_dir": log_dir, "ltve": ltve, "frame": frame},
+                      llm_hook)
     _offline_tables(ev, frame, log_dir, ltve, cql, baselines, llm, progress)
     write_json(work / "results_offline.json", results_dict(ev))  # kept if the A/B fails
     _ab_table(ev, baselines, llm, progress)
@@ -653,6 +654,7 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
     from aigp.llm.teacher import KnowledgeBaseTeacher
+    from aigp.ltve.evaluate import MonteCarloConfig, pair_truth
 
     s: EvaluationSettings = ctx["settings"]
     root, log_dir, ltve = Path(ctx["work_dir"]) / "llm", ctx["log_dir"], ctx["ltve"]
@@ -690,8 +692,10 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
                           "generation": {**gen, "max_new_tokens": 640}},
         fullseq_prompts=s.llm_fullseq_prompts, variants=variants,
     )
+    truth = MonteCarloConfig(rollouts=s.mc_rollouts, seed=s.seed + 3)
     run = train_variants(base, sft_records(distill.out_dir), sample_rows, ltve, root / "variants", config,
-                         log=lambda text: None)
+                         log=lambda text: None,
+                         pair_truth=lambda pairs, rows: pair_truth(ltve, pairs, rows, ctx["frame"], log_dir, truth))
     ctx["notes"] = [f"LLM {k}: {v}" for k, v in run.notes.items()]
     ctx["variant_notes"] = dict(run.notes)
     ctx["metrics"] = run.metrics
@@ -994,8 +998,10 @@ def record_section(ev: Evaluation) -> str:
 
 
 def _dpo_record_lines(training: Mapping[str, Any]) -> list[str]:
-    """One line per DPO-trained variant: pairs, steps, loss and implicit rewards, and the parse-rate guard."""
-    lines = []
+    """One line per DPO-trained variant: pairs, steps, loss and implicit rewards, and the parse-rate guard; first,
+    how often the LTVE's pairs agree with the simulated market."""
+    lines = [line for key, title in (("pairs", "[ACT_ONLY] pairs"), ("fullseq_pairs", "FullSeq pairs"))
+             if (line := pair_truth_line(title, training.get(key) or {}))]
     for variant in ("sft_dpo", "dpo_only", "fullseq"):
         m = training.get(variant) or {}
         if "dpo/steps" not in m:
@@ -1017,6 +1023,18 @@ def _dpo_record_lines(training: Mapping[str, Any]) -> list[str]:
             text += "parse-rate guard not run (long completions)"
         lines.append(text)
     return lines
+
+
+def pair_truth_line(title: str, m: Mapping[str, float]) -> str:
+    """How often the preference pairs DPO trains on agree with the market's Monte-Carlo truth (empty if unchecked)."""
+    if "pairs/truth_agreement" not in m:
+        return ""
+    return (f"- {title} against the market (Monte-Carlo, {m['pairs/truth_rollouts']:.0f} futures per action, the "
+            f"LTVE's reward): the chosen action earns more on {m['pairs/truth_agreement']:.0%} "
+            f"[{m['pairs/truth_agreement_low']:.0%}, {m['pairs/truth_agreement_high']:.0%}] of "
+            f"{m['pairs/truth_pairs']:.0f} pairs; the truth separates {m['pairs/truth_clear_share']:.0%} of them "
+            f"(> 2 SE), where the LTVE is right on {m['pairs/truth_agreement_clear']:.0%}; mean true gain "
+            f"{m['pairs/truth_gain_mean']:+.4f}, Spearman(Q gap, true gap) {m['pairs/truth_gap_spearman']:.2f}")
 
 
 def write_report(ev: Evaluation, out: str | Path, *, assets: str | Path | None = None,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aigp.action import is_safe
+from aigp.action import feasible_change_bounds, is_safe
 from aigp.ltve.critic import LTVE, LTVEConfig, lower_confidence_bound, update_flops
 from aigp.ltve.dataset import DERIVED_FEATURES, FeatureNormaliser, training_frame_from_logs
 from aigp.ltve.diagnostics import (
@@ -20,8 +20,17 @@ from aigp.ltve.diagnostics import (
     ranking_diagnostics,
     separated_candidates,
     summarise_states,
+    wilson_interval,
 )
-from aigp.ltve.evaluate import EvaluationConfig, discounted_returns, monte_carlo_branches, monte_carlo_metrics
+from aigp.ltve.evaluate import (
+    EvaluationConfig,
+    MonteCarloConfig,
+    branch_candidates,
+    discounted_returns,
+    monte_carlo_branches,
+    monte_carlo_metrics,
+    pair_truth,
+)
 from aigp.ltve.train import LTVETrainConfig, train_ltve
 
 # tiny networks: a second OpenMP thread only adds synchronisation (and the cores are shared)
@@ -252,6 +261,35 @@ def test_branches_hold_each_state_from_its_own_day(model, frame, market_logs) ->
     for key in ("mc_spearman_within_state_gap", "mc_regret", "mc_calibration_slope", "mc_greedy_gain_vs_logged",
                 "mc_spearman_within_state_ceiling"):
         assert math.isfinite(metrics[key]), key
+
+
+def test_pair_truth_scores_each_pair_on_common_futures(model, frame, market_logs) -> None:
+    """The pair check branches each pair's logged state with chosen and rejected, scores both with the model's
+    reward, and says how often the chosen one earns more; swapping the sides swaps the verdict."""
+    rows = frame[(frame["days_since_launch"] < 12) & (frame["inventory"] > 0)].head(8).reset_index(drop=True)
+    state_rows = rows[["sku_id", "days_since_launch"]].assign(prompt_id=np.arange(len(rows)))
+    low, high = feasible_change_bounds(rows["prev_discount"].to_numpy())
+    pairs = pd.DataFrame({"prompt_id": np.arange(len(rows)), "chosen_change": high, "rejected_change": low,
+                          "q_gap": np.linspace(0.1, 0.8, len(rows))})
+    cfg = MonteCarloConfig(rollouts=3, seed=5)
+    table, m = pair_truth(model, pairs, state_rows, frame, market_logs.path, cfg)
+    branches = branch_candidates(rows, np.column_stack([high, low]), market_logs.path, cfg)
+    returns = discounted_returns(model, branches.rows, branches.gmv, branches.spend)
+    assert np.allclose(table["truth_gap"], (returns[:, 0] - returns[:, 1]).mean(1))
+    assert m["pairs/truth_pairs"] == 8 and m["pairs/truth_agreement"] == pytest.approx((table["truth_gap"] > 0).mean())
+    assert m["pairs/truth_agreement_low"] <= m["pairs/truth_agreement"] <= m["pairs/truth_agreement_high"]
+    swapped = pairs.rename(columns={"chosen_change": "rejected_change", "rejected_change": "chosen_change"})
+    _, m2 = pair_truth(model, swapped, state_rows, frame, market_logs.path, cfg)
+    assert m2["pairs/truth_agreement"] == pytest.approx(1 - m["pairs/truth_agreement"])
+    assert m2["pairs/truth_gain_mean"] == pytest.approx(-m["pairs/truth_gain_mean"])
+    stranger = state_rows.assign(days_since_launch=state_rows["days_since_launch"] + 1000)
+    with pytest.raises(ValueError, match="missing from the training frame"):
+        pair_truth(model, pairs, stranger, frame, market_logs.path, cfg)
+
+
+def test_wilson_interval_matches_the_textbook_value() -> None:
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
 def _observation(market_logs, day: int, count: int = 12):

@@ -25,13 +25,17 @@ from pydantic import Field
 
 from aigp.align.dpo import DPOStepConfig, run_dpo
 from aigp.align.generation import GenerationConfig, LoadedModel
-from aigp.align.pairs import PairsConfig, build_pairs, write_pairs
+from aigp.align.pairs import PairsConfig, PairSet, build_pairs, write_pairs
 from aigp.align.sampling import SamplingConfig, sample_candidates, write_candidates
 from aigp.align.sft import SFTStepConfig, run_sft
 from aigp.config import StrictConfig
+from aigp.io import write_parquet
 from aigp.llm.prompt import PromptConfig
 
 VARIANTS = ("base", "sft", "dpo_only", "fullseq", "sft_dpo")
+PAIR_TRUTH_TABLE = "truth.parquet"
+# (pairs table, state rows) -> (the table with each pair's true return gap, metrics): aigp.ltve.evaluate.pair_truth
+PairTruth = Callable[[pd.DataFrame, pd.DataFrame], tuple[pd.DataFrame, dict[str, float]]]
 VARIANT_TITLES = {"base": "base", "sft": "SFT-only", "dpo_only": "DPO-only", "fullseq": "FullSeq",
                   "sft_dpo": "SFT+DPO"}
 
@@ -58,8 +62,12 @@ class VariantRun:
 
 def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], prompt_rows: pd.DataFrame,
                    ltve: Any, out_root: str | Path, config: VariantsConfig | None = None, *,
-                   log: Callable[[str], None] = print) -> VariantRun:
-    """Train the requested variants under ``out_root``; ``prompt_rows`` are the states candidates are sampled on."""
+                   log: Callable[[str], None] = print, pair_truth: PairTruth | None = None) -> VariantRun:
+    """Train the requested variants under ``out_root``; ``prompt_rows`` are the states candidates are sampled on.
+
+    ``pair_truth(pairs, state_rows) -> (table, metrics)`` (on a simulated market: ``aigp.ltve.evaluate.pair_truth``)
+    checks each set of preference pairs against the market before DPO trains on it; its metrics join the pairs'
+    and its table is written beside them (``truth.parquet``)."""
     cfg = config or VariantsConfig()
     unknown = set(cfg.variants) - set(VARIANTS)
     if unknown:
@@ -78,6 +86,7 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
         candidates = sample_candidates(prompt_rows, policy, cfg.sampling)
         write_candidates(root / "candidates", candidates, config=cfg.sampling)
         pairs = build_pairs(candidates.rows, candidates.candidates, ltve, cfg.pairs)
+        _check_pairs(pairs, candidates.rows, pair_truth, root / "pairs", log)
         write_pairs(root / "pairs", pairs, config=cfg.pairs)
         run.metrics["sampling"], run.metrics["pairs"] = candidates.metrics, pairs.metrics
         run.artefacts |= {"candidates": candidates, "pairs": pairs}
@@ -99,6 +108,7 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
         candidates = sample_candidates(rows, LoadedModel.load(sft.model_dir), full_cfg)
         pairs_cfg = cfg.pairs.with_updates(completion="sample")
         pairs = build_pairs(candidates.rows, candidates.candidates, ltve, pairs_cfg)
+        _check_pairs(pairs, candidates.rows, pair_truth, root / "fullseq_pairs", log)
         write_pairs(root / "fullseq_pairs", pairs, config=pairs_cfg)
         run.metrics["fullseq_sampling"], run.metrics["fullseq_pairs"] = candidates.metrics, pairs.metrics
         if pairs.records:
@@ -109,3 +119,15 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
             run.notes["fullseq"] = (f"no pairs: {int(candidates.candidates['kept'].sum())} of "
                                     f"{len(candidates.candidates)} full-reasoning samples parsed inside A_safe")
     return run
+
+
+def _check_pairs(pairs: PairSet, rows: pd.DataFrame, pair_truth: PairTruth | None, out: Path,
+                 log: Callable[[str], None]) -> None:
+    if pair_truth is None or pairs.pairs.empty:
+        return
+    table, metrics = pair_truth(pairs.pairs, rows)
+    pairs.metrics.update(metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(out / PAIR_TRUTH_TABLE, table)
+    log(f"pairs agree with the market's truth on {metrics['pairs/truth_agreement']:.0%} of "
+        f"{metrics['pairs/truth_pairs']:.0f}")

@@ -47,7 +47,7 @@ from aigp.config import StrictConfig
 from aigp.io import write_json, write_parquet, write_text
 from aigp.ltve.artifact import LTVEModel
 from aigp.ltve.dataset import ACTION, expert_skus, launch_dates, prepare_frame
-from aigp.ltve.diagnostics import _spearman, ranking_diagnostics, truth_reliability
+from aigp.ltve.diagnostics import _spearman, ranking_diagnostics, truth_reliability, wilson_interval
 from aigp.ltve.reward import daily_rewards
 from aigp.markdown import markdown_table
 from aigp.schema import ENTITY_KEY
@@ -325,31 +325,46 @@ def monte_carlo_check(model: LTVEModel, expert_rows: pd.DataFrame, log_dir: str 
 def monte_carlo_branches(expert_rows: pd.DataFrame, log_dir: str | Path, config: EvaluationConfig,
                          rng: np.random.Generator) -> Branches:
     """Branch sampled expert rows with the logged action, its counterfactual and a grid over A_safe."""
+    mc_cfg = config.monte_carlo
+    horizon = _market_horizon(log_dir)
+    rows = expert_rows[expert_rows["days_since_launch"] < horizon]
+    rows = rows.sample(n=min(mc_cfg.states, len(rows)), random_state=mc_cfg.seed).reset_index(drop=True)
+    prev = rows["prev_discount"].to_numpy(np.float64)
+    logged = rows[ACTION].to_numpy(np.float64)
+    cf = counterfactual_actions(prev, logged, config.counterfactual_shift, rng)
+    low, high = feasible_change_bounds(prev)
+    grid = low[:, None] + (high - low)[:, None] * np.linspace(0, 1, mc_cfg.grid)[None, :]
+    return branch_candidates(rows, np.column_stack([logged, cf, grid]), log_dir, mc_cfg)
+
+
+def _market_horizon(log_dir: str | Path) -> int:
+    from aigp.market.logs import open_logs
+
+    return int(open_logs(log_dir).config.horizon_days)
+
+
+def branch_candidates(rows: pd.DataFrame, candidates: np.ndarray, log_dir: str | Path, mc_cfg: MonteCarloConfig
+                      ) -> Branches:
+    """Branch logged state rows (the training frame's: the logged action and outcome, for the replay check) with
+    K candidate first actions each, (n, K), for ``mc_cfg.rollouts`` futures continued by ``mc_cfg.continuation``."""
     from aigp.market.logs import open_logs
     from aigp.market.policies import BEHAVIOUR_CLASSES, behaviour_policies, build_baselines
     from aigp.market.rollout import branch_outcomes
     from aigp.market.simulator import Market
 
-    mc_cfg = config.monte_carlo
     allowed = ("logged", *BEHAVIOUR_CLASSES, "random", "oracle")
     if mc_cfg.continuation not in allowed:
         raise ValueError(f"monte_carlo.continuation={mc_cfg.continuation!r}: expected one of {list(allowed)}")
     logs = open_logs(log_dir)
     market = Market(logs.config)
     horizon = market.config.horizon_days
-    rows = expert_rows[expert_rows["days_since_launch"] < horizon]
-    rows = rows.sample(n=min(mc_cfg.states, len(rows)), random_state=mc_cfg.seed).reset_index(drop=True)
+    if (rows["days_since_launch"].to_numpy() >= horizon).any():
+        raise ValueError(f"rows past the {horizon}-day horizon cannot be branched")
     ids = market.skus.sku_id
     index = np.searchsorted(ids, rows[ENTITY_KEY].to_numpy())
     if (index >= len(ids)).any() or (ids[np.minimum(index, len(ids) - 1)] != rows[ENTITY_KEY].to_numpy()).any():
         raise ValueError(f"{log_dir}: the frame has SKUs this market log does not simulate; pass the log the "
                          "frame was built from")
-    prev = rows["prev_discount"].to_numpy(np.float64)
-    logged = rows[ACTION].to_numpy(np.float64)
-    cf = counterfactual_actions(prev, logged, config.counterfactual_shift, rng)
-    low, high = feasible_change_bounds(prev)
-    grid = low[:, None] + (high - low)[:, None] * np.linspace(0, 1, mc_cfg.grid)[None, :]
-    candidates = np.column_stack([logged, cf, grid])
     history = behaviour_policies()
     groups = market.behaviour_groups()
     if mc_cfg.continuation == "logged":
@@ -372,6 +387,52 @@ def monte_carlo_branches(expert_rows: pd.DataFrame, log_dir: str | Path, config:
         gmv[member, ..., :width] = out.gmv
         spend[member, ..., :width] = out.spend
     return Branches(rows, first, gmv, spend)
+
+
+def pair_truth(model: LTVEModel, pairs: pd.DataFrame, state_rows: pd.DataFrame, frame: pd.DataFrame,
+               log_dir: str | Path, mc_cfg: MonteCarloConfig | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Do the LTVE's preference pairs agree with the market? Each pair's state (``state_rows`` by ``prompt_id``:
+    sku_id, days_since_launch) is found in the training ``frame``, branched in the simulator with the chosen and
+    the rejected action (common random numbers, ``mc_cfg.rollouts`` futures continued as the critic's data is)
+    and scored with the model's own reward.
+
+    Metrics (``pairs/truth_*``): ``agreement`` share of pairs whose chosen action has the higher Monte-Carlo
+    return, with a 95% Wilson interval; ``agreement_clear`` the same where the truth separates the two (|Δ| > 2
+    SE of the paired difference) and ``clear_share`` how often it does; ``gain_mean`` mean return of chosen
+    minus rejected; ``gap_spearman`` Spearman of the Q gap against the true gap (does a wider Q gap mean a
+    surer preference?). The table: one row per pair with q_gap, truth_gap and its SE.
+    """
+    mc_cfg = mc_cfg or MonteCarloConfig()
+    if pairs.empty:
+        return pairs.assign(truth_gap=[], truth_se=[]), {"pairs/truth_pairs": 0.0}
+    keys = [ENTITY_KEY, "days_since_launch"]
+    states = pairs[["prompt_id"]].merge(state_rows[["prompt_id", *keys]], on="prompt_id", how="left",
+                                        validate="many_to_one")
+    logged = prepare_frame(frame) if ACTION not in frame.columns or "out_gmv" not in frame.columns else frame
+    rows = states.merge(logged.drop_duplicates(keys), on=keys, how="left", validate="many_to_one")
+    if rows[ACTION].isna().any():
+        missing = rows.loc[rows[ACTION].isna(), keys].head(3).to_dict("records")
+        raise ValueError(f"pair states missing from the training frame of {log_dir} (e.g. {missing}): the pairs "
+                         "were not sampled from this market log")
+    candidates = pairs[["chosen_change", "rejected_change"]].to_numpy(np.float64)
+    branches = branch_candidates(rows.reset_index(drop=True), candidates, log_dir, mc_cfg)
+    returns = discounted_returns(model, branches.rows, branches.gmv, branches.spend)  # (n, 2, R)
+    diff = returns[:, 0] - returns[:, 1]  # paired over the common futures
+    r = diff.shape[1]
+    gap = diff.mean(1)
+    se = diff.std(1, ddof=1) / math.sqrt(r) if r > 1 else np.zeros(len(gap))
+    table = pairs.assign(truth_gap=gap, truth_se=se)
+    agree = gap > 0
+    clear = np.abs(gap) > 2 * se
+    low, high = wilson_interval(int(agree.sum()), len(agree))
+    metrics = {"pairs/truth_pairs": float(len(gap)), "pairs/truth_rollouts": float(r),
+               "pairs/truth_agreement": float(agree.mean()), "pairs/truth_agreement_low": low,
+               "pairs/truth_agreement_high": high,
+               "pairs/truth_clear_share": float(clear.mean()),
+               "pairs/truth_agreement_clear": float(agree[clear].mean()) if clear.any() else float("nan"),
+               "pairs/truth_gain_mean": float(gap.mean()),
+               "pairs/truth_gap_spearman": _spearman(pairs["q_gap"].to_numpy(np.float64), gap)}
+    return table, metrics
 
 
 def monte_carlo_metrics(model: LTVEModel, branches: Branches, config: EvaluationConfig
