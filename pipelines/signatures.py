@@ -86,6 +86,8 @@ def component_function(name: str, model: type[BaseModel], *, body: str, returns:
     """Compile ``def name(<model's fields>) -> returns:`` with ``doc`` and ``body`` (source lines, indented by
     four spaces) and register its source, so ``inspect.getsource`` (what KFP embeds in the IR) returns it.
     ``returns`` is evaluated in ``namespace`` (plus ``typing``'s names, as KFP's executor has them)."""
+    if '"""' in doc or "\\" in doc:
+        raise ValueError(f"{name}: the docstring may hold neither triple quotes nor backslashes: {doc!r}")
     sig = signature(model, names)
 
     def parameter(p: inspect.Parameter) -> str:

@@ -46,7 +46,7 @@ from aigp.components.train_ltve.component import train_ltve
 from aigp.components.training_configs.component import training_configs
 from aigp.pipelines.params import StepParameters
 from aigp.pipelines.platform import building_with, on_cluster
-from aigp.pipelines.signatures import pipeline_function
+from aigp.pipelines.signatures import args_section, pipeline_function
 from aigp.pipelines.training_parameters import TrainingParameters
 
 PIPELINE_NAME = "aigp-training"
@@ -152,7 +152,8 @@ def build(images: Images = DEFAULT_IMAGES) -> GraphComponent:
     """The training pipeline with its steps in ``images`` (the GPU steps in ``images.cuda``)."""
     with building_with(images):
         return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(
-            pipeline_function(TrainingParameters, _training_pipeline, name="training_pipeline"))
+            pipeline_function(TrainingParameters, _training_pipeline, name="training_pipeline",
+                              doc=f"{DESCRIPTION}\n\n{args_section(TrainingParameters)}"))  # inputs' descriptions
 
 
 training_pipeline = build()

@@ -172,28 +172,24 @@ _IR_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool:
 
 
 def _interface(model: type) -> dict[str, dict]:
-    """``model``'s fields as KFP IR parameter definitions (type, default, optional)."""
+    """``model``'s fields as KFP IR parameter definitions (type, default, optional, description)."""
     out = {}
     for name, info in model.model_fields.items():
-        spec: dict = {"parameterType": _IR_TYPES[info.annotation]}
+        spec: dict = {"parameterType": _IR_TYPES[info.annotation], "description": info.description}
         if not info.is_required():
             spec |= {"defaultValue": info.default, "isOptional": True}
         out[name] = spec
     return out
 
 
-def _definitions(parameters: dict) -> dict[str, dict]:
-    return {name: {k: v for k, v in spec.items() if k != "description"} for name, spec in parameters.items()}
-
-
 def test_the_parameter_model_is_the_compiled_pipelines_interface() -> None:
     """A parameter added to (or dropped from) TrainingParameters without recompiling, or a pipeline input that
     is not in the model, fails here: the committed IR's root inputs are the model's fields, name, type and
-    default; the training_configs step's inputs are StepParameters'."""
+    default and description (every parameter has one); the training_configs step's inputs are StepParameters'."""
     spec, _ = _ir("training")
-    assert _definitions(spec["root"]["inputDefinitions"]["parameters"]) == _interface(TrainingParameters)
+    assert spec["root"]["inputDefinitions"]["parameters"] == _interface(TrainingParameters)
     step = spec["components"]["comp-training-configs"]["inputDefinitions"]["parameters"]
-    assert _definitions(step) == _interface(StepParameters)
+    assert step == _interface(StepParameters)
     assert set(spec["components"]["comp-training-configs"]["outputDefinitions"]["parameters"]) == set(STEPS)
     # every step-config parameter reaches training_configs straight from the pipeline's own input
     task = spec["root"]["dag"]["tasks"]["training-configs"]["inputs"]["parameters"]
