@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import inspect
 import linecache
-from collections.abc import Callable, Iterable
+import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -30,13 +31,11 @@ R = TypeVar("R")
 _KFP_TYPES = (str, int, float, bool)  # the parameter types a field may have here (KFP also has list and dict)
 
 
-def _fields(model: type[BaseModel], names: Iterable[str] | None) -> list[tuple[str, Any]]:
-    """``(name, FieldInfo)`` of ``names`` (default: every field), fields without a default first (a Python
-    signature wants them first; KFP sorts the inputs by name anyway)."""
-    wanted = list(model.model_fields) if names is None else list(names)
+def _fields(model: type[BaseModel]) -> list[tuple[str, Any]]:
+    """``(name, FieldInfo)`` of every field, those without a default first (a Python signature wants them
+    first; KFP sorts the inputs by name anyway)."""
     out = []
-    for name in wanted:
-        info = model.model_fields[name]
+    for name, info in model.model_fields.items():
         if info.annotation not in _KFP_TYPES:
             raise TypeError(f"{model.__name__}.{name}: annotation {info.annotation!r} is not a KFP parameter type "
                             f"({', '.join(t.__name__ for t in _KFP_TYPES)})")
@@ -44,20 +43,18 @@ def _fields(model: type[BaseModel], names: Iterable[str] | None) -> list[tuple[s
     return sorted(out, key=lambda item: not item[1].is_required())
 
 
-def signature(model: type[BaseModel], names: Iterable[str] | None = None,
-              return_annotation: Any = inspect.Signature.empty) -> inspect.Signature:
-    """The Python signature of ``model``'s fields ``names`` (default: all): annotation and default per field."""
+def signature(model: type[BaseModel], return_annotation: Any = inspect.Signature.empty) -> inspect.Signature:
+    """The Python signature of ``model``'s fields: annotation and default per field."""
     return inspect.Signature(
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=info.annotation,
                            default=inspect.Parameter.empty if info.is_required() else info.default)
-         for name, info in _fields(model, names)],
+         for name, info in _fields(model)],
         return_annotation=return_annotation)
 
 
-def args_section(model: type[BaseModel], names: Iterable[str] | None = None, indent: str = "") -> str:
-    """A Google-style ``Args:`` section with each field's description (what KFP shows for an input), its
-    lines after the first indented by ``indent`` (the docstring's own indentation)."""
-    lines = [f"{indent}    {name}: {info.description}" for name, info in _fields(model, names) if info.description]
+def args_section(model: type[BaseModel]) -> str:
+    """A Google-style ``Args:`` section with each field's description (what KFP shows for an input)."""
+    lines = [f"    {name}: {info.description}" for name, info in _fields(model) if info.description]
     return "Args:\n" + "\n".join(lines) if lines else ""
 
 
@@ -81,25 +78,23 @@ def pipeline_function(model: type[M], body: Callable[[M], R], *, name: str, doc:
 
 
 def component_function(name: str, model: type[BaseModel], *, body: str, returns: str, doc: str = "",
-                       names: Iterable[str] | None = None, namespace: dict[str, Any] | None = None,
-                       ) -> Callable[..., Any]:
-    """Compile ``def name(<model's fields>) -> returns:`` with ``doc`` and ``body`` (source lines, indented by
-    four spaces) and register its source, so ``inspect.getsource`` (what KFP embeds in the IR) returns it.
-    ``returns`` is evaluated in ``namespace`` (plus ``typing``'s names, as KFP's executor has them)."""
+                       namespace: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """Compile ``def name(<model's fields>) -> returns:`` with the docstring ``doc`` and ``body`` (source lines,
+    indented by four spaces) and register its source, so ``inspect.getsource`` (what KFP embeds in the IR)
+    returns it. ``returns`` is evaluated in ``namespace`` (plus ``typing``'s names, as KFP's executor has them)."""
     if '"""' in doc or "\\" in doc:
         raise ValueError(f"{name}: the docstring may hold neither triple quotes nor backslashes: {doc!r}")
-    sig = signature(model, names)
+    sig = signature(model)
 
     def parameter(p: inspect.Parameter) -> str:
         annotation = p.annotation.__name__
         return f"{p.name}: {annotation}" if p.default is p.empty else f"{p.name}: {annotation} = {p.default!r}"
 
-    doc_text = f'    """{doc}"""\n' if doc else ""
+    doc_lines = [line if i == 0 else f"    {line}".rstrip() for i, line in enumerate(doc.splitlines())]
+    doc_text = '    """' + "\n".join(doc_lines) + '\n    """\n' if doc else ""
     source = (f"def {name}(\n" + "".join(f"    {parameter(p)},\n" for p in sig.parameters.values())
               + f") -> {returns}:\n{doc_text}{body}")
     filename = f"<generated {name} ({model.__module__}.{model.__name__})>"
-    import typing
-
     scope: dict[str, Any] = {"__name__": model.__module__, **{k: getattr(typing, k) for k in typing.__all__},
                              **(namespace or {})}
     exec(compile(source, filename, "exec", dont_inherit=True), scope)  # not this module's __future__ annotations

@@ -196,6 +196,30 @@ def test_the_parameter_model_is_the_compiled_pipelines_interface() -> None:
     assert task == {name: {"componentInputParameter": name} for name in StepParameters.model_fields}
 
 
+def test_generated_signatures_follow_the_model() -> None:
+    import inspect
+
+    from pydantic import BaseModel, Field
+
+    from aigp.pipelines.signatures import component_function, pipeline_function
+
+    class Toy(BaseModel):
+        n: int = Field(3, description="how many")
+        uri: str = Field(description="where")
+
+    func = component_function("toy", Toy, doc="A toy.", body="    return uri * n\n", returns="str")
+    assert str(inspect.signature(func)) == "(uri: str, n: int = 3) -> str" and func("ab", 2) == "abab"
+    assert inspect.getsource(func).startswith("def toy(\n    uri: str,\n    n: int = 3,\n) -> str:")
+    run = pipeline_function(Toy, lambda p: (p.uri, p.n), name="toy")
+    assert str(inspect.signature(run)) == "(uri: str, n: int = 3)" and run("x") == ("x", 3)
+
+    class Listy(BaseModel):
+        xs: list[int] = []
+
+    with pytest.raises(TypeError, match=r"Listy\.xs: annotation"):
+        pipeline_function(Listy, lambda p: None, name="listy")
+
+
 def test_presets_are_typed_and_fail_in_one_line_naming_the_key() -> None:
     assert all(isinstance(preset, TrainingOptions) for preset in PRESETS.values())
     assert PRESETS["tiny"].arguments()["n_candidates"] == 6 and "seed" not in PRESETS["tiny"].arguments()

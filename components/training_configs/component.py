@@ -11,8 +11,8 @@ from aigp.pipelines.params import STEPS, StepParameters
 from aigp.pipelines.signatures import args_section, component_function
 
 DOC = ("Merge ΔQ, Δa, β, the seed and the model size's prompt budget into each step's YAML override and\n"
-       "    validate every config (a bad field fails here, naming it, before any training step runs).\n\n"
-       f"    {args_section(StepParameters, indent='    ')}\n    ")
+       "validate every config (a bad field fails here, naming it, before any training step runs).\n\n"
+       + args_section(StepParameters))
 
 BODY = """\
     arguments = dict(locals())
