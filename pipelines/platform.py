@@ -31,7 +31,6 @@ S3_SECRET = "aigp-s3-credentials"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 REDIS_SECRET = "aigp-redis"
 REDIS_SECRET_ENV = {"connection-string": "REDIS_CONNECTION_STRING"}
-TRAINING_CACHE_PVC = "aigp-training-cache"
 MONITORING_CONFIG_MAP = "aigp-monitoring"  # manifests/base/monitoring/pushgateway.yaml: where gauges are pushed
 MONITORING_CONFIG_KEYS = ("AIGP_PUSHGATEWAY_URL",)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aigp.components._image import DEFAULT_IMAGES, Images
+from aigp.pipelines.training_parameters import TrainingOptions
 
 PIPELINES_DIR = Path(__file__).resolve().parent
 IR_FILES = {"training": PIPELINES_DIR / "training_pipeline.yaml", "nightly": PIPELINES_DIR / "nightly_pipeline.yaml"}
@@ -154,55 +155,56 @@ COMPACT_PROMPT = "{act_only: true, compact: true, reviews_max_chars: 160}"
 # `tiny`: the smallest run that exercises every step (tests); `small`: the earlier demo size; `demo`: what
 # `aigp demo` runs: the compact prompt, thousands of greedy (temperature 0) judged teacher answers, full
 # fine-tuning of the tiny from-scratch model, no judge (a compact-prompt model writes no reasoning to judge:
-# the gate report lists the judge floor as skipped).
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
+# the gate report lists the judge floor as skipped). Each is a TrainingOptions (pipelines/training_parameters.py): an
+# unknown key or a wrong type fails on import, naming it.
+PRESETS: dict[str, TrainingOptions] = {
+    "tiny": TrainingOptions.build(
         # compact prompts and enough SFT steps that the tiny model writes parsable actions (the gate's
         # min_model_action_share floor cannot be switched off); delta_q near 0: the 3-step LTVE's Q gaps are small,
         # and the test needs DPO to run
-        "model_size": "tiny", "corpus_prompts": 20, "n_prompts": 48, "sampling_prompts": 8, "n_candidates": 6,
-        "ltve_steps": 40, "sft_max_steps": 200, "dpo_max_steps": 2, "threads": 1, "allow_sft_only": True,
-        "delta_q": 0.001,
-        "ltve_config_yaml": "critic: {hidden_dims: [16], n_steps: 3}",
-        "distill_config_yaml": f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
-        "sft_config_yaml": ("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
-                            "optim: {learning_rate: 0.01, batch_size: 4}"),
-        "sampling_config_yaml": f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
-        "gate_config_yaml": ("eval_rows: 12\njudge_samples: 0\n"
-                             f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
-                             "ab: {cohort_skus: 10, cohort_launch_days: 1, bootstrap: 50}"),
-    },
-    "small": {
-        "model_size": "small", "corpus_prompts": 300, "n_prompts": 120, "sampling_prompts": 48, "n_candidates": 6,
-        "ltve_steps": 1500, "sft_max_steps": 60, "dpo_max_steps": 20, "threads": 2, "allow_sft_only": True,
-        "distill_config_yaml": f"prompt: {SHORT_PROMPT}",
+        model_size="tiny", corpus_prompts=20, n_prompts=48, sampling_prompts=8, n_candidates=6,
+        ltve_steps=40, sft_max_steps=200, dpo_max_steps=2, threads=1, allow_sft_only=True,
+        delta_q=0.001,
+        ltve_config_yaml="critic: {hidden_dims: [16], n_steps: 3}",
+        distill_config_yaml=f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
+        sft_config_yaml=("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
+                         "optim: {learning_rate: 0.01, batch_size: 4}"),
+        sampling_config_yaml=f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
+        gate_config_yaml=("eval_rows: 12\njudge_samples: 0\n"
+                          f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
+                          "ab: {cohort_skus: 10, cohort_launch_days: 1, bootstrap: 50}"),
+    ),
+    "small": TrainingOptions.build(
+        model_size="small", corpus_prompts=300, n_prompts=120, sampling_prompts=48, n_candidates=6,
+        ltve_steps=1500, sft_max_steps=60, dpo_max_steps=20, threads=2, allow_sft_only=True,
+        distill_config_yaml=f"prompt: {SHORT_PROMPT}",
         # full fine-tuning on the [ACT_ONLY] twins: LoRA on the random-init base never learns the action format
         # in this budget (bench/results/alignment.md); DPO keeps an all-linear LoRA for its reference
-        "sft_config_yaml": ("lora: {enabled: false}\nmax_full_examples: 0\n"
-                            "optim: {learning_rate: 0.003, batch_size: 2}"),
+        sft_config_yaml=("lora: {enabled: false}\nmax_full_examples: 0\n"
+                         "optim: {learning_rate: 0.003, batch_size: 2}"),
         # NLL term on the chosen action + parse-rate guard (aigp.align.dpo): blind DPO at this learning rate
         # destroyed the answer format in the reduced evaluation
-        "dpo_config_yaml": DPO_ALL_LINEAR_YAML,
-        "sampling_config_yaml": f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
-        "gate_config_yaml": ("eval_rows: 60\njudge_samples: 8\njudge_max_new_tokens: 160\n"
-                             f"policy: {{generation: {{max_new_tokens: 24}}, "
-                             f"prompt: {SHORT_PROMPT}}}\nab: {{cohort_skus: 40, cohort_launch_days: 2}}"),
-    },
+        dpo_config_yaml=DPO_ALL_LINEAR_YAML,
+        sampling_config_yaml=f"generation: {{max_new_tokens: 24, temperature: 1.0}}\nprompt: {SHORT_PROMPT}",
+        gate_config_yaml=("eval_rows: 60\njudge_samples: 8\njudge_max_new_tokens: 160\n"
+                          f"policy: {{generation: {{max_new_tokens: 24}}, "
+                          f"prompt: {SHORT_PROMPT}}}\nab: {{cohort_skus: 40, cohort_launch_days: 2}}"),
+    ),
 }
 
 
-PRESETS["demo"] = {
-    "model_size": "tiny", "corpus_prompts": 300, "n_prompts": 2000, "sampling_prompts": 48, "n_candidates": 8,
-    "ltve_steps": 1500, "sft_max_steps": 240, "dpo_max_steps": 20, "threads": 2, "allow_sft_only": True,
-    "distill_config_yaml": f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
-    "sft_config_yaml": ("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
-                        "optim: {learning_rate: 0.003, batch_size: 16, warmup: 0.03}"),
-    "dpo_config_yaml": DPO_ALL_LINEAR_YAML,
-    "sampling_config_yaml": f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
-    "gate_config_yaml": ("eval_rows: 60\njudge_samples: 0\n"
-                         f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
-                         "ab: {cohort_skus: 40, cohort_launch_days: 2}"),
-}
+PRESETS["demo"] = TrainingOptions.build(
+    model_size="tiny", corpus_prompts=300, n_prompts=2000, sampling_prompts=48, n_candidates=8,
+    ltve_steps=1500, sft_max_steps=240, dpo_max_steps=20, threads=2, allow_sft_only=True,
+    distill_config_yaml=f"temperature: 0.0\nprompt: {COMPACT_PROMPT}",
+    sft_config_yaml=("lora: {enabled: false}\nact_only_copies: false\nvalidation_share: 0.0\n"
+                     "optim: {learning_rate: 0.003, batch_size: 16, warmup: 0.03}"),
+    dpo_config_yaml=DPO_ALL_LINEAR_YAML,
+    sampling_config_yaml=f"generation: {{max_new_tokens: 40, temperature: 1.0}}\nprompt: {COMPACT_PROMPT}",
+    gate_config_yaml=("eval_rows: 60\njudge_samples: 0\n"
+                      f"policy: {{generation: {{max_new_tokens: 40}}, prompt: {COMPACT_PROMPT}}}\n"
+                      "ab: {cohort_skus: 40, cohort_launch_days: 2}"),
+)
 
 
 def parse_parameters(name: str, pairs: list[str]) -> dict[str, Any]:

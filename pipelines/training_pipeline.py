@@ -44,7 +44,10 @@ from aigp.components.sft.component import sft
 from aigp.components.teacher_generate.component import teacher_generate
 from aigp.components.train_ltve.component import train_ltve
 from aigp.components.training_configs.component import training_configs
-from aigp.pipelines.platform import TRAINING_CACHE_PVC, building_with, on_cluster
+from aigp.pipelines.params import StepParameters
+from aigp.pipelines.platform import building_with, on_cluster
+from aigp.pipelines.signatures import args_section, pipeline_function
+from aigp.pipelines.training_parameters import TrainingParameters
 
 PIPELINE_NAME = "aigp-training"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -84,97 +87,57 @@ def _gate_then_register(candidate: Any, gate_inputs: dict, register_inputs: dict
 DESCRIPTION = "AIGP: LTVE, teacher distillation, SFT, LTVE-guided DPO, offline gate and registration of the candidate"
 
 
-def _training_pipeline(
-    market_logs_uri: str,
-    data_start: str,
-    data_end: str,
-    online_start: str,
-    online_end: str,
-    holdout_from: str = "",
-    holdout_share: float = 0.2,
-    model_size: str = "tiny",
-    corpus_prompts: int = 300,
-    n_prompts: int = 200,
-    sampling_prompts: int = 100,
-    n_candidates: int = 8,
-    delta_q: float = 0.05,
-    delta_a: float = 0.02,
-    beta: float = 0.1,
-    seed: int = 0,
-    ltve_steps: int = 0,
-    sft_max_steps: int = 0,
-    dpo_max_steps: int = 0,
-    threads: int = 0,
-    distill_config_yaml: str = "",
-    ltve_config_yaml: str = "",
-    sft_config_yaml: str = "",
-    sampling_config_yaml: str = "",
-    pairs_config_yaml: str = "",
-    dpo_config_yaml: str = "",
-    gate_config_yaml: str = "",
-    model_name: str = "aigp-pricing",
-    compare_champion: bool = True,
-    allow_sft_only: bool = False,
-    shared_pvc: str = TRAINING_CACHE_PVC,
-    mlflow_experiment: str = "",
-) -> None:
-    """``market_logs_uri``: the decision logs (a market log directory or its URI). Data window: decisions
-    priced in ``[data_start, data_end)``; SKUs launched on/after ``holdout_from`` ("" = the latest
-    ``holdout_share``) are held out for the gate only. ``online_start``/``online_end``: the days loaded into
-    the online store. ``model_size``: ``tiny`` | ``small`` base model. ΔQ / Δa: pair thresholds; M =
-    ``n_candidates``; β: DPO's KL strength; ``seed`` seeds every step. ``*_steps`` > 0 cap training steps.
-    ``allow_sft_only``: gate the SFT model when no pair clears ΔQ/Δa (else the run fails). ``shared_pvc``: the
-    existing PVC the GPU steps share. ``*_config_yaml``: full step-config overrides (typed parameters win).
-    ``gate_config_yaml``: the gate's
-    floors, margins and simulated A/B (run when the logs come from the simulator; ``ab: {enabled: false}``
-    turns it off)."""
-    configs = on_cluster(training_configs(
-        model_size=model_size, delta_q=delta_q, delta_a=delta_a, beta=beta, seed=seed, threads=threads,
-        distill_config_yaml=distill_config_yaml, ltve_config_yaml=ltve_config_yaml, sft_config_yaml=sft_config_yaml,
-        sampling_config_yaml=sampling_config_yaml, pairs_config_yaml=pairs_config_yaml,
-        dpo_config_yaml=dpo_config_yaml, gate_config_yaml=gate_config_yaml))
-    logs = dsl.importer(artifact_uri=market_logs_uri, artifact_class=dsl.Dataset, reimport=False)
-    features = on_cluster(materialize_features(market_logs=logs.output, start=online_start, end=online_end),
+def _training_pipeline(p: TrainingParameters) -> None:
+    """The steps, wired. ``p`` holds the pipeline's parameters (:class:`TrainingParameters`, the one place
+    they are declared); ``p.gate_config_yaml`` also sets the gate's simulated A/B (run when the logs come from
+    the simulator; ``ab: {enabled: false}`` turns it off)."""
+    configs = on_cluster(training_configs(**{name: getattr(p, name) for name in StepParameters.model_fields}))
+    logs = dsl.importer(artifact_uri=p.market_logs_uri, artifact_class=dsl.Dataset, reimport=False)
+    features = on_cluster(materialize_features(market_logs=logs.output, start=p.online_start, end=p.online_end),
                           redis=True)
-    sets = on_cluster(build_training_sets(feature_data=features.outputs["feature_data"], start=data_start,
-                                          end=data_end, holdout_from=holdout_from, holdout_share=holdout_share,
-                                          seed=seed), redis=True)  # opens the feature store (its online store)
+    sets = on_cluster(build_training_sets(feature_data=features.outputs["feature_data"], start=p.data_start,
+                                          end=p.data_end, holdout_from=p.holdout_from,
+                                          holdout_share=p.holdout_share, seed=p.seed),
+                      redis=True)  # opens the feature store (its online store)
 
     ltve = on_cluster(train_ltve(training_set=sets.outputs["training_set"], config_yaml=configs.outputs["ltve"],
-                                 steps=ltve_steps, mlflow_experiment=mlflow_experiment), s3=True)
+                                 steps=p.ltve_steps, mlflow_experiment=p.mlflow_experiment), s3=True)
     on_cluster(evaluate_ltve(model=ltve.outputs["model"], evaluation_set=sets.outputs["training_set"],
-                             mlflow_experiment=mlflow_experiment), s3=True)
+                             mlflow_experiment=p.mlflow_experiment), s3=True)
 
-    base = on_cluster(build_base_model(prompt_rows=sets.outputs["prompt_rows"], size=model_size,
-                                       corpus_prompts=corpus_prompts, seed=seed), s3=True)  # base weights: s3:// too
+    base = on_cluster(build_base_model(prompt_rows=sets.outputs["prompt_rows"], size=p.model_size,
+                                       corpus_prompts=p.corpus_prompts, seed=p.seed),
+                      s3=True)  # base weights: s3:// too
     generations = on_cluster(teacher_generate(prompt_source=sets.outputs["prompt_rows"],
-                                              config_yaml=configs.outputs["distill"], n_prompts=n_prompts))
+                                              config_yaml=configs.outputs["distill"], n_prompts=p.n_prompts))
     distilled = on_cluster(judge_filter(generations=generations.outputs["generations"],
-                                        config_yaml=configs.outputs["distill"], mlflow_experiment=mlflow_experiment),
-                           s3=True)
+                                        config_yaml=configs.outputs["distill"],
+                                        mlflow_experiment=p.mlflow_experiment), s3=True)
     sft_task = _on_gpu(sft(distillation_set=distilled.outputs["distillation_set"], base_model=base.outputs["model"],
-                           config_yaml=configs.outputs["sft"], max_steps=sft_max_steps,
-                           mlflow_experiment=mlflow_experiment), shared_pvc)
+                           config_yaml=configs.outputs["sft"], max_steps=p.sft_max_steps,
+                           mlflow_experiment=p.mlflow_experiment), p.shared_pvc)
     sampled = _on_gpu(sample_candidates(policy_model=sft_task.outputs["model"], prompt_rows=sets.outputs["prompt_rows"],
-                                        config_yaml=configs.outputs["sampling"], n_prompts=sampling_prompts,
-                                        n_candidates=n_candidates, mlflow_experiment=mlflow_experiment), shared_pvc)
+                                        config_yaml=configs.outputs["sampling"], n_prompts=p.sampling_prompts,
+                                        n_candidates=p.n_candidates, mlflow_experiment=p.mlflow_experiment),
+                      p.shared_pvc)
     pairs = on_cluster(build_pairs(candidates=sampled.outputs["candidates"], ltve_model=ltve.outputs["model"],
-                                   config_yaml=configs.outputs["pairs"], mlflow_experiment=mlflow_experiment), s3=True)
+                                   config_yaml=configs.outputs["pairs"], mlflow_experiment=p.mlflow_experiment),
+                       s3=True)
     n_pairs = on_cluster(count_pairs(pairs=pairs.outputs["pairs"]))
 
     gate_inputs = {"heldout_set": sets.outputs["heldout_set"], "ltve_model": ltve.outputs["model"],
-                   "config_yaml": configs.outputs["gate"], "market_logs": logs.output, "model_name": model_name,
-                   "compare_champion": compare_champion}
-    register_inputs = {"data_start": data_start, "data_end": data_end, "model_name": model_name,
+                   "config_yaml": configs.outputs["gate"], "market_logs": logs.output, "model_name": p.model_name,
+                   "compare_champion": p.compare_champion}
+    register_inputs = {"data_start": p.data_start, "data_end": p.data_end, "model_name": p.model_name,
                        "pipeline_run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
     with dsl.If(n_pairs.output > 0, name="preference-pairs"):
         dpo_task = _on_gpu(dpo(pairs=pairs.outputs["pairs"], policy_model=sft_task.outputs["model"],
-                               config_yaml=configs.outputs["dpo"], max_steps=dpo_max_steps,
-                               mlflow_experiment=mlflow_experiment), shared_pvc)
+                               config_yaml=configs.outputs["dpo"], max_steps=p.dpo_max_steps,
+                               mlflow_experiment=p.mlflow_experiment), p.shared_pvc)
         _gate_then_register(dpo_task.outputs["model"], gate_inputs, register_inputs,
                             description="SFT + LTVE-guided DPO (aigp-training pipeline)")
     with dsl.Else(name="no-preference-pairs"):
-        with dsl.If(allow_sft_only == True, name="sft-only-allowed"):  # noqa: E712 (a pipeline condition)
+        with dsl.If(p.allow_sft_only == True, name="sft-only-allowed"):  # noqa: E712 (a pipeline condition)
             _gate_then_register(sft_task.outputs["model"], gate_inputs, register_inputs,
                                 description="SFT only: no candidate pair cleared ΔQ/Δa, DPO skipped "
                                             "(aigp-training pipeline)")
@@ -188,7 +151,9 @@ def _training_pipeline(
 def build(images: Images = DEFAULT_IMAGES) -> GraphComponent:
     """The training pipeline with its steps in ``images`` (the GPU steps in ``images.cuda``)."""
     with building_with(images):
-        return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(_training_pipeline)
+        return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(
+            pipeline_function(TrainingParameters, _training_pipeline, name="training_pipeline",
+                              doc=f"{DESCRIPTION}\n\n{args_section(TrainingParameters)}"))  # inputs' descriptions
 
 
 training_pipeline = build()

@@ -28,7 +28,7 @@ def test_training_pipeline_runs_end_to_end_and_registers_the_candidate(tmp_path,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("AIGP_REGISTRY_AUDIT", str(tmp_path / "audit"))
     logs = simulate_to_directory(MarketConfig.build(n_skus=150, launch_days=30, seed=3), tmp_path / "market")
-    tiny = dict(PRESETS["tiny"])
+    tiny = PRESETS["tiny"].arguments()
     params = local_parameters(logs.path, **{**tiny, "gate_config_yaml": tiny["gate_config_yaml"] + "\n" + NO_FLOORS})
     root = tmp_path / "pipeline_root"
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from aigp.cli import app
 from aigp.config import ConfigError
-from aigp.pipelines.params import nightly_dates, step_configs
+from aigp.pipelines.params import STEPS, StepParameters, nightly_dates, step_configs
 from aigp.pipelines.runner import (
     IR_FILES,
     PRESETS,
@@ -25,6 +25,7 @@ from aigp.pipelines.runner import (
     submit,
     submit_arguments,
 )
+from aigp.pipelines.training_parameters import TrainingOptions, TrainingParameters
 
 HEAVY = {"exec-sft", "exec-sample-candidates", "exec-dpo"}
 
@@ -148,8 +149,8 @@ def test_nightly_pipeline_materializes_then_prices_then_monitors() -> None:
 
 # --- step configs -----------------------------------------------------------------------------------------
 def test_typed_parameters_reach_each_step_config_and_keep_nested_defaults() -> None:
-    configs = step_configs(model_size="small", delta_q=0.1, delta_a=0.03, beta=0.2, seed=4,
-                           overrides={"sft": "optim: {epochs: 1}", "pairs": "delta_q: 0.9"})
+    configs = step_configs(StepParameters(model_size="small", delta_q=0.1, delta_a=0.03, beta=0.2, seed=4,
+                                          sft_config_yaml="optim: {epochs: 1}", pairs_config_yaml="delta_q: 0.9"))
     pairs, dpo, sft = (yaml.safe_load(configs[s]) for s in ("pairs", "dpo", "sft"))
     assert pairs["delta_q"] == 0.1 and pairs["delta_a"] == 0.03  # typed parameters win over YAML
     assert dpo["beta"] == 0.2 and dpo["optim"]["seed"] == 4 and dpo["optim"]["learning_rate"] == 5e-4
@@ -160,11 +161,74 @@ def test_typed_parameters_reach_each_step_config_and_keep_nested_defaults() -> N
 
 def test_bad_step_config_fails_naming_step_and_field() -> None:
     with pytest.raises(ConfigError, match=r"sft config.*lora_rank"):
-        step_configs(overrides={"sft": "lora_rank: 4"})
-    with pytest.raises(ConfigError, match="no step named"):
-        step_configs(overrides={"sfft": ""})
+        step_configs(StepParameters(sft_config_yaml="lora_rank: 4"))
+    with pytest.raises(ConfigError, match=r"sfft_config_yaml=''.*Extra inputs are not permitted"):
+        StepParameters.build(sfft_config_yaml="")
     with pytest.raises(ConfigError, match="model_size='huge'"):
-        step_configs(model_size="huge")
+        step_configs(StepParameters(model_size="huge"))
+
+
+_IR_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN"}
+
+
+def _interface(model: type) -> dict[str, dict]:
+    """``model``'s fields as KFP IR parameter definitions (type, default, optional, description)."""
+    out = {}
+    for name, info in model.model_fields.items():
+        spec: dict = {"parameterType": _IR_TYPES[info.annotation], "description": info.description}
+        if not info.is_required():
+            spec |= {"defaultValue": info.default, "isOptional": True}
+        out[name] = spec
+    return out
+
+
+def test_the_parameter_model_is_the_compiled_pipelines_interface() -> None:
+    """A parameter added to (or dropped from) TrainingParameters without recompiling, or a pipeline input that
+    is not in the model, fails here: the committed IR's root inputs are the model's fields, name, type and
+    default and description (every parameter has one); the training_configs step's inputs are StepParameters'."""
+    spec, _ = _ir("training")
+    assert spec["root"]["inputDefinitions"]["parameters"] == _interface(TrainingParameters)
+    step = spec["components"]["comp-training-configs"]["inputDefinitions"]["parameters"]
+    assert step == _interface(StepParameters)
+    assert set(spec["components"]["comp-training-configs"]["outputDefinitions"]["parameters"]) == set(STEPS)
+    # every step-config parameter reaches training_configs straight from the pipeline's own input
+    task = spec["root"]["dag"]["tasks"]["training-configs"]["inputs"]["parameters"]
+    assert task == {name: {"componentInputParameter": name} for name in StepParameters.model_fields}
+
+
+def test_generated_signatures_follow_the_model() -> None:
+    import inspect
+
+    from pydantic import BaseModel, Field
+
+    from aigp.pipelines.signatures import component_function, pipeline_function
+
+    class Toy(BaseModel):
+        n: int = Field(3, description="how many")
+        uri: str = Field(description="where")
+
+    func = component_function("toy", Toy, doc="A toy.", body="    return uri * n\n", returns="str")
+    assert str(inspect.signature(func)) == "(uri: str, n: int = 3) -> str" and func("ab", 2) == "abab"
+    assert inspect.getsource(func).startswith("def toy(\n    uri: str,\n    n: int = 3,\n) -> str:")
+    run = pipeline_function(Toy, lambda p: (p.uri, p.n), name="toy")
+    assert str(inspect.signature(run)) == "(uri: str, n: int = 3)" and run("x") == ("x", 3)
+
+    class Listy(BaseModel):
+        xs: list[int] = []
+
+    with pytest.raises(TypeError, match=r"Listy\.xs: annotation"):
+        pipeline_function(Listy, lambda p: None, name="listy")
+
+
+def test_presets_are_typed_and_fail_in_one_line_naming_the_key() -> None:
+    assert all(isinstance(preset, TrainingOptions) for preset in PRESETS.values())
+    assert PRESETS["tiny"].arguments()["n_candidates"] == 6 and "seed" not in PRESETS["tiny"].arguments()
+    for bad, named in (({"n_candidate": 6}, "n_candidate=6"), ({"n_candidates": "6"}, "n_candidates='6'"),
+                       ({"allow_sft_only": "yes"}, "allow_sft_only='yes'"), ({"market_logs_uri": "s3://x"},
+                                                                             "market_logs_uri")):
+        with pytest.raises(ConfigError) as err:
+            TrainingOptions.build(**bad)
+        assert named in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
 def test_nightly_dates() -> None:
@@ -196,7 +260,7 @@ def test_parameters_are_typed_by_the_pipeline_signature() -> None:
         parse_parameters("training", ["n_candidates=many"])
     inputs = set(parse_parameters.__globals__["pipeline_function"]("training").component_spec.inputs)
     for name, preset in PRESETS.items():
-        assert set(preset) <= inputs, name
+        assert set(preset.arguments()) <= inputs, name
 
 
 def test_every_preset_validates_and_the_demo_trains_on_compact_prompts() -> None:
@@ -205,8 +269,7 @@ def test_every_preset_validates_and_the_demo_trains_on_compact_prompts() -> None
     from aigp.pipelines.params import step_configs
 
     for name, preset in PRESETS.items():
-        overrides = {k.removesuffix("_config_yaml"): v for k, v in preset.items() if k.endswith("_config_yaml")}
-        configs = step_configs(model_size=preset["model_size"], overrides=overrides)  # raises naming a bad field
+        configs = step_configs(preset)  # raises naming a bad field
         if name in ("demo", "tiny"):
             distill, gate = yaml.safe_load(configs["distill"]), yaml.safe_load(configs["gate"])
             assert distill["prompt"]["compact"] and distill["temperature"] == 0.0
@@ -276,7 +339,7 @@ def test_compact_presets_decode_enough_tokens_for_the_whole_action() -> None:
     widest = '{"discount_change": -0.05, "new_discount": 0.875}<|im_end|>'
     needed = len(tokenizer(widest, add_special_tokens=False)["input_ids"])
     for name in ("tiny", "demo"):
-        gate = yaml.safe_load(PRESETS[name]["gate_config_yaml"])
-        sampling = yaml.safe_load(PRESETS[name]["sampling_config_yaml"])
+        gate = yaml.safe_load(PRESETS[name].gate_config_yaml)
+        sampling = yaml.safe_load(PRESETS[name].sampling_config_yaml)
         assert gate["policy"]["generation"]["max_new_tokens"] >= needed, (name, needed)
         assert sampling["generation"]["max_new_tokens"] >= needed, (name, needed)

@@ -76,7 +76,7 @@ def stage_training_pipeline(ctx: DemoContext) -> str:
     from aigp.registry.model_registry import ModelRegistry
 
     root = Path(ctx.root) / "pipeline"
-    preset = dict(PRESETS[ctx.pipeline_size])
+    preset = PRESETS[ctx.pipeline_size].arguments()
     preset["gate_config_yaml"] = preset["gate_config_yaml"] + "\n" + DEMO_FLOORS
     params = local_parameters(ctx.market.path, seed=ctx.seed, **preset)
     console.print("[bold yellow]DEMO GATE:[/] the format, compliance, judge and A/B floors are OFF in the demo "

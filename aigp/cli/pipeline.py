@@ -43,8 +43,9 @@ def run(
             raise ValueError(f"--size {size!r}: expected one of {sorted(PRESETS)}")
         if logs is None and "market_logs_uri" not in overrides:
             raise ValueError("--logs DIR (a market log directory, `aigp simulate`) is required for training")
-        arguments: dict[str, Any] = local_parameters(logs, **{**PRESETS[size], **overrides}) if logs else {
-            **PRESETS[size], **overrides}
+        preset = PRESETS[size].arguments()
+        arguments: dict[str, Any] = local_parameters(logs, **{**preset, **overrides}) if logs else {
+            **preset, **overrides}
     else:
         arguments = overrides
     console.print(f"running the {pipeline} pipeline locally under {root}")

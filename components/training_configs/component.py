@@ -1,40 +1,26 @@
 """KFP component: the training pipeline's typed parameters -> validated per-step config YAML (logic in
-``aigp.pipelines.params``)."""
+``aigp.pipelines.params``).
 
-from typing import NamedTuple
+Its inputs are :class:`aigp.pipelines.params.StepParameters`' fields: the function is generated from the model
+(``aigp.pipelines.signatures.component_function``), and its generated source is what the IR embeds."""
 
 from kfp import dsl
 
 from aigp.components._image import AIGP_IMAGE
+from aigp.pipelines.params import STEPS, StepParameters
+from aigp.pipelines.signatures import args_section, component_function
 
+DOC = ("Merge ΔQ, Δa, β, the seed and the model size's prompt budget into each step's YAML override and\n"
+       "validate every config (a bad field fails here, naming it, before any training step runs).\n\n"
+       + args_section(StepParameters))
 
-@dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)
-def training_configs(
-    model_size: str = "tiny",
-    delta_q: float = 0.05,
-    delta_a: float = 0.02,
-    beta: float = 0.1,
-    seed: int = 0,
-    threads: int = 0,
-    distill_config_yaml: str = "",
-    ltve_config_yaml: str = "",
-    sft_config_yaml: str = "",
-    sampling_config_yaml: str = "",
-    pairs_config_yaml: str = "",
-    dpo_config_yaml: str = "",
-    gate_config_yaml: str = "",
-) -> NamedTuple(  # type: ignore[valid-type]  # KFP's named outputs
-        "StepConfigs", [("distill", str), ("ltve", str), ("sft", str), ("sampling", str), ("pairs", str),
-                        ("dpo", str), ("gate", str)]):
-    """Merge ΔQ, Δa, β, the seed and the model size's prompt budget into each step's YAML override and
-    validate every config (a bad field fails here, naming it, before any training step runs)."""
-    from collections import namedtuple
+BODY = """\
+    arguments = dict(locals())
+    from aigp.pipelines.params import step_outputs
 
-    from aigp.pipelines.params import STEPS, step_configs
+    return step_outputs(arguments)
+"""
 
-    configs = step_configs(model_size=model_size, delta_q=delta_q, delta_a=delta_a, beta=beta, seed=seed,
-                           threads=threads,
-                           overrides={"distill": distill_config_yaml, "ltve": ltve_config_yaml,
-                                      "sft": sft_config_yaml, "sampling": sampling_config_yaml,
-                                      "pairs": pairs_config_yaml, "dpo": dpo_config_yaml, "gate": gate_config_yaml})
-    return namedtuple("StepConfigs", STEPS)(*(configs[s] for s in STEPS))
+training_configs = dsl.component(base_image=AIGP_IMAGE, install_kfp_package=False)(component_function(
+    "training_configs", StepParameters, doc=DOC, body=BODY, namespace={"__name__": __name__},
+    returns=f"NamedTuple('StepConfigs', [{', '.join(f'({s!r}, str)' for s in STEPS)}])"))
