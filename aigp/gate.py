@@ -7,7 +7,7 @@ A candidate is evaluated on a held-out time window of decision logs (rows it nev
   actions on the window's expert rows;
 - the format/parse failure rate of its raw outputs, and its A_safe compliance *before* projection (the
   projection hides an unsafe proposal; the gate does not);
-- the rule judge's score (:class:`aigp.llm.judge.RuleJudge`, four dimensions, 1-5) of a sample of its
+- the rule judge's score (:class:`aigp.distillation.judge.RuleJudge`, four dimensions, 1-5) of a sample of its
   full-reasoning outputs;
 - where the data comes from the simulator, a paired counterfactual A/B (:func:`aigp.ab.run_counterfactual`):
   the candidate and the price-sales baseline price the same fresh cohort.
@@ -316,7 +316,7 @@ def proposal_metrics(rows: pd.DataFrame, proposals: pd.DataFrame, *, ltve: Any |
 def judge_metrics(prompts: Sequence[Any], responses: Sequence[str | None]) -> dict[str, float]:
     """Rule-judge score of full-reasoning outputs: ``judge_score`` = the lowest of the four dimensions' mean
     scores (1-5), each dimension's mean and the share judged perfect (what the SFT filter keeps)."""
-    from aigp.llm.judge import DIMENSIONS, RuleJudge
+    from aigp.distillation.judge import DIMENSIONS, RuleJudge
 
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")

@@ -5,7 +5,7 @@ share, with no MLOps framework in it (features arrive as rows, the predictor is 
 
 - :class:`PricingConfig`: the prompt (``aigp.llm.prompt.PromptConfig``), how the predictor is called, and the
   experiment (salted-hash groups, paper App. B.1, each group served by one registered model version);
-- :class:`~aigp.llm.client.PredictorClient` (the one OpenAI-compatible transport, ``aigp.llm.client``): the
+- :class:`~aigp.openai_compat.client.PredictorClient` (the one OpenAI-compatible transport): the
   ``/completions`` route with the request and response shapes vLLM uses (KServe's Hugging Face runtime with
   the vLLM backend in production, the local transformers predictor of ``serving/predictor.py`` here). Up to
   ``request_size`` prompts go in one request (``"prompt": [...]``, as vLLM accepts), so the server batches them;
@@ -43,10 +43,10 @@ from aigp.ab.partition import assign_groups
 from aigp.action import MAX_DISCOUNT, MIN_DISCOUNT, TOLERANCE
 from aigp.config import StrictConfig
 from aigp.decisions import DECISION_COLUMNS, FEATURE_COLUMNS, FallbackReason, validate_decisions
-from aigp.llm.client import CompletionResult, PredictorClient
 from aigp.llm.knowledge import KnowledgeBase
 from aigp.llm.parser import has_action_field, json_objects, parse_action
 from aigp.llm.prompt import MISSING_MARKER, PROMPT_VERSION, Prompt, PromptConfig, approx_tokens, build_prompt
+from aigp.openai_compat.client import CompletionResult, PredictorClient
 from aigp.schema import FEATURES
 
 FEATURE_SERVICE = "llm_prompt"  # the Feast feature service a pricing prompt reads

@@ -87,8 +87,8 @@ def split_training_sets(frame: pd.DataFrame, config: SplitConfig | None = None) 
 def base_model_corpus(rows: pd.DataFrame, *, n: int = 300, seed: int = 0) -> list[str]:
     """The tokenizer corpus of a base model: system and user prompts (full and [ACT_ONLY]) of ``n`` sampled
     rows and the built-in teacher's answers, so the vocabulary covers what SFT and DPO will feed it."""
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.prompt import PromptConfig, build_prompt
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     sample = rows.sample(n=min(n, len(rows)), random_state=seed) if len(rows) > n else rows
     teacher, corpus = KnowledgeBaseTeacher(), []

@@ -76,12 +76,12 @@ def main() -> None:
     from aigp.align.policy import LLMPricingPolicy, PolicyConfig, act_only_config, propose_on_rows
     from aigp.align.training import ALL_LINEAR_MODULES
     from aigp.align.variants import VARIANT_TITLES, VARIANTS, VariantRun, VariantsConfig, train_variants
+    from aigp.distillation.distill import DistillConfig, run_distill, sft_records
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.io import write_json
-    from aigp.llm.distill import DistillConfig, run_distill, sft_records
     from aigp.llm.model_factory import SIZES, BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher
     from aigp.ltve.artifact import load_model, save_model
     from aigp.ltve.dataset import training_frame_from_logs
     from aigp.ltve.evaluate import MonteCarloConfig, pair_truth

@@ -322,7 +322,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as a hang")
     parser.add_argument("--seed", type=int, default=19)
     args = parser.parse_args()
-    from aigp.llm.local_endpoint import LocalOpenAIServer
+    from aigp.openai_compat.local_endpoint import LocalOpenAIServer
     from aigp.pricing import PricingConfig
     from aigp.serving.features import active_skus
     from aigp.serving.transformer import TransformerConfig, serve_local_transformer

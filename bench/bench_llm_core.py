@@ -60,11 +60,11 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from aigp.ab.experiment import ABConfig, run_counterfactual
-    from aigp.llm.judge import RuleJudge, agreement, filter_report, planted_defect_set
+    from aigp.distillation.judge import RuleJudge, agreement, filter_report, planted_defect_set
+    from aigp.distillation.teacher import KnowledgeBaseTeacher, TeacherPolicy
     from aigp.llm.model_factory import SIZES, BaseModelConfig, build_base_model, model_metadata, token_counter
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher, TeacherPolicy
     from aigp.market.config import MarketConfig
     from aigp.market.logs import logged_history, simulate_to_directory
     from aigp.market.policies import build_baselines

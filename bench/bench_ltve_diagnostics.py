@@ -358,8 +358,8 @@ def main() -> None:
 def run_ab(args: argparse.Namespace, frame: pd.DataFrame, models: dict[str, Any], chosen: str, timed: Any
            ) -> dict[str, Any]:
     from aigp.ab.experiment import ABConfig, analyse, run_counterfactual, sku_outcomes
+    from aigp.distillation.teacher import TeacherPolicy
     from aigp.evaluation.harness import replay_logged_states
-    from aigp.llm.teacher import TeacherPolicy
     from aigp.ltve.dataset import time_split
     from aigp.ltve.diagnostics import policy_validity
     from aigp.ltve.evaluate import evaluation_cohort

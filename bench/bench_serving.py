@@ -204,9 +204,9 @@ def overhead(root: Path, feature_data: Path, state: Path, date: dt.date, n1: int
 
 def throughput(root: Path, feature_data: Path, state: Path, date: dt.date, max_tokens: int,
                seed: int) -> tuple[list[dict], float]:
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import BaseModelConfig, build_base_model, model_metadata
     from aigp.llm.prompt import PromptConfig, build_prompt
-    from aigp.llm.teacher import KnowledgeBaseTeacher
     from aigp.pricing import PredictorSettings, PricingConfig
     from aigp.serving.batch import BatchPricingConfig, run_batch_pricing
     from aigp.serving.features import EmbeddedFeatureSource, active_skus

@@ -10,7 +10,7 @@ One process, 1 torch thread by default, on the shared 2-core machine: simulate a
 (``aigp.ltve.train``), resolve the base ``smollm2`` (``aigp.llm.model_factory.resolve_model``: converted from the
 wheel's GGUF once and cached; the conversion's own wall/CPU time is read from the cached model's metadata),
 label ``--train`` compact prompts of the training window with the knowledge-base teacher (judged,
-``aigp.llm.distill``), LoRA SFT (rank 16, all linear layers, ``aigp.align.sft.run_sft``), then greedy-decode
+``aigp.distillation.distill``), LoRA SFT (rank 16, all linear layers, ``aigp.align.sft.run_sft``), then greedy-decode
 held-out expert rows of SKUs launched after the LTVE's cutoff (``aigp.align.policy.propose_on_rows``) and score
 them with ``aigp.policy_metrics.offline_policy_metrics``; the teacher's greedy answer to the same compact prompt
 is the reference. The zero-shot base is decoded on the first ``--zero-shot`` held-out prompts for its parse
@@ -108,13 +108,13 @@ def main() -> None:
     from aigp.align.policy import LLMPricingPolicy, PolicyConfig, act_only_config, propose_on_rows
     from aigp.align.sft import SFTStepConfig, run_sft
     from aigp.align.training import ALL_LINEAR_MODULES
-    from aigp.llm.distill import DistillConfig, generate, judge_filter
+    from aigp.distillation.distill import DistillConfig, generate, judge_filter
+    from aigp.distillation.teacher import KnowledgeBaseTeacher, TeacherPolicy
     from aigp.llm.model_factory import model_metadata, resolve_model, token_counter
     from aigp.llm.parser import parse_action
     from aigp.llm.pretrained import MissingExtraError
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher, TeacherPolicy
     from aigp.ltve.artifact import load_model, save_model
     from aigp.ltve.dataset import training_frame_from_logs
     from aigp.ltve.train import LTVETrainConfig, train_ltve

@@ -7,7 +7,7 @@ sweep of model size against minutes.
 
 One process, 2 shared CPU cores, no hub: simulate a market log, sample prompt rows (train and test on disjoint
 SKUs), build the compact ``[ACT_ONLY]`` prompts (``PromptConfig(act_only=True, compact=True)``), label them
-with the teacher through the distillation step (``aigp.llm.distill.generate`` + ``judge_filter``: judged,
+with the teacher through the distillation step (``aigp.distillation.distill.generate`` + ``judge_filter``: judged,
 temperature ``--temperature``), build each base model's tokenizer on those prompts, full fine-tune it with
 ``aigp.align.sft.run_sft`` for ``--steps`` steps, and greedy-decode the test prompts
 (``aigp.align.policy.propose_on_rows``). The teacher's reference action on a test prompt is its greedy
@@ -115,12 +115,12 @@ def main() -> None:
 
     from aigp.align.policy import PolicyConfig, propose_on_rows
     from aigp.align.sft import SFTStepConfig, run_sft
-    from aigp.llm.distill import DistillConfig, generate, judge_filter
+    from aigp.distillation.distill import DistillConfig, generate, judge_filter
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import build_base_model, model_metadata
     from aigp.llm.parser import parse_action
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher
     from aigp.market.config import MarketConfig
     from aigp.market.logs import simulate_to_directory
     from bench._report import markdown_table, write_section

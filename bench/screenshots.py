@@ -8,7 +8,7 @@
   onto A_safe; no LLM, so the page renders in seconds), judge and A/B off;
 - ``decision.png``: the decision report (``report.html``) of two nights of batch pricing
   (``aigp.serving.batch.run_batch_pricing``) on the market log's features, answered over the OpenAI API by the
-  built-in knowledge-base teacher (``aigp.llm.teacher``; no trained LLM, so it prices in seconds), the second
+  built-in knowledge-base teacher (``aigp.distillation.teacher``; no trained LLM, so it prices in seconds), the second
   night shown with the first as its yesterday; the details of the first SKU listed that was priced both
   nights are opened, as an operator would. The features are the log's: the first night's decisions do not
   feed back into them, so "discount in effect yesterday" is the log's, not the first night's new discount.
@@ -119,10 +119,10 @@ def gate_page(work: Path, logs_dir: Path) -> Path:
 
 
 def decision_page(work: Path, logs_dir: Path, max_skus: int = 20) -> Path:
+    from aigp.distillation.teacher import teacher_backend
     from aigp.feature_repo.store import open_store
     from aigp.ingest import ingest_logs, read_manifest
-    from aigp.llm.local_endpoint import LocalOpenAIServer
-    from aigp.llm.teacher import teacher_backend
+    from aigp.openai_compat.local_endpoint import LocalOpenAIServer
     from aigp.serving.batch import RATIONALES, REPORT, BatchPricingConfig, RunPaths, run_batch_pricing
 
     features, state = work / "features", work / "feature-state"

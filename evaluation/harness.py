@@ -350,10 +350,10 @@ def _table2(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, progress: bool) 
 
 
 def _train_baselines(ev: Evaluation, frame: pd.DataFrame, logs: Any, progress: bool) -> dict[str, Any]:
+    from aigp.distillation.teacher import TeacherPolicy
     from aigp.evaluation.baselines.ddpg import DDPGConfig, train_ddpg
     from aigp.evaluation.baselines.dt import DTConfig, train_dt
     from aigp.evaluation.baselines.sac import SACConfig, train_sac
-    from aigp.llm.teacher import TeacherPolicy
     from aigp.ltve.dataset import time_split
     from aigp.market.policies import ExpertPolicy, OraclePolicy, PriceSalesPolicy, StaticPolicy
 
@@ -584,9 +584,9 @@ def _prompt_config(mode: str) -> Any:
 
 
 def _teacher_actions(text_rows: pd.DataFrame, mode: str) -> np.ndarray:
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.parser import parse_action
     from aigp.llm.prompt import build_prompt
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     teacher, cfg = KnowledgeBaseTeacher(), _prompt_config(mode)
     out = np.zeros(len(text_rows))
@@ -597,9 +597,9 @@ def _teacher_actions(text_rows: pd.DataFrame, mode: str) -> np.ndarray:
 
 
 def _judge_teacher(ev: Evaluation, text_rows: pd.DataFrame, judged: dict[str, list[float]]) -> None:
-    from aigp.llm.judge import RuleJudge
+    from aigp.distillation.judge import RuleJudge
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.prompt import build_prompt
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     judge, teacher = RuleJudge(), KnowledgeBaseTeacher()
     scores = []
@@ -630,7 +630,7 @@ def _llm_judge_scores(model_dir: Path, text_rows: pd.DataFrame, settings: Evalua
     """The rule judge's totals of the variant's full-reasoning answers (as deployed) on ``text_rows``."""
     from aigp.align.generation import LoadedModel
     from aigp.align.policy import propose_on_rows
-    from aigp.llm.judge import RuleJudge
+    from aigp.distillation.judge import RuleJudge
     from aigp.llm.prompt import build_prompt
 
     if text_rows.empty:
@@ -649,11 +649,11 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
     ``bench/bench_alignment.py`` wires them)."""
     from aigp.align.training import ALL_LINEAR_MODULES
     from aigp.align.variants import VariantsConfig, train_variants
-    from aigp.llm.distill import DistillConfig, run_distill, sft_records
+    from aigp.distillation.distill import DistillConfig, run_distill, sft_records
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import SIZES, BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher
     from aigp.ltve.evaluate import MonteCarloConfig, pair_truth
 
     s: EvaluationSettings = ctx["settings"]
@@ -947,7 +947,7 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
         rows = [[r["policy"], str(r["responses"]), _num(r["mean_total"], 2), _pct(r["kept_share"]),
                  _num(r["paper_total"], 2)] for r in ev.judge.to_dict("records")]
         body = _md(["variant", "responses", "mean judge total /20", "all four 5/5", "paper (Fig. 4)"], rows)
-        body += "\n\nRule judge (`aigp.llm.judge.RuleJudge`); paper: Qwen3-235B teacher 19.80."
+        body += "\n\nRule judge (`aigp.distillation.judge.RuleJudge`); paper: Qwen3-235B teacher 19.80."
         out.append(("Fig. 4 — judge scores", body))
 
     if ev.stability is not None:

@@ -78,8 +78,8 @@ def step_configs(parameters: StepParameters | None = None) -> dict[str, str]:
     from aigp.align.pairs import PairsConfig
     from aigp.align.sampling import SamplingConfig
     from aigp.align.sft import SFTStepConfig
+    from aigp.distillation.distill import DistillConfig
     from aigp.gate import GateConfig
-    from aigp.llm.distill import DistillConfig
     from aigp.llm.model_factory import SIZES
     from aigp.ltve.train import LTVETrainConfig
 

@@ -72,10 +72,10 @@ def _champion(model_name: str, log: Callable[[str], Any]) -> tuple[str, str] | N
 def _base_model(ctx: DemoContext, log: Callable[[str], Any]) -> Path:
     if ctx.base_model:
         return Path(ctx.base_model)
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     teacher, corpus = KnowledgeBaseTeacher(), []
     for row in load_prompt_rows(ctx.market.path, n=100, seed=int(ctx.seed) + 1).to_dict("records"):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from aigp.distillation.teacher import KnowledgeBaseTeacher
 from aigp.llm.prompt import PromptConfig, build_prompt
-from aigp.llm.teacher import KnowledgeBaseTeacher
 
 # Short prompts keep the tiny model's sequences near 800 tokens (CPU test time); the alignment code does
 # not depend on which sections a prompt has.

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from aigp.llm.local_endpoint import GenerationParams, Overloaded
-from aigp.llm.teacher import teacher_backend
+from aigp.distillation.teacher import teacher_backend
+from aigp.openai_compat.local_endpoint import GenerationParams, Overloaded
 
 MODEL = "aigp-pricing"
 
@@ -40,7 +40,7 @@ assert len(HOSTILE_TEXTS[7]) > 95_000
 
 
 # ---------------------------------------------------------------------------------------------------------
-# a scriptable OpenAI-compatible predictor on loopback (aigp.llm.local_endpoint)
+# a scriptable OpenAI-compatible predictor on loopback (aigp.openai_compat.local_endpoint)
 # ---------------------------------------------------------------------------------------------------------
 _SKU = re.compile(r"sku_id: (\d+)")
 

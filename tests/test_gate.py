@@ -162,9 +162,9 @@ def test_unmeasured_metric_fails_a_configured_floor() -> None:
 
 
 def test_judge_scores_teacher_responses_high_and_garbage_low(market_logs) -> None:
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.prompt import build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     rows = load_prompt_rows(market_logs.path, n=6, seed=1).to_dict("records")
     prompts = [build_prompt(r) for r in rows]

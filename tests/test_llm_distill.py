@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from aigp.cli import app
 from aigp.cli.demo_context import DemoContext
-from aigp.llm.distill import (
+from aigp.distillation.distill import (
     DISTILL_FILE,
     MANIFEST_FILE,
     REJECTED_FILE,
@@ -22,11 +22,11 @@ from aigp.llm.distill import (
     run_distill,
     sft_records,
 )
-from aigp.llm.judge import rule_judge_backend
-from aigp.llm.local_endpoint import LocalOpenAIServer
+from aigp.distillation.judge import rule_judge_backend
+from aigp.distillation.teacher import teacher_backend
 from aigp.llm.parser import parse_action
 from aigp.llm.rows import load_prompt_rows
-from aigp.llm.teacher import teacher_backend
+from aigp.openai_compat.local_endpoint import LocalOpenAIServer
 
 
 def test_rows_from_logs_are_point_in_time(market_logs) -> None:

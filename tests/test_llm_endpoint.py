@@ -1,6 +1,6 @@
 """The teacher and judge clients against a real OpenAI-compatible HTTP server on loopback (no mocks).
 
-The server (``aigp.llm.local_endpoint``) answers ``/v1/chat/completions`` and ``/v1/completions`` in vLLM's
+The server (``aigp.openai_compat.local_endpoint``) answers ``/v1/chat/completions`` and ``/v1/completions`` in vLLM's
 response shape, with the built-in teacher and the rule judge as its models; the tests talk to it over TCP
 with our client and with the ``openai`` SDK.
 """
@@ -14,11 +14,11 @@ import httpx
 import pytest
 from llm_support import LOW_STOCK, MID, behind_pace_row
 
-from aigp.llm.client import EndpointConfig, OpenAICompatibleClient
-from aigp.llm.judge import CombinedJudge, LLMJudge, RuleJudge, rule_judge_backend
-from aigp.llm.local_endpoint import LocalOpenAIServer, Overloaded
+from aigp.distillation.judge import CombinedJudge, LLMJudge, RuleJudge, rule_judge_backend
+from aigp.distillation.teacher import KnowledgeBaseTeacher, teacher_backend
 from aigp.llm.prompt import build_prompt
-from aigp.llm.teacher import KnowledgeBaseTeacher, teacher_backend
+from aigp.openai_compat.client import EndpointConfig, OpenAICompatibleClient
+from aigp.openai_compat.local_endpoint import LocalOpenAIServer, Overloaded
 
 TEACHER = KnowledgeBaseTeacher()
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from llm_support import LAUNCH, LOW_STOCK, MID, behind_pace_row, roi_below_target_row, row
 
-from aigp.llm import defects
-from aigp.llm.judge import (
+from aigp.distillation import defects
+from aigp.distillation.judge import (
     DIMENSIONS,
     RuleJudge,
     agreement,
@@ -17,9 +17,9 @@ from aigp.llm.judge import (
     planted_defect_set,
     read_judge_messages,
 )
+from aigp.distillation.teacher import KnowledgeBaseTeacher
 from aigp.llm.prompt import PromptConfig, build_prompt
 from aigp.llm.prompt_reader import parse_prompt
-from aigp.llm.teacher import KnowledgeBaseTeacher
 
 TEACHER = KnowledgeBaseTeacher()
 JUDGE = RuleJudge()

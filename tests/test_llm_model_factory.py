@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from llm_support import LAUNCH, LOW_STOCK, MID, behind_pace_row
 
+from aigp.distillation.teacher import KnowledgeBaseTeacher
 from aigp.llm.model_factory import (
     SIZES,
     BaseModelConfig,
@@ -18,7 +19,6 @@ from aigp.llm.model_factory import (
 )
 from aigp.llm.prompt import PromptConfig, build_prompt, render_chatml
 from aigp.llm.sanitize import ACT_ONLY_TOKEN
-from aigp.llm.teacher import KnowledgeBaseTeacher
 from aigp.registry import storage
 from aigp.registry.storage import StorageError
 

@@ -139,7 +139,7 @@ def test_chatml_rendering() -> None:
 def test_compact_form_is_short_act_only_and_the_teacher_decides_on_it_as_on_the_full_prompt() -> None:
     from llm_support import LOW_STOCK, behind_pace_row, roi_below_target_row
 
-    from aigp.llm.teacher import KnowledgeBaseTeacher
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
 
     with pytest.raises(ValueError, match="compact: true needs act_only"):
         PromptConfig(compact=True)

@@ -9,11 +9,11 @@ import pytest
 from llm_support import LAUNCH, LOW_STOCK, MID, behind_pace_row, roi_below_target_row, row
 
 from aigp.action import is_safe
-from aigp.llm.judge import RuleJudge
+from aigp.distillation.judge import RuleJudge
+from aigp.distillation.teacher import KnowledgeBaseTeacher, TeacherConfig, TeacherPolicy
 from aigp.llm.parser import parse_action
 from aigp.llm.prompt import PromptConfig, build_prompt
 from aigp.llm.prompt_reader import parse_prompt
-from aigp.llm.teacher import KnowledgeBaseTeacher, TeacherConfig, TeacherPolicy
 from aigp.market.config import MarketConfig
 from aigp.market.policies import RandomPolicy
 from aigp.market.simulator import Market

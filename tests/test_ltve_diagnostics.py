@@ -322,7 +322,7 @@ def test_ltve_greedy_takes_the_q_argmax_inside_a_safe(model, market_logs) -> Non
 
 
 def test_best_of_m_picks_the_best_sample_and_best_of_one_is_the_teacher(model, market_logs) -> None:
-    from aigp.llm.teacher import TeacherPolicy
+    from aigp.distillation.teacher import TeacherPolicy
     from aigp.ltve.policies import BestOfMPolicy
 
     obs = _observation(market_logs, 4)

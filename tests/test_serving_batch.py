@@ -18,7 +18,7 @@ import yaml
 from serving_support import MODEL, ScriptedPredictor, build_feature_store, in_a_safe, registry_env
 
 from aigp.decisions import validate_decisions
-from aigp.llm.local_endpoint import LocalOpenAIServer
+from aigp.openai_compat.local_endpoint import LocalOpenAIServer
 from aigp.serving.batch import BatchPricingConfig, BatchSummary, RunConflict, RunPaths, run_batch_pricing
 from aigp.serving.features import active_skus
 

@@ -24,10 +24,10 @@ def champion(tmp_path_factory) -> tuple[dict[str, str], str]:
     """A registry whose champion is a real (tiny) model; returns its environment and storage URI."""
     import os
 
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.gate_report import GateReport
     from aigp.llm.model_factory import BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
-    from aigp.llm.teacher import KnowledgeBaseTeacher
     from aigp.registry.model_registry import ModelRegistry
 
     root = tmp_path_factory.mktemp("demo_registry")

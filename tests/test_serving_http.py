@@ -31,7 +31,7 @@ from llm_support import LAUNCH, LOW_STOCK, MID
 from serving_support import HOSTILE_TEXTS, MODEL, ScriptedPredictor, build_feature_store, in_a_safe, registry_env
 
 from aigp.ingest import table_file
-from aigp.llm.local_endpoint import LocalOpenAIServer
+from aigp.openai_compat.local_endpoint import LocalOpenAIServer
 from aigp.pricing import ExperimentConfig
 from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP, Group
 
@@ -59,9 +59,9 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240.0) -
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     teacher, corpus = KnowledgeBaseTeacher(), []
     for row in (MID, LAUNCH, LOW_STOCK):

@@ -17,7 +17,7 @@ from serving_support import MODEL, ScriptedPredictor, in_a_safe
 from aigp.ab.partition import assign_groups
 from aigp.config import ConfigError
 from aigp.decisions import FallbackReason
-from aigp.llm.local_endpoint import LocalOpenAIServer
+from aigp.openai_compat.local_endpoint import LocalOpenAIServer
 from aigp.pricing import (
     Arm,
     ExperimentConfig,

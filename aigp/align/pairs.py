@@ -24,8 +24,8 @@ import pandas as pd
 from pydantic import Field
 
 from aigp.config import StrictConfig
+from aigp.distillation.teacher import format_discount
 from aigp.io import write_json, write_parquet
-from aigp.llm.teacher import format_discount
 
 PAIRS_FILE = "pairs.jsonl"
 PAIRS_TABLE = "pairs.parquet"

@@ -2,7 +2,7 @@
 
 Each prompt row becomes an ``[ACT_ONLY]`` prompt (within the model's prompt budget); the policy samples
 ``n_candidates`` JSON actions with temperature / top-k / top-p, in batches with transformers in-process or
-through an OpenAI-compatible endpoint (``aigp.llm.client``) when one is configured. Every sample is read by Ψ
+through an OpenAI-compatible endpoint (``aigp.openai_compat.client``) when one is configured. Every sample is read by Ψ
 (``aigp.llm.parser.parse_action``); only candidates whose own proposal is inside A_safe are kept (the paper
 keeps candidates in A_safe; a projected proposal is not what the model said), and duplicates (the same
 discount change, to 4 decimals) are removed per prompt.
@@ -27,9 +27,9 @@ from pydantic import Field
 from aigp.align.generation import GenerationConfig, LoadedModel, generate
 from aigp.config import StrictConfig
 from aigp.io import write_json, write_parquet
-from aigp.llm.client import EndpointConfig
 from aigp.llm.parser import parse_action
 from aigp.llm.prompt import PromptConfig, build_prompt
+from aigp.openai_compat.client import EndpointConfig
 
 ROWS_FILE = "rows.parquet"
 CANDIDATES_FILE = "candidates.parquet"
@@ -68,7 +68,7 @@ def sample_texts(messages: Sequence[list[dict[str, str]]], config: SamplingConfi
                  loaded: LoadedModel | None) -> list[list[str]]:
     """``n_candidates`` raw outputs per prompt, in-process or from the endpoint."""
     if config.endpoint is not None:
-        from aigp.llm.client import OpenAICompatibleClient
+        from aigp.openai_compat.client import OpenAICompatibleClient
 
         g = config.generation
         endpoint = config.endpoint.with_updates(temperature=min(g.temperature, 2.0), top_p=g.top_p,

@@ -70,9 +70,9 @@ def split_records(records: Sequence[Mapping[str, Any]], share: float, seed: int)
 def act_only_record(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The [ACT_ONLY] twin of a full-reasoning record: same prompt content with the act-only task and control
     token, the completion reduced to the record's JSON action (None when the record is not a full one)."""
+    from aigp.distillation.teacher import format_discount
     from aigp.llm.parser import last_json_object
     from aigp.llm.prompt import PromptConfig, task_text
-    from aigp.llm.teacher import format_discount
 
     messages = [dict(m) for m in record["prompt"]]
     user = messages[-1]["content"]

@@ -31,7 +31,7 @@ def tracking(tracker: StepTracker | None, run_name: str, config: Any) -> Abstrac
 
 def sft_step(distillation_set: str | Path, base_model: str | Path, out: str | Path,
              config: SFTStepConfig | None = None, *, tracker: StepTracker | None = None) -> SFTResult:
-    from aigp.llm.distill import sft_records
+    from aigp.distillation.distill import sft_records
 
     cfg = config or SFTStepConfig()
     records = sft_records(distillation_set)

@@ -16,8 +16,8 @@ from aigp.pricing import DEFAULT_MODEL_NAME
 if TYPE_CHECKING:
     from aigp.ab.experiment import ABResult
     from aigp.ab.report import DailyOutcomeSink
+    from aigp.distillation.distill import DistillResult
     from aigp.feature_repo.store import AigpFeatureStore
-    from aigp.llm.distill import DistillResult
     from aigp.market.logs import LogDirectory
     from aigp.monitoring.job import MonitorResult
     from aigp.serving.batch import BatchSummary

@@ -55,8 +55,8 @@ def distill(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Generate teacher reasoning for sampled prompts, judge it, keep the perfect ones."""
+    from aigp.distillation.distill import DistillConfig, run_distill
     from aigp.io import write_json
-    from aigp.llm.distill import DistillConfig, run_distill
 
     cfg = DistillConfig.from_yaml(config) if config else DistillConfig()
     prompt = cfg.prompt.model_dump()
@@ -98,10 +98,10 @@ def distill(
 def stage_base_model(ctx: DemoContext) -> str:
     """The `small` base model: a tokenizer trained on prompts (full and [ACT_ONLY]) and teacher responses
     from the logs, a Qwen3 config; SFT and DPO start from it."""
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import BaseModelConfig, build_base_model, model_metadata
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     teacher, corpus = KnowledgeBaseTeacher(), []
     for row in load_prompt_rows(ctx.market.path, n=ctx.corpus_prompts, seed=ctx.seed + 1).to_dict(
@@ -119,7 +119,7 @@ def stage_base_model(ctx: DemoContext) -> str:
 def stage_distill(ctx: DemoContext) -> str:
     """Teacher reasoning for 300 logged decisions within the base model's prompt budget, judged; the kept
     pairs are the SFT data."""
-    from aigp.llm.distill import DistillConfig, run_distill
+    from aigp.distillation.distill import DistillConfig, run_distill
     from aigp.llm.model_factory import SIZES
 
     cfg = DistillConfig.build(n_prompts=ctx.distill_prompts, seed=ctx.seed,

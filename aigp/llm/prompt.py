@@ -95,7 +95,7 @@ _SECTIONS: dict[str, tuple[tuple[str, ...], ...]] = {
     "Competitors": (("competitor_price_index", "competitor_median_price", "price_position"),),
 }
 _PERF_COLUMNS = ("exposure", "clicks", "orders", "gmv", "spend", "ctr", "cvr", "roi")
-# The compact [ACT_ONLY] form: only what the decision reads (the playbook of aigp.llm.teacher: milestone pace,
+# The compact [ACT_ONLY] form: only what the decision reads (the playbook of aigp.distillation.teacher: milestone pace,
 # ROI budget, traffic share, click-through, stock, calendar, price position), always in this order.
 COMPACT_SECTIONS: dict[str, tuple[tuple[str, ...], ...]] = {
     "Product": (("list_price",),),

@@ -59,8 +59,8 @@ class BestOfMPolicy:
 
     def __init__(self, model: LTVEModel, *, teacher: Any | None = None, m: int = 8, temperature: float = 1.0,
                  prompt_config: Any | None = None, name: str | None = None):
+        from aigp.distillation.teacher import KnowledgeBaseTeacher
         from aigp.llm.prompt import PromptConfig
-        from aigp.llm.teacher import KnowledgeBaseTeacher
 
         if m < 1:
             raise ValueError(f"m={m} must be >= 1")

@@ -1,4 +1,4 @@
-"""KFP component: judge teacher generations and keep the perfect ones (all logic in ``aigp.llm.distill``)."""
+"""KFP component: judge teacher generations and keep the perfect ones (all logic in ``aigp.distillation.distill``)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
@@ -23,8 +23,8 @@ def judge_filter(
 
     import yaml
 
-    from aigp.llm.distill import DistillConfig, read_jsonl, write_distillation_set
-    from aigp.llm.distill import judge_filter as filter_generations
+    from aigp.distillation.distill import DistillConfig, read_jsonl, write_distillation_set
+    from aigp.distillation.distill import judge_filter as filter_generations
 
     cfg = DistillConfig.build(**(yaml.safe_load(config_yaml) or {}))
     result = filter_generations(read_jsonl(generations.path), cfg)

@@ -1,4 +1,4 @@
-"""KFP component: teacher generations for sampled prompts (all logic in ``aigp.llm.distill``)."""
+"""KFP component: teacher generations for sampled prompts (all logic in ``aigp.distillation.distill``)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
@@ -23,7 +23,7 @@ def teacher_generate(
     """
     import yaml
 
-    from aigp.llm.distill import DistillConfig, data_window, generate, write_jsonl
+    from aigp.distillation.distill import DistillConfig, data_window, generate, write_jsonl
     from aigp.llm.rows import load_prompt_rows
 
     cfg = DistillConfig.build(**(yaml.safe_load(config_yaml) or {}))

@@ -40,7 +40,7 @@ def feature_data(tmp_path_factory) -> Dataset:
 
 @pytest.fixture(scope="module")
 def predictor():
-    from aigp.llm.local_endpoint import LocalOpenAIServer
+    from aigp.openai_compat.local_endpoint import LocalOpenAIServer
 
     backend = ScriptedPredictor()
     with LocalOpenAIServer({MODEL: backend}) as server:

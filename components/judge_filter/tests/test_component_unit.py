@@ -8,7 +8,7 @@ import pytest
 from kfp.dsl import Dataset, Metrics
 
 from aigp.components.judge_filter.component import judge_filter
-from aigp.llm.distill import DistillConfig, generate, write_jsonl
+from aigp.distillation.distill import DistillConfig, generate, write_jsonl
 from aigp.llm.rows import load_prompt_rows
 from aigp.market.config import MarketConfig
 from aigp.market.logs import simulate_to_directory

@@ -8,7 +8,7 @@ import pytest
 from kfp.dsl import Dataset, Metrics, Model
 
 from aigp.components.sft.component import sft
-from aigp.llm.distill import DistillConfig, run_distill
+from aigp.distillation.distill import DistillConfig, run_distill
 from aigp.llm.model_factory import BaseModelConfig, build_base_model
 from aigp.market.config import MarketConfig
 from aigp.market.logs import simulate_to_directory

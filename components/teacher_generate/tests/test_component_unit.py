@@ -12,7 +12,7 @@ from kfp.dsl import Dataset, Metrics
 
 from aigp.components.judge_filter.component import judge_filter
 from aigp.components.teacher_generate.component import teacher_generate
-from aigp.llm.distill import read_jsonl
+from aigp.distillation.distill import read_jsonl
 from aigp.market.config import MarketConfig
 from aigp.market.logs import simulate_to_directory
 

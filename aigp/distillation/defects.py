@@ -6,7 +6,7 @@ A_safe rather than a reasoning dimension. A function returns ``None`` when its d
 response (e.g. no reviews to misread), so callers can pick another kind.
 
 The built-in teacher samples from :data:`TEACHER_DEFECTS`; the judge's planted-defect set
-(``aigp.llm.judge.planted_defect_set``) uses every kind, including ones the teacher never makes.
+(``aigp.distillation.judge.planted_defect_set``) uses every kind, including ones the teacher never makes.
 """
 
 from __future__ import annotations

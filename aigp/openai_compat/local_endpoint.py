@@ -2,7 +2,7 @@
 
 It serves ``GET /v1/models``, ``POST /v1/chat/completions`` and ``POST /v1/completions`` with the request
 and response shapes vLLM uses (``choices[].message.content`` / ``choices[].text``, ``finish_reason``,
-``usage``), so :class:`aigp.llm.client.OpenAICompatibleClient` talks to it exactly as it talks to vLLM or
+``usage``), so :class:`aigp.openai_compat.client.OpenAICompatibleClient` talks to it exactly as it talks to vLLM or
 KServe. The embedded defaults run behind it in tests and demos; a production teacher is a real endpoint.
 
 Standard library only (``http.server``), bound to loopback by default, one thread per request.

@@ -17,7 +17,7 @@ Reasoning-Decision Consistency. A response is kept only with 5/5 on all four AND
   JSON scores; :class:`CombinedJudge` takes the minimum of both per dimension.
 
 :func:`planted_defect_set` builds a labelled set (clean teacher responses and ones with one planted defect
-of each kind of ``aigp.llm.defects``) and :func:`agreement` reports the judge's agreement with the labels.
+of each kind of ``aigp.distillation.defects``) and :func:`agreement` reports the judge's agreement with the labels.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aigp.llm import defects
-from aigp.llm.client import OpenAICompatibleClient
+from aigp.distillation import defects
 from aigp.llm.diagnosis import SIGNAL_DECIMALS, compute_signals, pace_word, review_label, review_score, roi_for_rest
 from aigp.llm.parser import ParsedAction, has_action_field, json_objects, last_json_object, parse_action
 from aigp.llm.prompt import FACTOR_TITLES, Prompt, required_factors
 from aigp.llm.prompt_reader import PromptFacts, parse_prompt, user_text
+from aigp.openai_compat.client import OpenAICompatibleClient
 
 DIMENSIONS = (defects.DATA, defects.COMPLETE, defects.COHERENT, defects.CONSISTENT)
 DIMENSION_TITLES = {defects.DATA: "Data Accuracy", defects.COMPLETE: "Content Completeness",
@@ -407,7 +407,7 @@ class CombinedJudge:
 
 
 def rule_judge_backend(judge: RuleJudge | None = None):
-    """A backend for :class:`aigp.llm.local_endpoint.LocalOpenAIServer` that answers rubric requests."""
+    """A backend for :class:`aigp.openai_compat.local_endpoint.LocalOpenAIServer` that answers rubric requests."""
     rule = judge or RuleJudge()
 
     def backend(messages: list[dict[str, str]], params: object) -> list[str]:
@@ -457,7 +457,7 @@ def filter_report(verdicts: Sequence[JudgeVerdict]) -> FilterReport:
 class LabelledResponse:
     prompt: str  # the prompt's user message
     response: str
-    kind: str  # "clean" or a defect kind of aigp.llm.defects
+    kind: str  # "clean" or a defect kind of aigp.distillation.defects
     expected_keep: bool
     primary: str | None  # the dimension (or "a_safe") the defect violates
 
@@ -466,7 +466,7 @@ def planted_defect_set(prompts: Sequence[Prompt], teacher: object, *, defect_sha
                        variant_share: float = 0.3, seed: int = 0,
                        kinds: Sequence[str] = defects.KINDS) -> list[LabelledResponse]:
     """A labelled set: clean teacher responses (temperature 0), a ``variant_share`` of the clean ones
-    legitimately reworded (``aigp.llm.defects.CLEAN_VARIANTS``: bullets, fenced JSON, a labelled final line),
+    legitimately reworded (``aigp.distillation.defects.CLEAN_VARIANTS``: bullets, fenced JSON, a labelled final line),
     and one planted defect in ``defect_share`` of all responses, kinds spread evenly (a kind that does not
     apply to a response is replaced by the next).
     """

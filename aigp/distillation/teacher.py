@@ -17,7 +17,7 @@ Its policy is an operations playbook written down:
 
 Sampling noise: with temperature > 0 the teacher's judgement (its ROI margin) jitters, and with
 probability ``defect_rate x temperature`` it makes one reasoning mistake of the kinds an LLM makes
-(``aigp.llm.defects.TEACHER_DEFECTS``); the judge is there to catch them.
+(``aigp.distillation.defects.TEACHER_DEFECTS``); the judge is there to catch them.
 
 :class:`TeacherPolicy` runs any teacher as a simulator policy: prompt -> teacher -> Ψ -> action.
 """
@@ -34,7 +34,7 @@ from pydantic import Field
 
 from aigp.action import MAX_DISCOUNT, MIN_DISCOUNT
 from aigp.config import StrictConfig
-from aigp.llm import defects
+from aigp.distillation import defects
 from aigp.llm.diagnosis import (
     SIGNAL_DECIMALS,
     Signals,
@@ -462,7 +462,7 @@ class TeacherPolicy:
 
 
 def teacher_backend(teacher: Teacher | None = None):
-    """A backend for :class:`aigp.llm.local_endpoint.LocalOpenAIServer` that answers with ``teacher``
+    """A backend for :class:`aigp.openai_compat.local_endpoint.LocalOpenAIServer` that answers with ``teacher``
     (the request's temperature and seed drive its sampling noise; ``n`` samples per request)."""
     chosen = teacher or KnowledgeBaseTeacher()
 

@@ -3,7 +3,7 @@
 Two steps, so a pipeline can run (and cache) them separately:
 
 - :func:`generate`: prompt rows -> prompts (``aigp.llm.prompt``) -> teacher completions, from the built-in
-  knowledge-base teacher or a teacher endpoint (``aigp.llm.client``), ``samples_per_prompt`` each;
+  knowledge-base teacher or a teacher endpoint (``aigp.openai_compat.client``), ``samples_per_prompt`` each;
 - :func:`judge_filter`: generations -> judge verdicts (rules, plus an LLM judge endpoint when configured)
   -> kept (5/5 on all four dimensions and an action in A_safe) and rejected records, with the keep rate
   and failures per dimension.
@@ -33,11 +33,11 @@ from pydantic import Field
 
 import aigp
 from aigp.config import StrictConfig
+from aigp.distillation.judge import CombinedJudge, FilterReport, LLMJudge, RuleJudge, filter_report
+from aigp.distillation.teacher import KnowledgeBaseTeacher, TeacherConfig
 from aigp.io import write_json, write_text
-from aigp.llm.client import EndpointConfig, OpenAICompatibleClient
-from aigp.llm.judge import CombinedJudge, FilterReport, LLMJudge, RuleJudge, filter_report
 from aigp.llm.prompt import PROMPT_VERSION, PromptConfig, build_prompt
-from aigp.llm.teacher import KnowledgeBaseTeacher, TeacherConfig
+from aigp.openai_compat.client import EndpointConfig, OpenAICompatibleClient
 
 DISTILL_FILE = "distill.jsonl"
 REJECTED_FILE = "rejected.jsonl"
