@@ -98,6 +98,21 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def split_rows(log_dir: Path, train: int, test: int, seed: int):
+    """(train rows, held-out rows, held-out SKUs): prompt rows of the log, a tenth of the SKUs held out."""
+    import numpy as np
+
+    from aigp.llm.rows import load_prompt_rows
+
+    rows = load_prompt_rows(log_dir, n=train + test * 4, seed=seed)
+    skus = np.array(sorted(rows["sku_id"].unique()))
+    rng = np.random.default_rng(seed)
+    test_skus = set(rng.choice(skus, size=max(1, len(skus) // 10), replace=False).tolist())
+    is_test = rows["sku_id"].isin(test_skus).to_numpy()
+    return (rows[~is_test].head(train).reset_index(drop=True), rows[is_test].head(test).reset_index(drop=True),
+            test_skus)
+
+
 def agreement(student, teacher) -> dict[str, float]:
     import numpy as np
     from scipy.stats import spearmanr
@@ -120,7 +135,6 @@ def main() -> None:
     from aigp.llm.model_factory import build_base_model, model_metadata
     from aigp.llm.parser import parse_action
     from aigp.llm.prompt import PromptConfig, build_prompt
-    from aigp.llm.rows import load_prompt_rows
     from aigp.market.config import MarketConfig
     from aigp.market.logs import simulate_to_directory
     from bench._report import markdown_table, write_section
@@ -132,13 +146,7 @@ def main() -> None:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     logs = simulate_to_directory(MarketConfig.build(n_skus=args.skus, launch_days=60, seed=args.seed),
                                  root / "market", overwrite=True)
-    rows = load_prompt_rows(logs.path, n=args.train + args.test * 4, seed=args.seed)
-    skus = np.array(sorted(rows["sku_id"].unique()))
-    rng = np.random.default_rng(args.seed)
-    test_skus = set(rng.choice(skus, size=max(1, len(skus) // 10), replace=False).tolist())
-    is_test = rows["sku_id"].isin(test_skus).to_numpy()
-    test_rows = rows[is_test].head(args.test).reset_index(drop=True)
-    train_rows = rows[~is_test].head(args.train).reset_index(drop=True)
+    train_rows, test_rows, test_skus = split_rows(logs.path, args.train, args.test, args.seed)
     compact = PromptConfig(act_only=True, compact=True, reviews_max_chars=args.reviews_chars)
 
     t0 = time.perf_counter()

@@ -1,0 +1,214 @@
+"""DPO on the distilled student (issue 18): does DPO on LTVE-ranked pairs move the SFT student where the market
+rewards it? Continues a ``bench.bench_student`` run (its market log and its SFT model under ``--root``).
+
+    .venv/bin/python -m bench.bench_student_dpo --root /tmp/student --size tiny --train 8000 --test 300
+        [--prompts 400] [--m 8] [--ab-skus 60]
+
+One process, 2 shared CPU cores, no hub:
+
+1. the LTVE trained on the same market log (training window: SKUs launched before its cutoff);
+2. M ``[ACT_ONLY]`` candidates sampled from the SFT student on ``--prompts`` training-window prompt rows (compact
+   prompts, as the student was trained), ranked by the LTVE into preference pairs (``aigp.align.pairs``), and each
+   pair checked against the market (``aigp.ltve.evaluate.pair_truth``: the chosen and the rejected action branched
+   from the logged state, the LTVE's reward, common futures);
+3. DPO from the SFT model with the demo preset's settings (all-linear LoRA, NLL on the chosen action, the
+   parse-rate guard) — the product's recipe, not one tuned here;
+4. offline: Avg Q (the LTVE) of teacher / SFT / SFT+DPO actions on the held-out prompts and how far each moved;
+5. a 14-day paired counterfactual A/B on a fresh cohort: price-sales (control), the knowledge-base teacher, SFT,
+   SFT+DPO and the oracle, every policy on the same SKUs (``aigp.ab.run_counterfactual``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # defaults: bench.bench_student's (``make bench`` runs it first); pass the student run's own otherwise
+    p.add_argument("--root", type=Path, default=Path("runs/bench/student"),
+                   help="a bench.bench_student --root (market/ and sft_<size>/)")
+    p.add_argument("--size", default="small", help="which of the student's models (sft_<size>)")
+    p.add_argument("--train", type=int, default=20000, help="the student run's --train (its train/test split)")
+    p.add_argument("--test", type=int, default=400, help="the student run's --test")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--reviews-chars", type=int, default=160)
+    p.add_argument("--ltve-steps", type=int, default=3000)
+    p.add_argument("--prompts", type=int, default=400, help="training-window prompts candidates are sampled on")
+    p.add_argument("--m", type=int, default=8, help="candidates per prompt")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--delta-q", type=float, default=0.05)
+    p.add_argument("--delta-a", type=float, default=0.02)
+    p.add_argument("--dpo-epochs", type=float, default=2.0)
+    p.add_argument("--dpo-lr", type=float, default=2e-3)
+    p.add_argument("--truth-rollouts", type=int, default=8)
+    p.add_argument("--ab-skus", type=int, default=60)
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-write", action="store_true")
+    return p.parse_args()
+
+
+def main() -> None:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from aigp.ab.experiment import ABConfig, run_counterfactual
+    from aigp.align.dpo import DPOStepConfig, run_dpo
+    from aigp.align.generation import LoadedModel
+    from aigp.align.pairs import PairsConfig, build_pairs
+    from aigp.align.policy import LLMPricingPolicy, PolicyConfig, propose_on_rows
+    from aigp.align.sampling import SamplingConfig, sample_candidates
+    from aigp.align.training import ALL_LINEAR_MODULES
+    from aigp.distillation.teacher import KnowledgeBaseTeacher, TeacherPolicy
+    from aigp.evaluation.harness import pair_truth_line
+    from aigp.llm.parser import parse_action
+    from aigp.llm.prompt import PromptConfig, build_prompt
+    from aigp.ltve.dataset import training_frame_from_logs
+    from aigp.ltve.evaluate import MonteCarloConfig, pair_truth
+    from aigp.ltve.train import LTVETrainConfig, train_ltve
+    from aigp.market.logs import open_logs
+    from aigp.market.policies import build_baselines
+    from bench._report import markdown_table, write_section
+    from bench.bench_student import split_rows
+
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    root, started, cpu0 = args.root, time.perf_counter(), time.process_time()
+    sft_dir = root / f"sft_{args.size.replace(':', '_')}"
+    if not (sft_dir / "config.json").exists():
+        sys.exit(f"{sft_dir}: no SFT model; run bench.bench_student --root {root} first")
+    logs = open_logs(root / "market")
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t0: float) -> None:
+        timings[name] = time.perf_counter() - t0
+        print(f"[{time.perf_counter() - started:6.0f} s] {name}: {timings[name]:.0f} s", flush=True)
+
+    # 1. LTVE on the same log
+    t0 = time.perf_counter()
+    frame = training_frame_from_logs(logs.path)
+    ltve = train_ltve(frame, LTVETrainConfig.build(critic={"steps": args.ltve_steps}, threads=args.threads)).model
+    cutoff = pd.Timestamp(ltve.info["split"]["cutoff"]).date()
+    lap("LTVE", t0)
+
+    # 2. candidates from the SFT student on training-window prompts, pairs, the market's verdict on them
+    t0 = time.perf_counter()
+    compact = PromptConfig(act_only=True, compact=True, reviews_max_chars=args.reviews_chars)
+    train_rows, test_rows, _ = split_rows(logs.path, args.train, args.test, args.seed)
+    horizon = int(logs.config.horizon_days)
+    pool = train_rows[(pd.to_datetime(train_rows["date"]).dt.date < cutoff)
+                      & (train_rows["days_since_launch"] < horizon)]
+    sample_rows = pool.sample(n=min(args.prompts, len(pool)), random_state=args.seed).reset_index(drop=True)
+    sft = LoadedModel.load(sft_dir)
+    candidates = sample_candidates(sample_rows, sft, SamplingConfig.build(
+        n_candidates=args.m, prompt=compact.model_dump(), threads=args.threads,
+        generation={"temperature": args.temperature, "top_k": 50, "top_p": 0.95,
+                    "max_new_tokens": args.max_new_tokens, "batch_size": 32, "seed": args.seed}))
+    pairs_cfg = PairsConfig(delta_q=args.delta_q, delta_a=args.delta_a, max_pairs_per_prompt=2)
+    pairs = build_pairs(candidates.rows, candidates.candidates, ltve, pairs_cfg)
+    lap("sampling + pairs", t0)
+    t0 = time.perf_counter()
+    truth_cfg = MonteCarloConfig(rollouts=args.truth_rollouts, seed=args.seed + 3)
+    truth_table, truth = pair_truth(ltve, pairs.pairs, candidates.rows, frame, logs.path, truth_cfg)
+    pairs.metrics.update(truth)
+    lap("pairs vs the market (Monte-Carlo)", t0)
+
+    # 3. DPO from the student, the demo preset's recipe
+    t0 = time.perf_counter()
+    dpo_cfg = DPOStepConfig.build(
+        beta=0.1, sft_weight=1.0, guard={"enabled": True},
+        lora={"r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES},
+        optim={"epochs": args.dpo_epochs, "learning_rate": args.dpo_lr, "batch_size": 8, "threads": args.threads,
+               "logging_steps": 10, "seed": args.seed})
+    dpo = run_dpo(pairs.records, sft_dir, root / "dpo", dpo_cfg)
+    lap("DPO", t0)
+
+    # 4. offline on the held-out prompts: Avg Q of each policy's action, and how often DPO moved the student
+    t0 = time.perf_counter()
+    keys = ["sku_id", "days_since_launch"]
+    state = test_rows[keys].merge(frame.drop_duplicates(keys), on=keys, how="left", validate="one_to_one")
+    known = state["prev_discount"].notna().to_numpy()
+    policy_cfg = PolicyConfig.build(prompt=compact.model_dump(), threads=args.threads,
+                                    generation={"max_new_tokens": args.max_new_tokens, "batch_size": 32})
+    teacher = KnowledgeBaseTeacher()
+    prev = test_rows["prev_discount"].to_numpy(np.float64)
+    actions = {"teacher (KB)": np.array([
+        parse_action(teacher.respond(build_prompt(r, compact), temperature=0.0).text, pv).discount_change
+        for r, pv in zip(test_rows.to_dict("records"), prev, strict=True)])}
+    parse = {"teacher (KB)": 1.0}
+    for label, model_dir in (("SFT", sft_dir), ("SFT+DPO", dpo.model_dir)):
+        out = propose_on_rows(model_dir, test_rows, policy_cfg)
+        actions[label], parse[label] = out["change"].to_numpy(np.float64), float(out["parse_ok"].mean())
+    hold = np.zeros(len(test_rows))
+    offline = []
+    for label, a in {**actions, "hold (a = 0)": hold}.items():
+        q = ltve.q_values(state[known], a[known][:, None].astype(np.float32))[:, 0]
+        offline.append({"policy": label, "rows": int(known.sum()), "Avg Q": float(q.mean()),
+                        "parse": parse.get(label, 1.0), "mean a": float(a.mean()), "sd a": float(a.std()),
+                        "same action as the teacher": float(np.mean(np.abs(a - actions["teacher (KB)"]) < 0.005))})
+    moved = float(np.mean(np.abs(actions["SFT+DPO"] - actions["SFT"]) >= 0.005))
+    lap("offline", t0)
+
+    # 5. 14-day paired A/B on a fresh cohort
+    t0 = time.perf_counter()
+    groups = ["price_sales", "kb_teacher", "sft", "sft_dpo", "oracle"]
+    ab_cfg = ABConfig.build(allocation={g: 1 / len(groups) for g in groups}, cohort_skus=args.ab_skus,
+                            cohort_launch_days=2, history_skus=len(logs.read("skus.parquet")), horizons=(7, 14),
+                            seed=args.seed)
+    policies: dict[str, Any] = dict(build_baselines(
+        ["price_sales", "oracle"], dynamics=ab_cfg.cohort_market().dynamics, seed=args.seed,
+        history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet"))))
+    llm_policies = {"sft": LLMPricingPolicy(sft_dir, policy_cfg, name="sft"),
+                    "sft_dpo": LLMPricingPolicy(dpo.model_dir, policy_cfg, name="sft_dpo")}
+    policies |= {"kb_teacher": TeacherPolicy(prompt_config=compact), **llm_policies}
+    ab = run_counterfactual(ab_cfg, policies)
+    lap("14-day paired A/B", t0)
+
+    from aigp.ab.experiment import format_markdown
+
+    m = dpo.metrics
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    sm = candidates.metrics
+    body = "\n\n".join([
+        f"Continues `bench.bench_student --root {root}` (its market log, its held-out prompts and its SFT model "
+        f"`sft_{args.size}`). LTVE: {args.ltve_steps} updates on the same log, cutoff {cutoff}. This run: "
+        f"{wall:.0f} s wall, {cpu:.0f} s CPU, {args.threads} torch thread(s) (" + ", ".join(
+            f"{k} {v:.0f} s" for k, v in timings.items()) + ").",
+        "### Candidates and pairs\n\n" + markdown_table([{
+            "prompts": len(sample_rows), "M": args.m, "samples": int(sm["sampling/samples"]),
+            "parse failures": sm["sampling/parse_failure_rate"], "inside A_safe": sm["sampling/in_safe_rate"],
+            "kept / prompt": sm["sampling/kept_per_prompt"], "mean action spread": sm["sampling/mean_change_spread"],
+            "pairs": int(pairs.metrics["pairs/pairs"]), "ΔQ": args.delta_q, "Δa": args.delta_a}])
+        + "\n\n" + pair_truth_line("Pairs", pairs.metrics),
+        "### DPO\n\n" + markdown_table([{
+            "pairs": m.get("dpo/pairs"), "steps": m.get("dpo/steps"), "first loss": m.get("dpo/first_loss"),
+            "last loss": m.get("dpo/last_loss"), "guard start parse": m.get("dpo/guard_start_parse_rate"),
+            "guard lowest parse": m.get("dpo/guard_min_parse_rate"), "stopped early": m.get("dpo/guard_stopped"),
+            "kept step": m.get("dpo/guard_kept_step")}]),
+        f"### Offline, {int(known.sum())} held-out prompts\n\n" + markdown_table(offline)
+        + f"\n\nDPO changed the student's action on {moved:.0%} of the held-out prompts.",
+        "### 14-day paired A/B (every policy prices the same fresh SKUs)\n\n" + format_markdown(ab),
+        "Decisions: " + "; ".join(f"{name} {p.decisions} (parse failures {p.parse_failures}, projected "
+                                  f"{p.projected})" for name, p in llm_policies.items()) + ".",
+    ])
+    print(body)
+    truth_table.to_parquet(root / "pair_truth.parquet")
+    if not args.no_write:
+        command = "python -m bench.bench_student_dpo " + " ".join(sys.argv[1:])
+        write_section("student_dpo", "DPO on the distilled student (issue 18: LTVE-ranked pairs, checked against "
+                      "the market)", body, command.strip())
+
+
+if __name__ == "__main__":
+    main()
