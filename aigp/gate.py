@@ -40,7 +40,7 @@ import pandas as pd
 from pydantic import Field
 
 from aigp.config import StrictConfig
-from aigp.policy_metrics import EXPERT_ACTION, OfflineMetricsConfig, expert_rows, offline_policy_metrics
+from aigp.policy_metrics import EXPERT_ACTION, OfflineMetricsConfig, expert_rows, scorecard
 
 GATE_JSON = "gate_report.json"
 GATE_HTML = "gate_report.html"
@@ -301,16 +301,11 @@ def check_proposals(rows: pd.DataFrame, proposals: pd.DataFrame) -> pd.DataFrame
 
 def proposal_metrics(rows: pd.DataFrame, proposals: pd.DataFrame, *, ltve: Any | None = None,
                      config: GateConfig | None = None) -> dict[str, float]:
-    """Offline metrics + parse-failure rate + compliance of one policy's proposals on ``rows``."""
+    """The scorecard (:func:`aigp.policy_metrics.scorecard`) of one policy's checked proposals on ``rows``."""
     config = config or GateConfig()
     proposals = check_proposals(rows, proposals)
-    metrics = offline_policy_metrics(rows, proposals["change"].to_numpy(np.float64), ltve=ltve, config=config.metrics)
-    metrics["parse_failure_rate"] = float(1.0 - proposals["parse_ok"].astype(bool).mean())
-    metrics["model_action_share"] = float(proposals["parse_ok"].astype(bool).mean())  # not the hold fallback
-    metrics["compliance_rate"] = float(proposals["compliant"].astype(bool).mean())
-    if "avg_q" in metrics:
-        metrics["q_gain"] = metrics["avg_q"] - metrics["avg_q_expert"]
-    return metrics
+    return scorecard(rows, proposals["change"].to_numpy(np.float64), parse_ok=proposals["parse_ok"],
+                     compliant=proposals["compliant"], ltve=ltve, config=config.metrics)
 
 
 def judge_metrics(prompts: Sequence[Any], responses: Sequence[str | None]) -> dict[str, float]:

@@ -133,6 +133,28 @@ def offline_policy_metrics(rows: pd.DataFrame, actions: np.ndarray | pd.Series, 
     return metrics
 
 
+def scorecard(rows: pd.DataFrame, actions: np.ndarray | pd.Series, *, parse_ok: np.ndarray | pd.Series | None = None,
+              compliant: np.ndarray | pd.Series | None = None, ltve: Any | None = None,
+              config: OfflineMetricsConfig | None = None) -> dict[str, float]:
+    """One policy's offline scorecard, the same for the gate, the evaluation and the benchmarks: the offline
+    metrics (:func:`offline_policy_metrics`), the Q gain over the logged expert, and for a model that writes text
+    ``parse_failure_rate`` / ``model_action_share`` (``parse_ok``: Ψ read an action rather than falling back to
+    holding the price) and ``compliance_rate`` (``compliant``: its own proposal was inside A_safe before
+    projection). A rule policy (no ``parse_ok``) always acts and always complies."""
+    metrics = offline_policy_metrics(rows, actions, ltve=ltve, config=config)
+    n = len(rows)
+    parsed = np.ones(n, dtype=bool) if parse_ok is None else np.asarray(parse_ok, dtype=bool)
+    inside = np.ones(n, dtype=bool) if compliant is None else np.asarray(compliant, dtype=bool)
+    if parsed.shape != (n,) or inside.shape != (n,):
+        raise ValueError(f"parse_ok and compliant must be one flag per row ({n} rows)")
+    metrics["parse_failure_rate"] = float(1.0 - parsed.mean())
+    metrics["model_action_share"] = float(parsed.mean())  # not the hold fallback
+    metrics["compliance_rate"] = float(inside.mean())
+    if "avg_q" in metrics:
+        metrics["q_gain"] = metrics["avg_q"] - metrics["avg_q_expert"]
+    return metrics
+
+
 # --------------------------------------------------------------------------------------------------------
 # stability of the actions (the paper's Fig. 5): the evaluation, the A/B report and monitoring share it
 BIN_WIDTH = 0.02  # Fig. 5(b)

@@ -6,7 +6,7 @@ training throughput and batched vs one-prompt-at-a-time candidate generation.
 Everything runs in one process on the `small` base model: simulate a market log, train the LTVE, build the
 base model and the judged distillation set, train base / SFT-only / DPO-only / FullSeq / SFT+DPO
 (``aigp.align.variants``), price held-out expert rows with each (``aigp.align.policy.propose_on_rows``) and score
-them with ``aigp.policy_metrics.offline_policy_metrics``, then run SFT-only, SFT+DPO, price-sales and the oracle
+them with ``aigp.policy_metrics.scorecard``, then run SFT-only, SFT+DPO, price-sales and the oracle
 on the same simulated cohort for 14 days (``aigp.ab.experiment.run_counterfactual``).
 
 Scale: 2 shared CPU cores. The policies are evaluated and A/B-tested in [ACT_ONLY] mode (the JSON action
@@ -88,7 +88,7 @@ def main() -> None:
     from aigp.ltve.train import LTVETrainConfig, train_ltve
     from aigp.market.config import MarketConfig
     from aigp.market.logs import open_logs, simulate_to_directory
-    from aigp.policy_metrics import expert_rows, offline_policy_metrics
+    from aigp.policy_metrics import expert_rows, scorecard
     from bench._report import write_section
 
     torch.set_num_threads(args.threads)
@@ -183,10 +183,9 @@ def main() -> None:
             offline.append({"variant": VARIANT_TITLES[name], "note": run.notes.get(name, "not trained")})
             continue
         proposed = propose_on_rows(run.models[name], prompt_rows, policy_cfg)
-        m = offline_policy_metrics(experts, proposed["change"].to_numpy(), ltve=ltve)
-        offline.append({"variant": VARIANT_TITLES[name], **m, "compliance": float(proposed["compliant"].mean()),
-                        "parse_failure": float((~proposed["parse_ok"]).mean()),
-                        "mean_change": float(proposed["change"].mean()),
+        m = scorecard(experts, proposed["change"].to_numpy(), parse_ok=proposed["parse_ok"],
+                      compliant=proposed["compliant"], ltve=ltve)
+        offline.append({"variant": VARIANT_TITLES[name], **m, "mean_change": float(proposed["change"].mean()),
                         "std_change": float(proposed["change"].std())})
     teacher_changes = []
     tcfg = PromptConfig(act_only=True, max_prompt_tokens=budget)
@@ -197,12 +196,12 @@ def main() -> None:
         text = teacher.respond(build_prompt(row, tcfg, count_tokens=counter)).text
         teacher_changes.append(parse_action(text, float(row["prev_discount"])).discount_change)
     offline.append({"variant": "teacher (KB, reference)",
-                    **offline_policy_metrics(experts, np.array(teacher_changes), ltve=ltve),
-                    "compliance": 1.0, "parse_failure": 0.0, "mean_change": float(np.mean(teacher_changes)),
+                    **scorecard(experts, np.array(teacher_changes), ltve=ltve),
+                    "mean_change": float(np.mean(teacher_changes)),
                     "std_change": float(np.std(teacher_changes))})
     greedy, _ = ltve.greedy(experts)
-    offline.append({"variant": "LTVE greedy (reference)", **offline_policy_metrics(experts, greedy, ltve=ltve),
-                    "compliance": 1.0, "parse_failure": 0.0, "mean_change": float(greedy.mean()),
+    offline.append({"variant": "LTVE greedy (reference)", **scorecard(experts, greedy, ltve=ltve),
+                    "mean_change": float(greedy.mean()),
                     "std_change": float(greedy.std())})
     offline_table = pd.DataFrame(offline)
     offline_table.to_csv(root / "offline_metrics.csv", index=False)
@@ -301,7 +300,8 @@ def report(args, run, offline, throughput, ab, llm_policies, timings, total, dis
             lines.append(f"| {r['variant']} | {r['note']} | | | | | | | | |")
             continue
         lines.append(f"| {r['variant']} | {fmt(r['avg_q'], 4)} | {fmt(r['mae'])} | {r['eama']:.1%} | "
-                     f"{r['eama_r']:.1%} | {r['kips']:.3f} | {r['compliance']:.1%} | {r['parse_failure']:.1%} | "
+                     f"{r['eama_r']:.1%} | {r['kips']:.3f} | {r['compliance_rate']:.1%} | "
+                     f"{r['parse_failure_rate']:.1%} | "
                      f"{r['mean_change']:+.3f} | {r['std_change']:.3f} |")
     expert_q = offline["avg_q_expert"].dropna()
     lines += ["", f"Logged expert action on the same rows: Avg Q {expert_q.iloc[0]:.4f}. EAMA-R and KIPS are shares "

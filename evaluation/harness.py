@@ -433,7 +433,7 @@ def _llm_models(ev: Evaluation, ctx: dict[str, Any],
 def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: Any, cql: Any,
                     baselines: Mapping[str, Any], llm: Mapping[str, Path], progress: bool) -> None:
     from aigp.ltve.evaluate import boundary_actions, counterfactual_actions, evaluation_cohort
-    from aigp.policy_metrics import expert_rows, offline_policy_metrics
+    from aigp.policy_metrics import expert_rows, offline_policy_metrics, scorecard
 
     s = ev.settings
     cohort = evaluation_cohort(frame, ltve)
@@ -452,7 +452,7 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
     cold = rows["days_since_launch"].to_numpy() <= 3
 
     actions: dict[str, np.ndarray] = {}
-    extra: dict[str, dict[str, Any]] = {}
+    flags: dict[str, dict[str, np.ndarray]] = {}  # a model's parse_ok / compliant per row (the scorecard's)
     for name in ("price_sales", "dt", "ddpg", "sac", "kb_teacher", *CRITIC_POLICIES, "expert", "static", "oracle"):
         policy = baselines[name]
         if name == "dt":
@@ -471,8 +471,7 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
         props = _llm_proposals(model_dir, text_rows, s)
         stop()
         actions[variant] = props["change"].to_numpy(np.float64)
-        extra[variant] = {"parse_failure_rate": float((~props["parse_ok"]).mean()),
-                          "compliance": float(props["compliant"].mean())}
+        flags[variant] = {"parse_ok": props["parse_ok"].to_numpy(bool), "compliant": props["compliant"].to_numpy(bool)}
         stop = _timer(ev, f"judge {variant}")
         judged[variant] = _llm_judge_scores(model_dir, text_rows.head(s.judge_rows), s)
         stop()
@@ -496,12 +495,15 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
                        "paper_avg_q": paper[0], "paper_mae": paper[1], "paper_eama": paper[2],
                        "paper_eama_r": paper[3], "paper_kips": paper[4]})
             continue
-        m = offline_policy_metrics(rows, actions[name], ltve=ltve)
+        flag = flags.get(name, {})
+        m = scorecard(rows, actions[name], parse_ok=flag.get("parse_ok"), compliant=flag.get("compliant"), ltve=ltve)
         t3.append({"policy": label, "key": name, "status": "ok", "rows": len(rows),
                    "avg_q": m["avg_q"], "paper_avg_q": paper[0], "mae": m["mae"], "paper_mae": paper[1],
                    "eama": m["eama"], "paper_eama": paper[2], "eama_r": m["eama_r"], "paper_eama_r": paper[3],
                    "kips": m["kips"], "paper_kips": paper[4], "mean_abs_action": m["mean_abs_action"],
-                   "avg_q_expert": m["avg_q_expert"], **extra.get(name, {})})
+                   "avg_q_expert": m["avg_q_expert"],
+                   **({"parse_failure_rate": m["parse_failure_rate"], "compliance": m["compliance_rate"]}
+                      if name in flags else {})})
         a = actions[name]
         t7.append({"scorer": label, "key": name, "kind": "policy", "rows": len(rows),
                    "cda": float(policy_cda(a, expert, cf).mean()),

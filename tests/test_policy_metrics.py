@@ -14,6 +14,7 @@ from aigp.policy_metrics import (
     expert_rows,
     offline_policy_metrics,
     realised_returns,
+    scorecard,
 )
 
 
@@ -58,6 +59,27 @@ def test_avg_q_scores_the_policy_and_the_expert_with_the_ltve():
     m = offline_policy_metrics(rows, np.array([0.04, 0.06]), ltve=SumCritic())
     assert m["avg_q"] == pytest.approx(0.85)
     assert m["avg_q_expert"] == pytest.approx(0.81)
+
+
+def test_scorecard_adds_what_a_text_model_can_get_wrong_and_a_rule_policy_cannot():
+    class SumCritic:
+        def q_values(self, frame, candidates):
+            return frame["prev_discount"].to_numpy()[:, None] + candidates
+
+    rows = _rows(discount_change=np.array([0.0, 0.02, 0.0, 0.0]), **{RETURN: np.ones(4)})
+    actions = np.array([0.04, 0.0, 0.0, 0.02])
+    model = scorecard(rows, actions, parse_ok=np.array([True, False, False, True]),
+                      compliant=np.array([True, False, True, True]), ltve=SumCritic())
+    assert model["parse_failure_rate"] == 0.5 and model["model_action_share"] == 0.5
+    assert model["compliance_rate"] == 0.75
+    assert model["q_gain"] == pytest.approx(model["avg_q"] - model["avg_q_expert"])
+    assert model["q_gain"] == pytest.approx((0.06 - 0.02) / 4)
+    assert {k: model[k] for k in ("mae", "eama", "kips")} == {
+        k: v for k, v in offline_policy_metrics(rows, actions).items() if k in ("mae", "eama", "kips")}
+    rule = scorecard(rows, actions)
+    assert rule["parse_failure_rate"] == 0.0 and rule["compliance_rate"] == 1.0 and "q_gain" not in rule
+    with pytest.raises(ValueError, match="one flag per row"):
+        scorecard(rows, actions, parse_ok=np.ones(3, dtype=bool))
 
 
 def test_refuses_unsafe_or_misshapen_actions():
