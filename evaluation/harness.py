@@ -1036,7 +1036,10 @@ def pair_truth_line(title: str, m: Mapping[str, float]) -> str:
             f"[{m['pairs/truth_agreement_low']:.0%}, {m['pairs/truth_agreement_high']:.0%}] of "
             f"{m['pairs/truth_pairs']:.0f} pairs; the truth separates {m['pairs/truth_clear_share']:.0%} of them "
             f"(> 2 SE), where the LTVE is right on {m['pairs/truth_agreement_clear']:.0%}; mean true gain "
-            f"{m['pairs/truth_gain_mean']:+.4f}, Spearman(Q gap, true gap) {m['pairs/truth_gap_spearman']:.2f}")
+            f"{m['pairs/truth_gain_mean']:+.4f}, Spearman(Q gap, true gap) {m['pairs/truth_gap_spearman']:.2f}"
+            + (f"; the chosen action also has the higher GMV on {m['pairs/truth_gmv_agreement']:.0%} and the higher "
+               f"ROI on {m['pairs/truth_roi_agreement']:.0%} (over the days left)"
+               if "pairs/truth_gmv_agreement" in m else ""))
 
 
 def write_report(ev: Evaluation, out: str | Path, *, assets: str | Path | None = None,

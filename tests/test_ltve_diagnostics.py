@@ -279,8 +279,10 @@ def test_pair_truth_scores_each_pair_on_common_futures(model, frame, market_logs
     assert m["pairs/truth_pairs"] == 8 and m["pairs/truth_agreement"] == pytest.approx((table["truth_gap"] > 0).mean())
     assert m["pairs/truth_agreement_low"] <= m["pairs/truth_agreement"] <= m["pairs/truth_agreement_high"]
     swapped = pairs.rename(columns={"chosen_change": "rejected_change", "rejected_change": "chosen_change"})
-    _, m2 = pair_truth(model, swapped, state_rows, frame, market_logs.path, cfg)
+    table2, m2 = pair_truth(model, swapped, state_rows, frame, market_logs.path, cfg)
     assert m2["pairs/truth_agreement"] == pytest.approx(1 - m["pairs/truth_agreement"])
+    assert np.allclose(table2["gmv_gap"], -table["gmv_gap"]) and np.allclose(table2["roi_gap"], -table["roi_gap"])
+    assert m["pairs/truth_gmv_agreement"] == pytest.approx((table["gmv_gap"] > 0).mean())
     assert m2["pairs/truth_gain_mean"] == pytest.approx(-m["pairs/truth_gain_mean"])
     stranger = state_rows.assign(days_since_launch=state_rows["days_since_launch"] + 1000)
     with pytest.raises(ValueError, match="missing from the training frame"):

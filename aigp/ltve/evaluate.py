@@ -400,7 +400,9 @@ def pair_truth(model: LTVEModel, pairs: pd.DataFrame, state_rows: pd.DataFrame, 
     return, with a 95% Wilson interval; ``agreement_clear`` the same where the truth separates the two (|Δ| > 2
     SE of the paired difference) and ``clear_share`` how often it does; ``gain_mean`` mean return of chosen
     minus rejected; ``gap_spearman`` Spearman of the Q gap against the true gap (does a wider Q gap mean a
-    surer preference?). The table: one row per pair with q_gap, truth_gap and its SE.
+    surer preference?); ``gmv_agreement`` / ``roi_agreement`` how often the chosen action also has the higher
+    GMV / ROI over the days left (what the reward trades against what). The table: one row per pair with q_gap,
+    truth_gap and its SE, gmv_gap and roi_gap.
     """
     mc_cfg = mc_cfg or MonteCarloConfig()
     if pairs.empty:
@@ -421,7 +423,10 @@ def pair_truth(model: LTVEModel, pairs: pd.DataFrame, state_rows: pd.DataFrame, 
     r = diff.shape[1]
     gap = diff.mean(1)
     se = diff.std(1, ddof=1) / math.sqrt(r) if r > 1 else np.zeros(len(gap))
-    table = pairs.assign(truth_gap=gap, truth_se=se)
+    gmv = np.nansum(branches.gmv, axis=-1).mean(2)  # (n, 2): mean GMV over the days left, per action
+    spend = np.nansum(branches.spend, axis=-1).mean(2)
+    roi = gmv / np.maximum(spend, 1e-9)
+    table = pairs.assign(truth_gap=gap, truth_se=se, gmv_gap=gmv[:, 0] - gmv[:, 1], roi_gap=roi[:, 0] - roi[:, 1])
     agree = gap > 0
     clear = np.abs(gap) > 2 * se
     low, high = wilson_interval(int(agree.sum()), len(agree))
@@ -431,7 +436,10 @@ def pair_truth(model: LTVEModel, pairs: pd.DataFrame, state_rows: pd.DataFrame, 
                "pairs/truth_clear_share": float(clear.mean()),
                "pairs/truth_agreement_clear": float(agree[clear].mean()) if clear.any() else float("nan"),
                "pairs/truth_gain_mean": float(gap.mean()),
-               "pairs/truth_gap_spearman": _spearman(pairs["q_gap"].to_numpy(np.float64), gap)}
+               "pairs/truth_gap_spearman": _spearman(pairs["q_gap"].to_numpy(np.float64), gap),
+               # the same pairs judged by GMV and by ROI alone over the days left: which the reward trades
+               "pairs/truth_gmv_agreement": float((gmv[:, 0] > gmv[:, 1]).mean()),
+               "pairs/truth_roi_agreement": float((roi[:, 0] > roi[:, 1]).mean())}
     return table, metrics
 
 
