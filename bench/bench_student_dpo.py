@@ -43,6 +43,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--reviews-chars", type=int, default=160)
     p.add_argument("--ltve-steps", type=int, default=3000)
+    p.add_argument("--lambda-progress", type=float, default=0.8, help="the LTVE reward's λ1 (paper: 0.8)")
+    p.add_argument("--lambda-roi", type=float, default=0.2, help="the LTVE reward's λ2 on log ROI (paper: 0.2)")
+    p.add_argument("--section", default="student_dpo", help="bench/results section to write")
     p.add_argument("--prompts", type=int, default=400, help="training-window prompts candidates are sampled on")
     p.add_argument("--m", type=int, default=8, help="candidates per prompt")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -98,7 +101,9 @@ def main() -> None:
     # 1. LTVE on the same log
     t0 = time.perf_counter()
     frame = training_frame_from_logs(logs.path)
-    ltve = train_ltve(frame, LTVETrainConfig.build(critic={"steps": args.ltve_steps}, threads=args.threads)).model
+    reward = {"lambda_progress": args.lambda_progress, "lambda_roi": args.lambda_roi}
+    ltve = train_ltve(frame, LTVETrainConfig.build(critic={"steps": args.ltve_steps}, reward=reward,
+                                                   threads=args.threads)).model
     cutoff = pd.Timestamp(ltve.info["split"]["cutoff"]).date()
     lap("LTVE", t0)
 
@@ -182,7 +187,8 @@ def main() -> None:
     sm = candidates.metrics
     body = "\n\n".join([
         f"Continues `bench.bench_student --root {root}` (its market log, its held-out prompts and its SFT model "
-        f"`sft_{args.size}`). LTVE: {args.ltve_steps} updates on the same log, cutoff {cutoff}. This run: "
+        f"`sft_{args.size}`). LTVE: {args.ltve_steps} updates on the same log, cutoff {cutoff}, reward λ_progress "
+        f"{args.lambda_progress}, λ_ROI {args.lambda_roi}. This run: "
         f"{wall:.0f} s wall, {cpu:.0f} s CPU, {args.threads} torch thread(s) (" + ", ".join(
             f"{k} {v:.0f} s" for k, v in timings.items()) + ").",
         "### Candidates and pairs\n\n" + markdown_table([{
@@ -206,8 +212,10 @@ def main() -> None:
     truth_table.to_parquet(root / "pair_truth.parquet")
     if not args.no_write:
         command = "python -m bench.bench_student_dpo " + " ".join(sys.argv[1:])
-        write_section("student_dpo", "DPO on the distilled student (issue 18: LTVE-ranked pairs, checked against "
-                      "the market)", body, command.strip())
+        title = "DPO on the distilled student (issue 18: LTVE-ranked pairs, checked against the market)"
+        if (args.lambda_progress, args.lambda_roi) != (0.8, 0.2):
+            title += f", reward λ_progress {args.lambda_progress} / λ_ROI {args.lambda_roi}"
+        write_section(args.section, title, body, command.strip())
 
 
 if __name__ == "__main__":
