@@ -15,10 +15,11 @@ routes below can then move onto KServe's models:
 Errors follow vLLM: 404 for an unknown model name, 400 for a malformed request or a prompt plus
 ``max_tokens`` longer than the model's context, with ``{"error": {"message", "type", "code"}}``.
 
-Generation is batched across requests (:class:`BatchedGenerator`): a worker thread takes every waiting
-sequence with the same sampling settings (up to ``max_batch_size``, waiting at most ``batch_wait_ms`` for
-more to arrive), left-pads them and runs one ``model.generate``; a request's prompts join whichever batch
-is forming, so concurrent one-SKU requests batch as well as one request with many prompts.
+Generation is batched across requests (:class:`BatchedGenerator`): a worker thread takes the oldest waiting
+sequence and the waiting sequences with the same sampling settings closest to it in prompt length (up to
+``max_batch_size``, waiting at most ``batch_wait_ms`` for more to arrive; :func:`pick_batch`), left-pads them and
+runs one ``model.generate``. A request's prompts are tokenized together and queued at once, so they can share a
+batch, and concurrent one-SKU requests batch as well as one request with many prompts.
 
     python -m aigp.serving.predictor --model_name=aigp-pricing --model_dir=/mnt/models --http_port=8080
 """
@@ -36,7 +37,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -86,6 +86,26 @@ class _Job:
     future: Future = field(default_factory=Future)
 
 
+def pick_batch(waiting: Sequence[_Job], max_batch_size: int) -> list[_Job]:
+    """The next batch out of ``waiting`` (oldest first): the oldest job, so none waits forever, and the jobs with
+    its sampling settings closest to it in prompt length, ``max_batch_size`` at most. Left padding makes every row
+    of a batch as long as its longest prompt, so prompts of similar lengths waste the least prefill (in-process
+    generation, ``aigp.align.generation``, sorts its prompts by length for the same reason)."""
+    oldest = waiting[0]
+    same = [j for j in waiting if j.sampling.key == oldest.sampling.key]
+    if len(same) <= max_batch_size:
+        return same
+    ordered = sorted(same, key=lambda j: len(j.ids))  # stable: arrival order among equal lengths
+    anchor = next(i for i, j in enumerate(ordered) if j is oldest)
+    best, least = 0, None
+    for lo in range(max(0, anchor - max_batch_size + 1), min(anchor, len(ordered) - max_batch_size) + 1):
+        window = ordered[lo:lo + max_batch_size]
+        padding = sum(len(window[-1].ids) - len(j.ids) for j in window)
+        if least is None or padding < least:
+            best, least = lo, padding
+    return ordered[best:best + max_batch_size]
+
+
 @dataclass(frozen=True)
 class Generation:
     text: str
@@ -107,55 +127,79 @@ class BatchedGenerator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         self.batches = 0  # generate() calls so far (tests and the benchmark read it)
         self.sequences = 0
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self.prompt_tokens = 0  # prompt tokens prefilled, and the padding added to them
+        self.padding_tokens = 0
+        self.generate_s = 0.0
+        self._queue: queue.Queue[list[_Job] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="aigp-generate", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+        log.info("%s", self.stats())
+
+    def stats(self) -> str:
+        """One line on the batches so far (the predictor logs it when it stops; the benchmark reads it)."""
+        mean = self.sequences / self.batches if self.batches else 0.0
+        padded = self.padding_tokens / max(1, self.prompt_tokens + self.padding_tokens)
+        return (f"generated {self.sequences} sequences in {self.batches} batches ({mean:.1f} per batch), "
+                f"{self.prompt_tokens} prompt tokens, padding {100 * padded:.1f}% of the prefill, "
+                f"{self.generate_s:.1f} s in generate()")
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.encode_many([text])[0]
+
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of several texts in one tokenizer call (the fast tokenizer encodes a batch at once)."""
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def submit(self, ids: list[int], max_tokens: int, sampling: Sampling, stop: Sequence[str] = ()) -> Future:
-        if not ids:
-            raise RequestError("the prompt is empty after tokenization")
-        if len(ids) + max_tokens > self.context:
-            raise RequestError(f"This model's maximum context length is {self.context} tokens. However, you "
-                               f"requested {len(ids) + max_tokens} tokens ({len(ids)} in the prompt, {max_tokens} "
-                               "for the completion). Please reduce the length of the prompt or completion.")
-        job = _Job(ids, max_tokens, sampling, tuple(stop))
-        self._queue.put(job)
-        return job.future
+        return self.submit_many([(ids, sampling)], max_tokens, stop)[0]
+
+    def submit_many(self, prompts: Sequence[tuple[list[int], Sampling]], max_tokens: int,
+                    stop: Sequence[str] = ()) -> list[Future]:
+        """Queue a request's sequences at once (so they can share a batch), or none of them: every prompt is
+        checked before any is queued, so a refused request leaves no orphan generation behind."""
+        for ids, _ in prompts:
+            if not ids:
+                raise RequestError("the prompt is empty after tokenization")
+            if len(ids) + max_tokens > self.context:
+                raise RequestError(f"This model's maximum context length is {self.context} tokens. However, you "
+                                   f"requested {len(ids) + max_tokens} tokens ({len(ids)} in the prompt, "
+                                   f"{max_tokens} for the completion). Please reduce the length of the prompt or "
+                                   "completion.")
+        jobs = [_Job(ids, max_tokens, sampling, tuple(stop)) for ids, sampling in prompts]
+        if jobs:
+            self._queue.put(jobs)
+        return [job.future for job in jobs]
 
     # --- the worker ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
-        waiting: deque[_Job] = deque()
+        waiting: list[_Job] = []  # oldest first
         while True:
             if not waiting:
-                job = self._queue.get()
-                if job is None:
+                jobs = self._queue.get()
+                if jobs is None:
                     return
-                waiting.append(job)
+                waiting.extend(jobs)
             deadline = time.monotonic() + self.batch_wait_s
             while len(waiting) < 4 * self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    job = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
+                    jobs = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
-                    self._fail(list(waiting), RuntimeError("the predictor is shutting down"))
+                if jobs is None:
+                    self._fail(waiting, RuntimeError("the predictor is shutting down"))
                     return
-                waiting.append(job)
-            key = waiting[0].sampling.key
-            batch = [j for j in waiting if j.sampling.key == key][: self.max_batch_size]
+                waiting.extend(jobs)
+            batch = pick_batch(waiting, self.max_batch_size)
             chosen = {id(j) for j in batch}
-            waiting = deque(j for j in waiting if id(j) not in chosen)
+            waiting = [j for j in waiting if id(j) not in chosen]
             try:
                 results = self._generate(batch)
             except Exception as exc:  # answer every caller of the batch, keep serving
@@ -188,10 +232,14 @@ class BatchedGenerator:
             torch.manual_seed(sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(4), "big"))
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        self.generate_s += time.perf_counter() - started
         self.batches += 1
         self.sequences += len(batch)
+        self.prompt_tokens += sum(len(j.ids) for j in batch)
+        self.padding_tokens += sum(width - len(j.ids) for j in batch)
         results = []
         for row, job in enumerate(batch):
             tokens = out[row, width:].tolist()[: job.max_new]
@@ -322,14 +370,14 @@ class LLMPredictor(Model):
         """Generations per prompt (``n`` each); the jobs join the generator's batches."""
         assert self.generator is not None, "load() first"
         generator = self.generator
-        futures = []
-        for j, prompt in enumerate(request.prompts):
-            ids = generator.encode(prompt)
+        seed = request.sampling.seed
+        sequences = []
+        for j, ids in enumerate(generator.encode_many(request.prompts)):
             for k in range(request.n):
-                seed = request.sampling.seed
                 sampling = request.sampling if seed is None or request.n == 1 else Sampling(
                     request.sampling.temperature, request.sampling.top_p, seed + j * request.n + k)
-                futures.append(generator.submit(ids, request.max_tokens, sampling, request.stop))
+                sequences.append((ids, sampling))
+        futures = generator.submit_many(sequences, request.max_tokens, request.stop)
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         return [list(results[i * request.n:(i + 1) * request.n]) for i in range(len(request.prompts))]
 
@@ -372,12 +420,10 @@ class LLMPredictor(Model):
                 isinstance(i, dict) and isinstance(i.get("prompt"), str) for i in instances):
             raise InvalidInput("instances: expected a non-empty list of {\"prompt\": str} objects")
         try:
-            outputs = []
-            for item in instances:
-                request = parse_generation({"model": self.name, "prompt": item["prompt"], "temperature": 0,
-                                            "max_tokens": item.get("max_tokens", DEFAULT_MAX_TOKENS)}, self.name,
-                                           chat=False, render_chat=None)
-                outputs.append((await self._run(request))[0][0])
+            requests = [parse_generation({"model": self.name, "prompt": item["prompt"], "temperature": 0,
+                                          "max_tokens": item.get("max_tokens", DEFAULT_MAX_TOKENS)}, self.name,
+                                         chat=False, render_chat=None) for item in instances]
+            outputs = [g[0][0] for g in await asyncio.gather(*(self._run(r) for r in requests))]  # batched together
         except RequestError as exc:
             raise InvalidInput(str(exc)) from None
         return {"predictions": [{"text": g.text, "finish_reason": g.finish_reason} for g in outputs]}
@@ -429,6 +475,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from kserve import ModelServer, model_server
 
     args, _ = build_parser().parse_known_args(argv)
+    handler = logging.StreamHandler()  # KServe configures its own loggers only: this module's INFO lines too
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d aigp.serving.predictor %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     if args.threads:
         import torch
 

@@ -212,6 +212,55 @@ def test_batched_generation_equals_one_at_a_time_and_batches(tiny_model) -> None
         generator.close()
 
 
+def test_a_batch_takes_the_oldest_job_and_the_prompts_closest_to_it_in_length() -> None:
+    from aigp.serving.predictor import Sampling, _Job, pick_batch
+
+    greedy, sampled = Sampling(0.0, 1.0, None), Sampling(0.7, 1.0, 3)
+
+    def job(length: int, sampling: Sampling = greedy) -> _Job:
+        return _Job([7] * length, 8, sampling, ())
+
+    # arrival order mixes short and long prompts: first-come batches would pad every short one to the longest
+    waiting = [job(10), job(50), job(12), job(52), job(11, sampled), job(49), job(13)]
+    assert [len(j.ids) for j in pick_batch(waiting, 3)] == [10, 12, 13]
+    first = {id(j) for j in pick_batch(waiting, 3)}
+    later = [j for j in waiting if id(j) not in first]
+    assert sorted(len(j.ids) for j in pick_batch(later, 3)) == [49, 50, 52]  # the rest of the greedy ones
+    assert [len(j.ids) for j in pick_batch([job(30), *waiting], 3)] == [30, 49, 50]  # least padding around 30
+    assert len(pick_batch(waiting, 32)) == 6  # everything that fits with the oldest's sampling settings
+    assert pick_batch(waiting[4:], 3) == [waiting[4]]  # a sampled job never shares a greedy batch
+
+
+def test_a_request_is_queued_whole_padded_by_length_or_refused_whole(tiny_model) -> None:
+    import asyncio
+
+    from aigp.llm.model_factory import load_model
+    from aigp.serving.predictor import BatchedGenerator, LLMPredictor, RequestError, Sampling
+
+    model, tokenizer = load_model(tiny_model)
+    generator = BatchedGenerator(model, tokenizer, max_batch_size=2, batch_wait_ms=0)
+    predictor = LLMPredictor(MODEL, str(tiny_model))
+    predictor.generator = generator
+    try:
+        short, long = "price it", "a much longer prompt about the price " * 8
+        body = {"model": MODEL, "prompt": [short, long, short, long], "max_tokens": 2, "temperature": 0}
+        answer = asyncio.run(predictor.create_completion(body))
+        assert [c["index"] for c in answer["choices"]] == [0, 1, 2, 3]
+        # queued at once, then batched by length: two batches, no padding (first-come: two padded batches)
+        assert generator.batches == 2 and generator.sequences == 4 and generator.padding_tokens == 0
+        assert "4 sequences in 2 batches" in generator.stats()
+        v1 = asyncio.run(predictor.predict({"instances": [{"prompt": long, "max_tokens": 2}, {"prompt": short,
+                                                                                              "max_tokens": 2}]}))
+        assert [p["text"] for p in v1["predictions"]] == [answer["choices"][1]["text"], answer["choices"][0]["text"]]
+        too_long = {**body, "prompt": [short, "word " * 5000]}
+        with pytest.raises(RequestError, match="maximum context length"):
+            asyncio.run(predictor.create_completion(too_long))
+        generator.submit(generator.encode(short), 2, Sampling(0.0, 1.0, None)).result(timeout=60)
+        assert generator.sequences == 7  # the refused request's first prompt was never generated
+    finally:
+        generator.close()
+
+
 # --- the transformer: v1 and v2 -------------------------------------------------------------------------------
 def test_v1_prices_one_sku_with_its_group_and_version(stack) -> None:
     stack["scripted"].reset("teacher")
