@@ -252,7 +252,8 @@ def main() -> None:
     write_section("served_vs_inprocess", "Serving: the served path vs in-process generation (same model)", body,
                   f"python -m bench.bench_served_vs_inprocess --skus {args.skus} --horizon-days {args.horizon_days} "
                   f"--batch {args.batch} --max-tokens {args.max_tokens} --threads {args.threads} "
-                  f"--sft-steps {args.sft_steps} --repeats {args.repeats}")
+                  f"--sft-steps {args.sft_steps} --repeats {args.repeats}"
+                  + (f" --root {args.root}" if args.root else ""))
     print(body)
 
 

@@ -15,10 +15,10 @@ routes below can then move onto KServe's models:
 Errors follow vLLM: 404 for an unknown model name, 400 for a malformed request or a prompt plus
 ``max_tokens`` longer than the model's context, with ``{"error": {"message", "type", "code"}}``.
 
-Generation is batched across requests (:class:`BatchedGenerator`): a worker thread takes the oldest waiting
-sequence and the waiting sequences with the same sampling settings closest to it in prompt length (up to
-``max_batch_size``, waiting at most ``batch_wait_ms`` for more to arrive; :func:`pick_batch`), left-pads them and
-runs one ``model.generate``. A request's prompts are tokenized together and queued at once, so they can share a
+Generation is batched across requests (:class:`BatchedGenerator`): a worker thread takes waiting sequences with
+the oldest one's sampling settings and similar prompt lengths (up to ``max_batch_size``, waiting at most
+``batch_wait_ms`` for more to arrive; a sequence passed over twice is taken next; :func:`pick_batch`), left-pads
+them and runs one ``model.generate``. A request's prompts are tokenized together and queued at once, so they can share a
 batch, and concurrent one-SKU requests batch as well as one request with many prompts.
 
     python -m aigp.serving.predictor --model_name=aigp-pricing --model_dir=/mnt/models --http_port=8080
@@ -84,25 +84,30 @@ class _Job:
     sampling: Sampling
     stop: tuple[str, ...]
     future: Future = field(default_factory=Future)
+    skipped: int = 0  # batches formed without this job while it could have joined them
 
 
-def pick_batch(waiting: Sequence[_Job], max_batch_size: int) -> list[_Job]:
-    """The next batch out of ``waiting`` (oldest first): the oldest job, so none waits forever, and the jobs with
-    its sampling settings closest to it in prompt length, ``max_batch_size`` at most. Left padding makes every row
-    of a batch as long as its longest prompt, so prompts of similar lengths waste the least prefill (in-process
-    generation, ``aigp.align.generation``, sorts its prompts by length for the same reason)."""
+def pick_batch(waiting: Sequence[_Job], max_batch_size: int, max_skips: int = 2) -> list[_Job]:
+    """The next batch out of ``waiting`` (oldest first): jobs with the oldest job's sampling settings, at most
+    ``max_batch_size`` of them, of similar prompt lengths. Left padding makes every row of a batch as long as its
+    longest prompt, so the batch is the run of ``max_batch_size`` jobs (in length order) with the least padding, as
+    in-process generation (``aigp.align.generation``) sorts its prompts by length; once the oldest job has been
+    passed over ``max_skips`` times, the batch is the least-padded run that includes it, so no job waits forever."""
     oldest = waiting[0]
     same = [j for j in waiting if j.sampling.key == oldest.sampling.key]
     if len(same) <= max_batch_size:
         return same
     ordered = sorted(same, key=lambda j: len(j.ids))  # stable: arrival order among equal lengths
-    anchor = next(i for i, j in enumerate(ordered) if j is oldest)
-    best, least = 0, None
-    for lo in range(max(0, anchor - max_batch_size + 1), min(anchor, len(ordered) - max_batch_size) + 1):
-        window = ordered[lo:lo + max_batch_size]
-        padding = sum(len(window[-1].ids) - len(j.ids) for j in window)
-        if least is None or padding < least:
-            best, least = lo, padding
+    starts = range(len(ordered) - max_batch_size + 1)
+    if oldest.skipped >= max_skips:
+        anchor = next(i for i, j in enumerate(ordered) if j is oldest)
+        starts = range(max(0, anchor - max_batch_size + 1), min(anchor, len(ordered) - max_batch_size) + 1)
+
+    def padding(lo: int) -> int:
+        width = len(ordered[lo + max_batch_size - 1].ids)
+        return sum(width - len(j.ids) for j in ordered[lo:lo + max_batch_size])
+
+    best = min(starts, key=padding)  # the first (shortest prompts) among equals
     return ordered[best:best + max_batch_size]
 
 
@@ -117,10 +122,12 @@ class Generation:
 class BatchedGenerator:
     """Greedy or sampled generation, batched across callers by a worker thread."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 32, batch_wait_ms: float = 5.0):
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 32, batch_wait_ms: float = 5.0,
+                 max_skips: int = 2):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
+        self.max_skips = max_skips  # batches a waiting job may be passed over for better-matched lengths
         self.batch_wait_s = batch_wait_ms / 1000.0
         self.context = int(getattr(model.config, "max_position_embeddings", 2048))
         self.eos_id = tokenizer.eos_token_id
@@ -197,9 +204,12 @@ class BatchedGenerator:
                     self._fail(waiting, RuntimeError("the predictor is shutting down"))
                     return
                 waiting.extend(jobs)
-            batch = pick_batch(waiting, self.max_batch_size)
+            batch = pick_batch(waiting, self.max_batch_size, self.max_skips)
             chosen = {id(j) for j in batch}
             waiting = [j for j in waiting if id(j) not in chosen]
+            for job in waiting:
+                if job.sampling.key == batch[0].sampling.key:
+                    job.skipped += 1
             try:
                 results = self._generate(batch)
             except Exception as exc:  # answer every caller of the batch, keep serving

@@ -212,7 +212,7 @@ def test_batched_generation_equals_one_at_a_time_and_batches(tiny_model) -> None
         generator.close()
 
 
-def test_a_batch_takes_the_oldest_job_and_the_prompts_closest_to_it_in_length() -> None:
+def test_a_batch_groups_similar_prompt_lengths_and_passes_over_a_job_at_most_twice() -> None:
     from aigp.serving.predictor import Sampling, _Job, pick_batch
 
     greedy, sampled = Sampling(0.0, 1.0, None), Sampling(0.7, 1.0, 3)
@@ -221,14 +221,22 @@ def test_a_batch_takes_the_oldest_job_and_the_prompts_closest_to_it_in_length() 
         return _Job([7] * length, 8, sampling, ())
 
     # arrival order mixes short and long prompts: first-come batches would pad every short one to the longest
-    waiting = [job(10), job(50), job(12), job(52), job(11, sampled), job(49), job(13)]
-    assert [len(j.ids) for j in pick_batch(waiting, 3)] == [10, 12, 13]
-    first = {id(j) for j in pick_batch(waiting, 3)}
-    later = [j for j in waiting if id(j) not in first]
-    assert sorted(len(j.ids) for j in pick_batch(later, 3)) == [49, 50, 52]  # the rest of the greedy ones
-    assert [len(j.ids) for j in pick_batch([job(30), *waiting], 3)] == [30, 49, 50]  # least padding around 30
-    assert len(pick_batch(waiting, 32)) == 6  # everything that fits with the oldest's sampling settings
-    assert pick_batch(waiting[4:], 3) == [waiting[4]]  # a sampled job never shares a greedy batch
+    waiting = [job(30), job(10), job(50), job(12), job(52), job(11, sampled), job(49), job(13)]
+    assert [len(j.ids) for j in pick_batch(waiting, 3)] == [10, 12, 13]  # the least padding (3 + 1 tokens)
+    assert len(pick_batch(waiting, 32)) == 7  # everything that fits with the oldest's sampling settings
+    assert pick_batch(waiting[5:], 3) == [waiting[5]]  # a sampled job never shares a greedy batch
+    waiting[0].skipped = 2  # passed over twice: the next batch is the least-padded one around it
+    assert [len(j.ids) for j in pick_batch(waiting, 3)] == [30, 49, 50]
+    # the worker's rule: every job is generated within max_skips + 1 batches of becoming the oldest
+    queue = [job(n) for n in (500, *range(100, 140))]
+    batches = 0
+    while any(len(j.ids) == 500 for j in queue):
+        batch = pick_batch(queue, 8)
+        queue = [j for j in queue if all(j is not b for b in batch)]
+        for j in queue:
+            j.skipped += 1
+        batches += 1
+    assert batches == 3
 
 
 def test_a_request_is_queued_whole_padded_by_length_or_refused_whole(tiny_model) -> None:
