@@ -308,7 +308,10 @@ def measure(root: Path, args: argparse.Namespace, started: float) -> str:
         f"batches of {args.batch} sequences on both paths. Served: {pricing.predictor.request_size} prompts per "
         f"request, {pricing.predictor.concurrency} requests in flight (batch pricing's defaults). Greedy texts "
         f"identical in-process and served: {min(same)}/{len(texts)}. {args.repeats} rounds per thread count, the "
-        "order of the paths alternating (the machine is shared).\n\n" + markdown_table(table) + "\n\n"
+        "order of the paths alternating (the machine is shared). OpenMP wait policy: in-process "
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset (the runtime default)')}, the local predictor "
+        f"{os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} (`serve_local_predictor`'s default).\n\n"
+        + markdown_table(table) + "\n\n"
         + notes(all_results[threads[0]]) + "\n" + diagnostic
         + f"\n\nTotal benchmark wall time {time.perf_counter() - started:.0f} s."
     )
@@ -340,16 +343,19 @@ def compare(root: Path, args: argparse.Namespace, threads: int, loaded: Any, mod
 
 
 def table_rows(results: dict[str, list[dict]], threads: int) -> list[dict]:
+    def median_run(runs: list[dict]) -> tuple[float, dict]:  # the lower median of an even count: a real round
+        rate, i = sorted((x["decisions"] / x["wall s"], i) for i, x in enumerate(runs))[(len(runs) - 1) // 2]
+        return rate, runs[i]
+
     out = []
-    base_rate = statistics.median(x["decisions"] / x["wall s"] for x in results[NAMES[0]])
+    base_rate, _ = median_run(results[NAMES[0]])
     for name, runs in results.items():
-        rates = [x["decisions"] / x["wall s"] for x in runs]
-        median = sorted(zip(rates, range(len(runs)), strict=True))[(len(runs) - 1) // 2][1]  # the (lower) median run
-        run = runs[median]
+        rate, run = median_run(runs)
         out.append({"threads": threads, "path": name, "decisions": run["decisions"], "generations": run["generations"],
                     "model actions": run.get("model actions", ""), "wall s": run["wall s"], "CPU s": run["CPU s"],
-                    "decisions/s": rates[median], "each round": ", ".join(f"{x:.2f}" for x in rates),
-                    "served / in-process": rates[median] / base_rate, "batches": run["batches"]})
+                    "decisions/s": rate,
+                    "each round": ", ".join(f"{x['decisions'] / x['wall s']:.2f}" for x in runs),
+                    "served / in-process": rate / base_rate, "batches": run["batches"]})
     return out
 
 
@@ -357,7 +363,7 @@ def notes(results: dict[str, list[dict]]) -> str:
     inproc, served = results[NAMES[0]], results[NAMES[1]]
     prompt_s = statistics.median(x["prompt s"] for x in inproc)
     whole = statistics.median(x["whole run s"] for x in served)
-    return (f"- decisions/s: decisions over wall seconds of the median round (the ratio uses the in-process median). "
+    return (f"- decisions/s: decisions over wall seconds of the median round (the lower one of two). "
             "In-process times `generate` + Ψ on prompts built beforehand (building them took "
             f"{prompt_s:.1f} s more, {len(inproc[0]['texts']) / prompt_s:.0f} prompts/s: the prompt budget is counted "
             "with the tokenizer, several encodings per prompt); the served run's wall time is its `pricing` stage "

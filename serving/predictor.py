@@ -614,14 +614,20 @@ def serve_local_predictor(model_dir: str | Path, served_model: str = DEFAULT_MOD
                           max_batch_size: int = 32, batch_wait_ms: float = 5.0, threads: int | None = None,
                           log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
     """Run ``python -m aigp.serving.predictor`` for ``model_dir`` on a loopback port; yields its OpenAI API
-    root (``http://127.0.0.1:<port>/openai/v1``) and stops it (SIGTERM) on exit."""
+    root (``http://127.0.0.1:<port>/openai/v1``) and stops it (SIGTERM) on exit.
+
+    The predictor shares the machine with the process that calls it (batch pricing, the transformer), so its
+    OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets a policy): spinning
+    threads of a parallel region wait for one that another process has taken the core from, which made 2-thread
+    generation on 2 busy cores 4x slower (``bench/bench_served_vs_inprocess.py``)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "aigp.serving.predictor", f"--model_name={served_model}",
             f"--model_dir={model_dir}", f"--http_port={port}", "--enable_grpc=false",
             f"--max_batch_size={max_batch_size}", f"--batch_wait_ms={batch_wait_ms}"]
     if threads:
         argv.append(f"--threads={threads}")
-    with serve_subprocess(argv, lambda base: f"{base}/models", port=port, url_suffix=OPENAI_PREFIX,
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    with serve_subprocess(argv, lambda base: f"{base}/models", port=port, url_suffix=OPENAI_PREFIX, env=env,
                           log_path=log_path, timeout_s=timeout_s, what=f"the local predictor for {model_dir}") as base:
         yield base
 

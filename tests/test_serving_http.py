@@ -239,6 +239,28 @@ def test_a_batch_groups_similar_prompt_lengths_and_passes_over_a_job_at_most_twi
     assert batches == 3
 
 
+def test_the_local_predictor_waits_passively_for_cores_it_shares(monkeypatch, tmp_path) -> None:
+    import contextlib
+
+    import aigp.serving.predictor as predictor
+
+    seen: list[dict] = []
+
+    @contextlib.contextmanager
+    def fake(argv, ready_url, **options):
+        seen.append(options["env"])
+        yield "http://127.0.0.1:1/openai/v1"
+
+    monkeypatch.setattr(predictor, "serve_subprocess", fake)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with predictor.serve_local_predictor(tmp_path, port=1):
+        pass
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a policy set by the operator is kept
+    with predictor.serve_local_predictor(tmp_path, port=1):
+        pass
+    assert [env["OMP_WAIT_POLICY"] for env in seen] == ["PASSIVE", "ACTIVE"]
+
+
 def test_a_request_is_queued_whole_padded_by_length_or_refused_whole(tiny_model) -> None:
     import asyncio
 
