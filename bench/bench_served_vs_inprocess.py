@@ -249,8 +249,10 @@ def main() -> None:
         root = args.root or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         body = measure(root, args, started)
+    policy = f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} " if "OMP_WAIT_POLICY" in os.environ else ""
     write_section("served_vs_inprocess", "Serving: the served path vs in-process generation (same model)", body,
-                  f"python -m bench.bench_served_vs_inprocess --skus {args.skus} --horizon-days {args.horizon_days} "
+                  f"{policy}python -m bench.bench_served_vs_inprocess --skus {args.skus} "
+                  f"--horizon-days {args.horizon_days} "
                   f"--batch {args.batch} --max-tokens {args.max_tokens} --threads {args.threads} "
                   f"--sft-steps {args.sft_steps} --repeats {args.repeats}"
                   + (f" --root {args.root}" if args.root else ""))
@@ -363,7 +365,10 @@ def notes(results: dict[str, list[dict]]) -> str:
     inproc, served = results[NAMES[0]], results[NAMES[1]]
     prompt_s = statistics.median(x["prompt s"] for x in inproc)
     whole = statistics.median(x["whole run s"] for x in served)
-    return (f"- decisions/s: decisions over wall seconds of the median round (the lower one of two). "
+    return ("- OpenMP threads that spin while they wait lose their turn to any other busy process: with 2 threads on "
+            "2 shared cores, a round can run several times slower than the next (see `each round`); run with "
+            "`OMP_WAIT_POLICY=PASSIVE`, as the local predictor now does by default, to compare 2-thread rounds.\n"
+            f"- decisions/s: decisions over wall seconds of the median round (the lower one of two). "
             "In-process times `generate` + Ψ on prompts built beforehand (building them took "
             f"{prompt_s:.1f} s more, {len(inproc[0]['texts']) / prompt_s:.0f} prompts/s: the prompt budget is counted "
             "with the tokenizer, several encodings per prompt); the served run's wall time is its `pricing` stage "
