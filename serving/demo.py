@@ -175,6 +175,7 @@ def price_next_day(ctx: DemoContext, log: Callable[[str], Any] = print, *,
                                    feature_state_dir=state_dir, tokenizer=uri, registry_refresh_s=0)
         with serve_local_transformer(config, model_name, pinned_version=pinned,
                                      log_path=paths.run_dir / "transformer.log") as base:
+            ready = time.perf_counter()  # SKUs/s counts pricing, not starting the two servers (seconds["start"])
             log(f"pricing transformer {base}/v1/models/{model_name}:predict -> LLM predictor {url}")
             with httpx.Client(base_url=base, timeout=900) as client, tqdm(total=len(skus), desc="pricing",
                                                                           unit="SKU") as bar:
@@ -186,7 +187,8 @@ def price_next_day(ctx: DemoContext, log: Callable[[str], Any] = print, *,
                                            f"{response.text[:500]} (log: {paths.run_dir / 'transformer.log'})")
                     predictions += response.json()["predictions"]
                     bar.update(len(skus[lo:lo + REQUEST_SKUS]))
-    seconds = {"pricing": time.perf_counter() - t0}
+            priced = time.perf_counter()
+    seconds = {"start": ready - t0, "pricing": priced - ready}
 
     decisions = [Decision.from_response(p) for p in predictions]
     source = EmbeddedFeatureSource.open(feature_data=feature_data, state_dir=state_dir)

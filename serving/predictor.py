@@ -15,10 +15,11 @@ routes below can then move onto KServe's models:
 Errors follow vLLM: 404 for an unknown model name, 400 for a malformed request or a prompt plus
 ``max_tokens`` longer than the model's context, with ``{"error": {"message", "type", "code"}}``.
 
-Generation is batched across requests (:class:`BatchedGenerator`): a worker thread takes every waiting
-sequence with the same sampling settings (up to ``max_batch_size``, waiting at most ``batch_wait_ms`` for
-more to arrive), left-pads them and runs one ``model.generate``; a request's prompts join whichever batch
-is forming, so concurrent one-SKU requests batch as well as one request with many prompts.
+Generation is batched across requests (:class:`BatchedGenerator`): a worker thread takes waiting sequences with
+the oldest one's sampling settings and similar prompt lengths (up to ``max_batch_size``, waiting at most
+``batch_wait_ms`` for more to arrive; a sequence passed over twice is taken next; :func:`pick_batch`), left-pads
+them and runs one ``model.generate``. A request's prompts are tokenized together and queued at once, so they can share a
+batch, and concurrent one-SKU requests batch as well as one request with many prompts.
 
     python -m aigp.serving.predictor --model_name=aigp-pricing --model_dir=/mnt/models --http_port=8080
 """
@@ -36,7 +37,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -84,6 +84,31 @@ class _Job:
     sampling: Sampling
     stop: tuple[str, ...]
     future: Future = field(default_factory=Future)
+    skipped: int = 0  # batches formed without this job while it could have joined them
+
+
+def pick_batch(waiting: Sequence[_Job], max_batch_size: int, max_skips: int = 2) -> list[_Job]:
+    """The next batch out of ``waiting`` (oldest first): jobs with the oldest job's sampling settings, at most
+    ``max_batch_size`` of them, of similar prompt lengths. Left padding makes every row of a batch as long as its
+    longest prompt, so the batch is the run of ``max_batch_size`` jobs (in length order) with the least padding, as
+    in-process generation (``aigp.align.generation``) sorts its prompts by length; once the oldest job has been
+    passed over ``max_skips`` times, the batch is the least-padded run that includes it, so no job waits forever."""
+    oldest = waiting[0]
+    same = [j for j in waiting if j.sampling.key == oldest.sampling.key]
+    if len(same) <= max_batch_size:
+        return same
+    ordered = sorted(same, key=lambda j: len(j.ids))  # stable: arrival order among equal lengths
+    starts = range(len(ordered) - max_batch_size + 1)
+    if oldest.skipped >= max_skips:
+        anchor = next(i for i, j in enumerate(ordered) if j is oldest)
+        starts = range(max(0, anchor - max_batch_size + 1), min(anchor, len(ordered) - max_batch_size) + 1)
+
+    def padding(lo: int) -> int:
+        width = len(ordered[lo + max_batch_size - 1].ids)
+        return sum(width - len(j.ids) for j in ordered[lo:lo + max_batch_size])
+
+    best = min(starts, key=padding)  # the first (shortest prompts) among equals
+    return ordered[best:best + max_batch_size]
 
 
 @dataclass(frozen=True)
@@ -97,65 +122,94 @@ class Generation:
 class BatchedGenerator:
     """Greedy or sampled generation, batched across callers by a worker thread."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 32, batch_wait_ms: float = 5.0):
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 32, batch_wait_ms: float = 5.0,
+                 max_skips: int = 2):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
+        self.max_skips = max_skips  # batches a waiting job may be passed over for better-matched lengths
         self.batch_wait_s = batch_wait_ms / 1000.0
         self.context = int(getattr(model.config, "max_position_embeddings", 2048))
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         self.batches = 0  # generate() calls so far (tests and the benchmark read it)
         self.sequences = 0
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self.prompt_tokens = 0  # prompt tokens prefilled, and the padding added to them
+        self.padding_tokens = 0
+        self.generate_s = 0.0
+        self._queue: queue.Queue[list[_Job] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="aigp-generate", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+        log.info("%s", self.stats())
+
+    def stats(self) -> str:
+        """One line on the batches so far (the predictor logs it when it stops; the benchmark reads it)."""
+        mean = self.sequences / self.batches if self.batches else 0.0
+        padded = self.padding_tokens / max(1, self.prompt_tokens + self.padding_tokens)
+        return (f"generated {self.sequences} sequences in {self.batches} batches ({mean:.1f} per batch), "
+                f"{self.prompt_tokens} prompt tokens, padding {100 * padded:.1f}% of the prefill, "
+                f"{self.generate_s:.1f} s in generate()")
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.encode_many([text])[0]
+
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of several texts in one tokenizer call (the fast tokenizer encodes a batch at once)."""
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def submit(self, ids: list[int], max_tokens: int, sampling: Sampling, stop: Sequence[str] = ()) -> Future:
-        if not ids:
-            raise RequestError("the prompt is empty after tokenization")
-        if len(ids) + max_tokens > self.context:
-            raise RequestError(f"This model's maximum context length is {self.context} tokens. However, you "
-                               f"requested {len(ids) + max_tokens} tokens ({len(ids)} in the prompt, {max_tokens} "
-                               "for the completion). Please reduce the length of the prompt or completion.")
-        job = _Job(ids, max_tokens, sampling, tuple(stop))
-        self._queue.put(job)
-        return job.future
+        return self.submit_many([(ids, sampling)], max_tokens, stop)[0]
+
+    def submit_many(self, prompts: Sequence[tuple[list[int], Sampling]], max_tokens: int,
+                    stop: Sequence[str] = ()) -> list[Future]:
+        """Queue a request's sequences at once (so they can share a batch), or none of them: every prompt is
+        checked before any is queued, so a refused request leaves no orphan generation behind."""
+        for ids, _ in prompts:
+            if not ids:
+                raise RequestError("the prompt is empty after tokenization")
+            if len(ids) + max_tokens > self.context:
+                raise RequestError(f"This model's maximum context length is {self.context} tokens. However, you "
+                                   f"requested {len(ids) + max_tokens} tokens ({len(ids)} in the prompt, "
+                                   f"{max_tokens} for the completion). Please reduce the length of the prompt or "
+                                   "completion.")
+        jobs = [_Job(ids, max_tokens, sampling, tuple(stop)) for ids, sampling in prompts]
+        if jobs:
+            self._queue.put(jobs)
+        return [job.future for job in jobs]
 
     # --- the worker ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
-        waiting: deque[_Job] = deque()
+        waiting: list[_Job] = []  # oldest first
         while True:
             if not waiting:
-                job = self._queue.get()
-                if job is None:
+                jobs = self._queue.get()
+                if jobs is None:
                     return
-                waiting.append(job)
+                waiting.extend(jobs)
             deadline = time.monotonic() + self.batch_wait_s
             while len(waiting) < 4 * self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    job = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
+                    jobs = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
-                    self._fail(list(waiting), RuntimeError("the predictor is shutting down"))
+                if jobs is None:
+                    self._fail(waiting, RuntimeError("the predictor is shutting down"))
                     return
-                waiting.append(job)
-            key = waiting[0].sampling.key
-            batch = [j for j in waiting if j.sampling.key == key][: self.max_batch_size]
+                waiting.extend(jobs)
+            batch = pick_batch(waiting, self.max_batch_size, self.max_skips)
             chosen = {id(j) for j in batch}
-            waiting = deque(j for j in waiting if id(j) not in chosen)
+            waiting = [j for j in waiting if id(j) not in chosen]
+            for job in waiting:
+                if job.sampling.key == batch[0].sampling.key:
+                    job.skipped += 1
             try:
                 results = self._generate(batch)
             except Exception as exc:  # answer every caller of the batch, keep serving
@@ -188,10 +242,14 @@ class BatchedGenerator:
             torch.manual_seed(sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(4), "big"))
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        self.generate_s += time.perf_counter() - started
         self.batches += 1
         self.sequences += len(batch)
+        self.prompt_tokens += sum(len(j.ids) for j in batch)
+        self.padding_tokens += sum(width - len(j.ids) for j in batch)
         results = []
         for row, job in enumerate(batch):
             tokens = out[row, width:].tolist()[: job.max_new]
@@ -322,14 +380,14 @@ class LLMPredictor(Model):
         """Generations per prompt (``n`` each); the jobs join the generator's batches."""
         assert self.generator is not None, "load() first"
         generator = self.generator
-        futures = []
-        for j, prompt in enumerate(request.prompts):
-            ids = generator.encode(prompt)
+        seed = request.sampling.seed
+        sequences = []
+        for j, ids in enumerate(generator.encode_many(request.prompts)):
             for k in range(request.n):
-                seed = request.sampling.seed
                 sampling = request.sampling if seed is None or request.n == 1 else Sampling(
                     request.sampling.temperature, request.sampling.top_p, seed + j * request.n + k)
-                futures.append(generator.submit(ids, request.max_tokens, sampling, request.stop))
+                sequences.append((ids, sampling))
+        futures = generator.submit_many(sequences, request.max_tokens, request.stop)
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         return [list(results[i * request.n:(i + 1) * request.n]) for i in range(len(request.prompts))]
 
@@ -372,12 +430,10 @@ class LLMPredictor(Model):
                 isinstance(i, dict) and isinstance(i.get("prompt"), str) for i in instances):
             raise InvalidInput("instances: expected a non-empty list of {\"prompt\": str} objects")
         try:
-            outputs = []
-            for item in instances:
-                request = parse_generation({"model": self.name, "prompt": item["prompt"], "temperature": 0,
-                                            "max_tokens": item.get("max_tokens", DEFAULT_MAX_TOKENS)}, self.name,
-                                           chat=False, render_chat=None)
-                outputs.append((await self._run(request))[0][0])
+            requests = [parse_generation({"model": self.name, "prompt": item["prompt"], "temperature": 0,
+                                          "max_tokens": item.get("max_tokens", DEFAULT_MAX_TOKENS)}, self.name,
+                                         chat=False, render_chat=None) for item in instances]
+            outputs = [g[0][0] for g in await asyncio.gather(*(self._run(r) for r in requests))]  # batched together
         except RequestError as exc:
             raise InvalidInput(str(exc)) from None
         return {"predictions": [{"text": g.text, "finish_reason": g.finish_reason} for g in outputs]}
@@ -429,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from kserve import ModelServer, model_server
 
     args, _ = build_parser().parse_known_args(argv)
+    handler = logging.StreamHandler()  # KServe configures its own loggers only: this module's INFO lines too
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d aigp.serving.predictor %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     if args.threads:
         import torch
 
@@ -553,14 +614,20 @@ def serve_local_predictor(model_dir: str | Path, served_model: str = DEFAULT_MOD
                           max_batch_size: int = 32, batch_wait_ms: float = 5.0, threads: int | None = None,
                           log_path: str | Path | None = None, timeout_s: float = 180.0) -> Iterator[str]:
     """Run ``python -m aigp.serving.predictor`` for ``model_dir`` on a loopback port; yields its OpenAI API
-    root (``http://127.0.0.1:<port>/openai/v1``) and stops it (SIGTERM) on exit."""
+    root (``http://127.0.0.1:<port>/openai/v1``) and stops it (SIGTERM) on exit.
+
+    The predictor shares the machine with the process that calls it (batch pricing, the transformer), so its
+    OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets a policy): spinning
+    threads of a parallel region wait for one that another process has taken the core from, which made 2-thread
+    generation on 2 busy cores 4x slower (``bench/bench_served_vs_inprocess.py``)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "aigp.serving.predictor", f"--model_name={served_model}",
             f"--model_dir={model_dir}", f"--http_port={port}", "--enable_grpc=false",
             f"--max_batch_size={max_batch_size}", f"--batch_wait_ms={batch_wait_ms}"]
     if threads:
         argv.append(f"--threads={threads}")
-    with serve_subprocess(argv, lambda base: f"{base}/models", port=port, url_suffix=OPENAI_PREFIX,
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    with serve_subprocess(argv, lambda base: f"{base}/models", port=port, url_suffix=OPENAI_PREFIX, env=env,
                           log_path=log_path, timeout_s=timeout_s, what=f"the local predictor for {model_dir}") as base:
         yield base
 

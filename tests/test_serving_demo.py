@@ -89,6 +89,11 @@ def test_demo_stage_prices_the_day_through_the_transformer_with_the_champion(mar
     log = validate_decisions(pd.read_parquet(ctx.pricing_decisions))
     assert len(log) == summary.priced == 12 < summary.active_skus
     assert summary.date == date.isoformat() and (log["date"] == pd.Timestamp(date)).all()
+    # SKUs/s is the pricing's rate: starting the two servers is timed apart (it is most of a 12-SKU demo run)
+    pricing = summary.seconds["pricing"]  # rounded to 0.01 s, the rate to 0.01 SKU/s
+    assert summary.seconds["start"] > 0 and summary.skus_per_second is not None
+    assert 12 / (pricing + 0.01) - 0.01 <= summary.skus_per_second <= 12 / max(pricing - 0.01, 1e-3) + 0.01
+    assert summary.seconds["start"] + summary.seconds["pricing"] < summary.seconds["total"]
     assert log["sku_id"].is_unique and set(log["model_version"]) == {"1"}
     assert all(in_a_safe(*r) for r in log[["prev_discount", "discount_change", "new_discount"]].itertuples(False))
     page = report.read_text()

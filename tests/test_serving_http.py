@@ -212,6 +212,85 @@ def test_batched_generation_equals_one_at_a_time_and_batches(tiny_model) -> None
         generator.close()
 
 
+def test_a_batch_groups_similar_prompt_lengths_and_passes_over_a_job_at_most_twice() -> None:
+    from aigp.serving.predictor import Sampling, _Job, pick_batch
+
+    greedy, sampled = Sampling(0.0, 1.0, None), Sampling(0.7, 1.0, 3)
+
+    def job(length: int, sampling: Sampling = greedy) -> _Job:
+        return _Job([7] * length, 8, sampling, ())
+
+    # arrival order mixes short and long prompts: first-come batches would pad every short one to the longest
+    waiting = [job(30), job(10), job(50), job(12), job(52), job(11, sampled), job(49), job(13)]
+    assert [len(j.ids) for j in pick_batch(waiting, 3)] == [10, 12, 13]  # the least padding (3 + 1 tokens)
+    assert len(pick_batch(waiting, 32)) == 7  # everything that fits with the oldest's sampling settings
+    assert pick_batch(waiting[5:], 3) == [waiting[5]]  # a sampled job never shares a greedy batch
+    waiting[0].skipped = 2  # passed over twice: the next batch is the least-padded one around it
+    assert [len(j.ids) for j in pick_batch(waiting, 3)] == [30, 49, 50]
+    # the worker's rule: every job is generated within max_skips + 1 batches of becoming the oldest
+    queue = [job(n) for n in (500, *range(100, 140))]
+    batches = 0
+    while any(len(j.ids) == 500 for j in queue):
+        batch = pick_batch(queue, 8)
+        queue = [j for j in queue if all(j is not b for b in batch)]
+        for j in queue:
+            j.skipped += 1
+        batches += 1
+    assert batches == 3
+
+
+def test_the_local_predictor_waits_passively_for_cores_it_shares(monkeypatch, tmp_path) -> None:
+    import contextlib
+
+    import aigp.serving.predictor as predictor
+
+    seen: list[dict] = []
+
+    @contextlib.contextmanager
+    def fake(argv, ready_url, **options):
+        seen.append(options["env"])
+        yield "http://127.0.0.1:1/openai/v1"
+
+    monkeypatch.setattr(predictor, "serve_subprocess", fake)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with predictor.serve_local_predictor(tmp_path, port=1):
+        pass
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a policy set by the operator is kept
+    with predictor.serve_local_predictor(tmp_path, port=1):
+        pass
+    assert [env["OMP_WAIT_POLICY"] for env in seen] == ["PASSIVE", "ACTIVE"]
+
+
+def test_a_request_is_queued_whole_padded_by_length_or_refused_whole(tiny_model) -> None:
+    import asyncio
+
+    from aigp.llm.model_factory import load_model
+    from aigp.serving.predictor import BatchedGenerator, LLMPredictor, RequestError, Sampling
+
+    model, tokenizer = load_model(tiny_model)
+    generator = BatchedGenerator(model, tokenizer, max_batch_size=2, batch_wait_ms=0)
+    predictor = LLMPredictor(MODEL, str(tiny_model))
+    predictor.generator = generator
+    try:
+        short, long = "price it", "a much longer prompt about the price " * 8
+        body = {"model": MODEL, "prompt": [short, long, short, long], "max_tokens": 2, "temperature": 0}
+        answer = asyncio.run(predictor.create_completion(body))
+        assert [c["index"] for c in answer["choices"]] == [0, 1, 2, 3]
+        # queued at once, then batched by length: two batches, no padding (first-come: two padded batches)
+        assert generator.batches == 2 and generator.sequences == 4 and generator.padding_tokens == 0
+        assert "4 sequences in 2 batches" in generator.stats()
+        v1 = asyncio.run(predictor.predict({"instances": [{"prompt": long, "max_tokens": 2}, {"prompt": short,
+                                                                                              "max_tokens": 2}]}))
+        assert [p["text"] for p in v1["predictions"]] == [answer["choices"][1]["text"], answer["choices"][0]["text"]]
+        too_long = {**body, "prompt": [short, "word " * 5000]}
+        with pytest.raises(RequestError, match="maximum context length"):
+            asyncio.run(predictor.create_completion(too_long))
+        generator.submit(generator.encode(short), 2, Sampling(0.0, 1.0, None)).result(timeout=60)
+        assert generator.sequences == 7  # the refused request's first prompt was never generated
+    finally:
+        generator.close()
+
+
 # --- the transformer: v1 and v2 -------------------------------------------------------------------------------
 def test_v1_prices_one_sku_with_its_group_and_version(stack) -> None:
     stack["scripted"].reset("teacher")
