@@ -12,7 +12,7 @@ with its tokenizer), the same ``max_new_tokens`` and the same batch size (sequen
   ``serve_local``, with batch pricing's defaults for prompts per request and requests in flight: features from
   the online store, prompt building, HTTP, batching across requests in the predictor, Ψ, A_safe, the journal;
 - **served, client only**: the same prebuilt prompt texts sent with the pricing client
-  (``aigp.llm.client.PredictorClient``, same prompts per request and in flight) to the same predictor: the
+  (``aigp.openai_compat.client.PredictorClient``, same prompts per request and in flight) to the same predictor: the
   server side of the gap alone.
 
 Decisions/s count every SKU decided (a model action or a fallback) per second of wall time; CPU seconds are this
@@ -62,10 +62,10 @@ def train_model(root: Path, logs: Path, *, seed: int, steps: int, threads: int) 
     """The `small` base model fine-tuned (full, not LoRA) on [ACT_ONLY] prompts within its budget and the
     teacher's JSON actions: enough to write an action and stop."""
     from aigp.align.sft import SFTStepConfig, run_sft
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import SIZES, BaseModelConfig, build_base_model, load_model, token_counter
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.llm.rows import load_prompt_rows
-    from aigp.llm.teacher import KnowledgeBaseTeacher
 
     out = root / "sft_small"
     if (out / "config.json").exists():
@@ -207,7 +207,7 @@ def _batch_stats(log: Path) -> str:
 
 def run_client(base: str, prompts: list[str], settings: Any, predictor_pid: int) -> dict[str, Any]:
     """The prebuilt prompt texts through the pricing client, ``request_size`` per request, ``concurrency`` at once."""
-    from aigp.llm.client import PredictorClient
+    from aigp.openai_compat.client import PredictorClient
 
     async def go() -> list:
         client = PredictorClient(base, "aigp-pricing", settings)
