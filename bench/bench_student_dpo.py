@@ -55,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dpo-lr", type=float, default=2e-3)
     p.add_argument("--truth-rollouts", type=int, default=8)
     p.add_argument("--ab-skus", type=int, default=60)
+    p.add_argument("--ab-seed", type=int, default=None, help="the A/B cohort's seed (default --seed); choose "
+                   "settings on one cohort, report them on another")
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-write", action="store_true")
@@ -170,7 +172,7 @@ def main() -> None:
     groups = ["price_sales", "kb_teacher", "sft", "sft_dpo", "oracle"]
     ab_cfg = ABConfig.build(allocation={g: 1 / len(groups) for g in groups}, cohort_skus=args.ab_skus,
                             cohort_launch_days=2, history_skus=len(logs.read("skus.parquet")), horizons=(7, 14),
-                            seed=args.seed)
+                            seed=args.seed if args.ab_seed is None else args.ab_seed)
     policies: dict[str, Any] = dict(build_baselines(
         ["price_sales", "oracle"], dynamics=ab_cfg.cohort_market().dynamics, seed=args.seed,
         history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet"))))
