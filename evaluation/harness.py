@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from aigp.config import StrictConfig
 from aigp.io import write_json, write_text
@@ -51,6 +51,9 @@ CRITIC_POLICIES = ("ltve_greedy", "best_of_teacher")  # act on the LTVE directly
 LLM_LABELS = {"base": "base model (untrained)", "sft": "AIGP (SFT-only)", "dpo_only": "AIGP (DPO-only)",
               "fullseq": "AIGP (FullSeq)", "sft_dpo": "AIGP (SFT+DPO)"}
 ABLATED = ("sft", "dpo_only", "sft_dpo")
+SAME_ACTION = 0.005  # actions print with 2 decimals: closer than half a cent is the same action
+COMPACT_REVIEW_CHARS = 160  # the compact prompt's review digest (pipelines/runner.py COMPACT_PROMPT, bench_student)
+ACTION_TOKENS = 40  # decoding cap of an [ACT_ONLY] answer: the JSON action is 22-32 tokens (pipelines/runner.py)
 
 # The paper's numbers (Tao Factory), printed beside ours.
 PAPER_TABLE2 = {1: (0.045, 0.877, 0.912), 3: (0.027, 0.907, 0.975), 5: (0.056, 0.864, 0.897)}  # MAE, EAMA, CDA
@@ -110,17 +113,36 @@ class EvaluationSettings(StrictConfig):
     llm_models: dict[str, str] = Field(default_factory=dict,
                                        description="variant -> trained model dir (base, sft, ...): skips training")
     llm_variants: tuple[str, ...] = Field(LLM_VARIANTS, description="variants trained with aigp.align")
-    llm_size: str = Field("small", description="base model size (aigp.llm.model_factory.SIZES)")
-    llm_distill_prompts: int = Field(150, ge=1, description="training-window prompts sent to the teacher (SFT set)")
-    llm_sft_epochs: float = Field(3.0, gt=0)
-    llm_sft_lora: bool = Field(False, description="LoRA SFT; off = full fine-tuning, which the random-init small "
-                               "base model needs to learn the answer format in minutes (bench/bench_alignment.py)")
-    llm_sample_prompts: int = Field(96, ge=1, description="training-window prompts [ACT_ONLY] candidates are drawn on")
+    llm_size: str = Field("tiny", description="base model size (aigp.llm.model_factory.SIZES)")
+    llm_prompt: str = Field("compact", pattern="^(compact|full)$",
+                            description="prompt form the variants are distilled on and price with: `compact` = "
+                            "the short [ACT_ONLY] form a from-scratch model learns from (bench/bench_student.py); "
+                            "`full` = the full prompt's [ACT_ONLY] form")
+    llm_distill_prompts: int = Field(12_000, ge=1, description="training-window prompts the teacher labels (SFT set)")
+    llm_distill_temperature: float = Field(0.0, ge=0.0, le=2.0, description="teacher temperature of the SFT labels")
+    llm_sft_steps: int | None = Field(3_000, ge=1, description="SFT optimiser steps (None: llm_sft_epochs)")
+    llm_sft_epochs: float = Field(3.0, gt=0, description="SFT epochs when llm_sft_steps is None")
+    llm_sft_batch: int = Field(16, ge=1)
+    llm_sft_lora: bool = Field(False, description="LoRA SFT; off = full fine-tuning, which the random-init base "
+                               "model needs to learn the answer format in minutes (bench/bench_alignment.py)")
+    llm_on_policy_rounds: int = Field(2, ge=0, description="on-policy distillation (DAgger) rounds after SFT: the "
+                                      "student prices a training cohort of its own, the teacher labels every state "
+                                      "it visited, SFT continues on the grown set (aigp.distillation.on_policy)")
+    llm_on_policy_skus: int = Field(300, ge=1, description="SKUs of each on-policy round's training cohort")
+    llm_on_policy_steps: int = Field(400, ge=1, description="SFT steps of each on-policy round")
+    llm_sample_prompts: int = Field(400, ge=1, description="training-window prompts [ACT_ONLY] candidates are drawn on")
     llm_candidates: int = Field(8, ge=2, description="M candidates per prompt")
     llm_dpo_epochs: float = Field(2.0, gt=0)
     llm_fullseq_prompts: int = Field(8, ge=1, description="prompts sampled in full-reasoning mode for FullSeq")
     llm_ab_variants: tuple[str, ...] = Field(("sft", "sft_dpo"), description="LLM variants priced in the A/B")
     threads: int = Field(1, ge=1, description="torch CPU threads (on a busy 2-core machine 2 threads run 5x slower)")
+
+    @model_validator(mode="after")
+    def _on_policy_needs_compact(self) -> EvaluationSettings:
+        if self.llm_on_policy_rounds and self.llm_prompt != "compact":
+            raise ValueError("llm_on_policy_rounds needs llm_prompt: compact (the teacher labels the prompts the "
+                             "student answered; the full form trains on reasoning twins)")
+        return self
 
     @classmethod
     def quick(cls, **overrides: Any) -> EvaluationSettings:
@@ -129,6 +151,7 @@ class EvaluationSettings(StrictConfig):
                      ltve_expert_rows=400, mc_states=4, mc_rollouts=2, baseline_steps=60, ddpg_pretrain_steps=20,
                      dt_steps=20, baseline_hidden=(32, 32), offline_rows=32, judge_rows=2, ab_cohort_skus=16,
                      ab_launch_days=5, ab_bootstrap=100, llm_variants=("base",), llm_size="tiny",
+                     llm_distill_prompts=60, llm_sft_steps=20, llm_on_policy_rounds=0, llm_sample_prompts=8,
                      llm_ab_variants=("base",))
         return cls.build(**{**small, **overrides})
 
@@ -482,7 +505,7 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
                     "change"].to_numpy(np.float64)
                 stop()
     for mode in ("no_diag", "no_kb"):
-        ablations[("kb_teacher", mode)] = _teacher_actions(text_rows, mode)
+        ablations[("kb_teacher", mode)] = _teacher_actions(text_rows, ev.settings, mode)
 
     order = ["price_sales", "dt", "ddpg", "sac", *LLM_VARIANTS, "kb_teacher", *CRITIC_POLICIES, "expert", "static",
              "oracle"]
@@ -502,6 +525,8 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
                    "eama": m["eama"], "paper_eama": paper[2], "eama_r": m["eama_r"], "paper_eama_r": paper[3],
                    "kips": m["kips"], "paper_kips": paper[4], "mean_abs_action": m["mean_abs_action"],
                    "avg_q_expert": m["avg_q_expert"],
+                   "same_as_teacher": float(np.mean(np.abs(actions[name] - actions["kb_teacher"]) < SAME_ACTION))
+                   if "kb_teacher" in actions else np.nan,
                    **({"parse_failure_rate": m["parse_failure_rate"], "compliance": m["compliance_rate"]}
                       if name in flags else {})})
         a = actions[name]
@@ -544,7 +569,9 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
             else:
                 m = offline_policy_metrics(rows, chosen, ltve=ltve)
                 t5_row |= {"status": "ok", "avg_q": m["avg_q"], "eama": m["eama"], "eama_r": m["eama_r"],
-                           "kips": m["kips"]}
+                           "kips": m["kips"],
+                           "changed": float(np.mean(np.abs(chosen - actions[variant]) >= SAME_ACTION))
+                           if variant in actions else np.nan}
             t5.append(t5_row)
     table5 = pd.DataFrame(t5)
     if "avg_q" in table5:
@@ -578,19 +605,23 @@ def _label(name: str) -> str:
             **LLM_LABELS}.get(name, name)
 
 
-def _prompt_config(mode: str) -> Any:
+def _prompt_config(settings: EvaluationSettings, mode: str = "full") -> Any:
+    """The [ACT_ONLY] prompt the LLM variants price with (``settings.llm_prompt``), whole or with a section
+    removed (Table 5's ablations)."""
     from aigp.llm.prompt import PromptConfig
 
-    return {"full": PromptConfig(), "no_diag": PromptConfig(include_diagnosis=False),
-            "no_kb": PromptConfig(include_knowledge=False)}[mode]
+    base = (PromptConfig(act_only=True, compact=True, reviews_max_chars=COMPACT_REVIEW_CHARS)
+            if settings.llm_prompt == "compact" else PromptConfig(act_only=True))
+    return {"full": base, "no_diag": base.with_updates(include_diagnosis=False),
+            "no_kb": base.with_updates(include_knowledge=False)}[mode]
 
 
-def _teacher_actions(text_rows: pd.DataFrame, mode: str) -> np.ndarray:
+def _teacher_actions(text_rows: pd.DataFrame, settings: EvaluationSettings, mode: str) -> np.ndarray:
     from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.parser import parse_action
     from aigp.llm.prompt import build_prompt
 
-    teacher, cfg = KnowledgeBaseTeacher(), _prompt_config(mode)
+    teacher, cfg = KnowledgeBaseTeacher(), _prompt_config(settings, mode)
     out = np.zeros(len(text_rows))
     for i, row in enumerate(text_rows.to_dict("records")):
         response = teacher.respond(build_prompt(row, cfg), temperature=0.0, seed=int(row["sku_id"]))
@@ -614,11 +645,15 @@ def _judge_teacher(ev: Evaluation, text_rows: pd.DataFrame, judged: dict[str, li
 
 def _llm_policy_config(settings: EvaluationSettings, mode: str = "full", act_only: bool = True) -> Any:
     """How an LLM variant prices here: the [ACT_ONLY] JSON action (the mode DPO trains; full reasoning costs
-    ~500 generated tokens, about 2 s per decision for the small model on 2 shared cores) with greedy decoding."""
-    from aigp.align.policy import PolicyConfig, act_only_config
+    ~500 generated tokens, about 2 s per decision for the small model on 2 shared cores) with greedy decoding.
+    ``act_only=False``: the full-reasoning prompt (what the judge scores), whatever ``llm_prompt`` is."""
+    from aigp.align.policy import PolicyConfig
+    from aigp.llm.prompt import PromptConfig
 
-    config = PolicyConfig(prompt=_prompt_config(mode), generation={"batch_size": 32}, threads=settings.threads)
-    return act_only_config(config, max_new_tokens=32) if act_only else config
+    if not act_only:
+        return PolicyConfig(prompt=PromptConfig(), generation={"batch_size": 32}, threads=settings.threads)
+    return PolicyConfig(prompt=_prompt_config(settings, mode), threads=settings.threads,
+                        generation={"batch_size": 32, "max_new_tokens": ACTION_TOKENS})
 
 
 def _llm_proposals(model_dir: Path, text_rows: pd.DataFrame, settings: EvaluationSettings, *,
@@ -652,6 +687,7 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
     from aigp.align.training import ALL_LINEAR_MODULES
     from aigp.align.variants import VariantsConfig, train_variants
     from aigp.distillation.distill import DistillConfig, run_distill, sft_records
+    from aigp.distillation.on_policy import OnPolicyConfig, on_policy_rounds
     from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import SIZES, BaseModelConfig, build_base_model
     from aigp.llm.prompt import PromptConfig, build_prompt
@@ -661,28 +697,44 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
     s: EvaluationSettings = ctx["settings"]
     root, log_dir, ltve = Path(ctx["work_dir"]) / "llm", ctx["log_dir"], ctx["ltve"]
     end = pd.Timestamp(ltve.info["split"]["cutoff"]).date()  # nothing from the evaluation cohort
-    teacher, corpus = KnowledgeBaseTeacher(), []
-    for row in load_prompt_rows(log_dir, n=min(300, 2 * s.llm_distill_prompts), seed=s.seed + 1,
-                                end=end).to_dict("records"):
-        for cfg in (PromptConfig(), PromptConfig(act_only=True)):
-            prompt = build_prompt(row, cfg)
-            corpus += [prompt.system, prompt.user, teacher.respond(prompt).text]
-    base = build_base_model(root / "base_model", corpus, BaseModelConfig(size=s.llm_size, seed=s.seed),
-                            overwrite=True)
     variants = tuple(v for v in s.llm_variants if v in LLM_VARIANTS)
+    prompt, teacher = _prompt_config(s), KnowledgeBaseTeacher()
+    optim: dict[str, Any] = {"learning_rate": 3e-3, "batch_size": s.llm_sft_batch, "threads": s.threads,
+                             "logging_steps": 50, "seed": s.seed, "warmup": 0.03,
+                             **({"max_steps": s.llm_sft_steps} if s.llm_sft_steps else {"epochs": s.llm_sft_epochs})}
+    distill_cfg: dict[str, Any] = {"n_prompts": s.llm_distill_prompts, "seed": s.seed, "end": end,
+                                   "temperature": s.llm_distill_temperature}
+    if s.llm_prompt == "compact":
+        # the student recipe (bench/bench_student.py): judged teacher answers to compact [ACT_ONLY] prompts, a
+        # tokenizer trained on those prompts and answers, full fine-tuning on the answers as they are
+        distill = run_distill(log_dir, root / "distill", DistillConfig.build(**distill_cfg,
+                                                                             prompt=prompt.model_dump()))
+        records = sft_records(distill.out_dir)
+        corpus = [m["content"] for r in records[:4000] for m in (*r["prompt"], *r["completion"])]
+        base = build_base_model(root / "base_model", corpus, BaseModelConfig(size=s.llm_size, seed=s.seed),
+                                overwrite=True)
+        sft: dict[str, Any] = {"act_only_copies": False, "validation_share": 0.0}
+    else:  # the full prompt: reasoning answers, trained as their [ACT_ONLY] twins
+        corpus = []
+        for row in load_prompt_rows(log_dir, n=min(300, 2 * s.llm_distill_prompts), seed=s.seed + 1,
+                                    end=end).to_dict("records"):
+            for cfg in (PromptConfig(), PromptConfig(act_only=True)):
+                built = build_prompt(row, cfg)
+                corpus += [built.system, built.user, teacher.respond(built).text]
+        base = build_base_model(root / "base_model", corpus, BaseModelConfig(size=s.llm_size, seed=s.seed),
+                                overwrite=True)
+        distill = run_distill(log_dir, root / "distill", DistillConfig.build(
+            **distill_cfg, prompt={"max_prompt_tokens": SIZES[s.llm_size].prompt_budget}, tokenizer=str(base)))
+        records = sft_records(distill.out_dir)
+        sft = {"max_full_examples": 0, "eval_steps": 20}
     if set(variants) <= {"base"}:
         return {"base": Path(base)} if variants else {}
-    budget = SIZES[s.llm_size].prompt_budget
-    distill = run_distill(log_dir, root / "distill", DistillConfig.build(
-        n_prompts=s.llm_distill_prompts, seed=s.seed, end=end, prompt={"max_prompt_tokens": budget},
-        tokenizer=str(base)))
     sample_rows = load_prompt_rows(log_dir, n=s.llm_sample_prompts, seed=s.seed + 2, end=end)
     gen = {"temperature": 1.0, "top_k": 50, "top_p": 0.95, "batch_size": 16, "seed": s.seed}
     config = VariantsConfig.build(
-        sft={"optim": {"epochs": s.llm_sft_epochs, "learning_rate": 3e-3, "batch_size": 2, "threads": s.threads,
-                       "logging_steps": 10}, "eval_steps": 20, "lora": {"enabled": s.llm_sft_lora},
-             "max_full_examples": 0},
-        sampling={"n_candidates": s.llm_candidates, "generation": {**gen, "max_new_tokens": 32}},
+        sft={**sft, "optim": optim, "lora": {"enabled": s.llm_sft_lora}},
+        sampling={"n_candidates": s.llm_candidates, "prompt": prompt.model_dump(),
+                  "generation": {**gen, "max_new_tokens": ACTION_TOKENS}},
         pairs={"delta_q": 0.01, "delta_a": 0.02, "max_pairs_per_prompt": 2},
         # the NLL term on the chosen action and the parse-rate guard (aigp.align.dpo): blind DPO at this learning
         # rate collapsed both DPO variants to unparsable output in the reduced run
@@ -694,11 +746,27 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
                           "generation": {**gen, "max_new_tokens": 640}},
         fullseq_prompts=s.llm_fullseq_prompts, variants=variants,
     )
+    after_sft = None
+    if s.llm_on_policy_rounds:
+        def after_sft(model: Path) -> Path:
+            result = on_policy_rounds(
+                model, records, root / "on_policy", rounds=s.llm_on_policy_rounds,
+                cohort=OnPolicyConfig(skus=s.llm_on_policy_skus), policy=_llm_policy_config(s),
+                distill=DistillConfig.build(**distill_cfg, prompt=prompt.model_dump()),
+                sft=config.sft.with_updates(optim=config.sft.optim.with_updates(max_steps=s.llm_on_policy_steps)),
+                log=lambda text: None)
+            ctx["on_policy"] = result.rounds
+            return result.model_dir
+
     truth = MonteCarloConfig(rollouts=s.mc_rollouts, seed=s.seed + 3)
-    run = train_variants(base, sft_records(distill.out_dir), sample_rows, ltve, root / "variants", config,
+    run = train_variants(base, records, sample_rows, ltve, root / "variants", config, after_sft=after_sft,
                          log=lambda text: None,
                          pair_truth=lambda pairs, rows: pair_truth(ltve, pairs, rows, ctx["frame"], log_dir, truth))
-    ctx["notes"] = [f"LLM {k}: {v}" for k, v in run.notes.items()]
+    ctx["notes"] = [f"LLM {k}: {v}" for k, v in run.notes.items()] + [
+        f"On-policy distillation round {r['round']:.0f}: the student priced {r['states']:.0f} states of a training "
+        f"cohort of its own and chose the teacher's action on {r['exact_agreement']:.0%} of them (mean change "
+        f"{r['mean_student_change']:+.3f} vs the teacher's {r['mean_teacher_change']:+.3f}); {r['labels']:.0f} "
+        f"teacher labels added, SFT set {r['sft_set']:.0f}" for r in ctx.get("on_policy", [])]
     ctx["variant_notes"] = dict(run.notes)
     ctx["metrics"] = run.metrics
     return {k: Path(v) for k, v in run.models.items() if k in variants}
@@ -863,21 +931,23 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
         if r["status"] != "ok":
             rows.append([r["policy"], f"{r['status']} ({_num(r['paper_avg_q'])})", f"— ({_num(r['paper_mae'])})",
                          f"— ({_pct(r['paper_eama'])})", f"— ({_num(r['paper_eama_r'], 2)})",
-                         f"— ({_num(r['paper_kips'], 2)})", "—", "—"])
+                         f"— ({_num(r['paper_kips'], 2)})", "—", "—", "—"])
             continue
         rows.append([r["policy"], f"{_num(r['avg_q'])} ({_num(r['paper_avg_q'])})",
                      f"{_num(r['mae'])} ({_num(r['paper_mae'])})", f"{_pct(r['eama'])} ({_pct(r['paper_eama'])})",
                      f"{_num(r['eama_r'])} ({_num(r['paper_eama_r'], 2)})",
                      f"{_num(r['kips'])} ({_num(r['paper_kips'], 2)})", _num(r["mean_abs_action"]),
-                     _pct(_get(r, "parse_failure_rate"))])
+                     _pct(_get(r, "same_as_teacher")), _pct(_get(r, "parse_failure_rate"))])
     expert_q = t3.loc[t3["status"] == "ok", "avg_q_expert"]
     body = _md(["policy", "Avg Q (paper)", "MAE (paper)", "EAMA (paper)", "EAMA-R (paper)", "KIPS (paper)", "mean |a|",
-                "unparsable"], rows)
+                "= KB teacher", "unparsable"], rows)
     body += (f"\n\nRows: {ev.record['offline_rows']['rows']} held-out expert decisions "
              f"({ev.record['offline_rows']['skus']} SKUs). The logged expert action itself scores Avg Q "
              f"{_num(expert_q.iloc[0]) if len(expert_q) else '—'}. LLM variants answer in [ACT_ONLY] mode (greedy; "
              "an unparsable answer holds the price, a = 0). EAMA-R and KIPS are shares in [0, 1] (eqs. 11/12 "
-             "as written); the paper's are on an unstated scale near 11.8: compare rankings, not values.")
+             "as written); the paper's are on an unstated scale near 11.8: compare rankings, not values. "
+             "`= KB teacher`: share of rows where the policy chose the knowledge-base teacher's action to the cent "
+             "(the student is distilled from it).")
     out.append(("Table 3 — offline metrics on held-out expert decisions", body))
 
     t4 = ev.table4
@@ -918,11 +988,15 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
         for r in t5.to_dict("records"):
             paper = _num(_get(r, "paper_avg_q"))
             if r["status"] != "ok":
-                rows.append([r["policy"], r["prompt"], r["status"], "—", f"({paper})", "—", "—"])
+                rows.append([r["policy"], r["prompt"], r["status"], "—", "—", f"({paper})", "—", "—"])
                 continue
-            rows.append([r["policy"], r["prompt"], _num(r["avg_q"]), f"{_get(r, 'delta_avg_q'):+.3f}", f"({paper})",
-                         _num(r["eama_r"]), _num(r["kips"])])
-        body = _md(["policy", "prompt", "Avg Q", "Δ vs full", "paper Avg Q", "EAMA-R", "KIPS"], rows)
+            changed = "—" if r["prompt"] == "full" else _pct(_get(r, "changed"))
+            rows.append([r["policy"], r["prompt"], _num(r["avg_q"]), f"{_get(r, 'delta_avg_q'):+.3f}", changed,
+                         f"({paper})", _num(r["eama_r"]), _num(r["kips"])])
+        body = _md(["policy", "prompt", "Avg Q", "Δ vs full", "decisions changed", "paper Avg Q", "EAMA-R", "KIPS"],
+                   rows)
+        body += ("\n\n`decisions changed`: share of the rows whose action moves (by a cent or more) when the section "
+                 "is removed from the prompt: a model that ignores a section changes none.")
         out.append(("Table 5 — prompt ablations (w/o diagnosis, w/o knowledge base)", body))
 
     t7 = ev.table7
@@ -1239,15 +1313,19 @@ def finding_records(ev: Evaluation) -> list[Finding]:
             if variant in unparsable or not {"no_diag", "no_kb"} <= set(rows5.index):
                 continue
             d_diag, d_kb = (float(rows5.loc[m, "delta_avg_q"]) for m in ("no_diag", "no_kb"))
+            changed = [float(_get(rows5.loc[m].to_dict(), "changed")) for m in ("no_diag", "no_kb")]
+            reads = ("" if any(np.isnan(changed)) else
+                     f" Removing them changes {changed[0]:.0%} / {changed[1]:.0%} of its decisions.")
             paper = PAPER_TABLE5[variant]
             holds = d_diag < 0 and d_kb < 0
+            ignores = (max(changed) < 0.01) if not any(np.isnan(changed)) else max(abs(d_diag), abs(d_kb)) < 0.005
             add(f"ablation.{variant}", _verdict(holds),
                 f"Ablation, paper: removing the diagnosis or the knowledge base lowers {_label(variant)}'s "
                          f"Avg Q ({paper[1][0] - paper[0][0]:+.3f} / {paper[2][0] - paper[0][0]:+.3f}). Ours: "
                          f"{d_diag:+.3f} / {d_kb:+.3f} — " + ("agrees." if holds else "**contradicts the paper**"
                                                                   + (" (its answers do not depend on those prompt "
-                                                                     "sections)." if max(abs(d_diag), abs(d_kb))
-                                                                     < 0.005 else ".")))
+                                                                     "sections)." if ignores else "."))
+                + reads)
     t7 = ev.table7
     if t7 is not None and {"ltve", "cql"} <= set(t7["key"]):
         cda = t7.set_index("key")["cda"]

@@ -134,3 +134,13 @@ def test_findings_say_plainly_where_the_paper_is_contradicted():
     ev.table4 = pd.DataFrame([{**ab, "gmv_14d_uplift": 0.1, "gmv_14d_uplift_ci": (0.05, 0.15)}])
     verdicts = {f.topic: f.verdict for f in finding_records(ev)}
     assert verdicts["cda"] == "agrees" and verdicts["ab.gmv.sft_dpo"] == "agrees"
+
+
+def test_on_policy_rounds_need_the_compact_prompt():
+    from aigp.config import ConfigError
+
+    assert EvaluationSettings.quick(llm_prompt="full").llm_on_policy_rounds == 0  # the earlier recipe still builds
+    with pytest.raises(ConfigError, match="llm_on_policy_rounds needs llm_prompt: compact"):
+        EvaluationSettings.build(llm_prompt="full", llm_on_policy_rounds=2)
+    with pytest.raises(ConfigError, match="llm_prompt"):
+        EvaluationSettings.build(llm_prompt="reasoning")

@@ -62,12 +62,15 @@ class VariantRun:
 
 def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], prompt_rows: pd.DataFrame,
                    ltve: Any, out_root: str | Path, config: VariantsConfig | None = None, *,
-                   log: Callable[[str], None] = print, pair_truth: PairTruth | None = None) -> VariantRun:
+                   log: Callable[[str], None] = print, pair_truth: PairTruth | None = None,
+                   after_sft: Callable[[Path], Path] | None = None) -> VariantRun:
     """Train the requested variants under ``out_root``; ``prompt_rows`` are the states candidates are sampled on.
 
     ``pair_truth(pairs, state_rows) -> (table, metrics)`` (on a simulated market: ``aigp.ltve.evaluate.pair_truth``)
     checks each set of preference pairs against the market before DPO trains on it; its metrics join the pairs'
-    and its table is written beside them (``truth.parquet``)."""
+    and its table is written beside them (``truth.parquet``). ``after_sft(sft_model) -> model`` continues training
+    from the SFT model (on-policy distillation rounds: ``aigp.distillation.on_policy.on_policy_rounds``); what it
+    returns is the SFT-only variant and the model SFT+DPO starts from."""
     cfg = config or VariantsConfig()
     unknown = set(cfg.variants) - set(VARIANTS)
     if unknown:
@@ -79,10 +82,11 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
         return run
     log("SFT")
     sft = run_sft(sft_records, base_model, root / "sft", cfg.sft)
-    run.models["sft"], run.metrics["sft"] = sft.model_dir, sft.metrics
+    sft_model = Path(sft.model_dir) if after_sft is None else Path(after_sft(Path(sft.model_dir)))
+    run.models["sft"], run.metrics["sft"] = sft_model, sft.metrics
     if wanted & {"sft_dpo", "dpo_only"}:
         log("sampling [ACT_ONLY] candidates from the SFT model")
-        policy = LoadedModel.load(sft.model_dir)
+        policy = LoadedModel.load(sft_model)
         candidates = sample_candidates(prompt_rows, policy, cfg.sampling)
         write_candidates(root / "candidates", candidates, config=cfg.sampling)
         pairs = build_pairs(candidates.rows, candidates.candidates, ltve, cfg.pairs)
@@ -90,7 +94,7 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
         write_pairs(root / "pairs", pairs, config=cfg.pairs)
         run.metrics["sampling"], run.metrics["pairs"] = candidates.metrics, pairs.metrics
         run.artefacts |= {"candidates": candidates, "pairs": pairs}
-        for name, start in (("sft_dpo", sft.model_dir), ("dpo_only", Path(base_model))):
+        for name, start in (("sft_dpo", sft_model), ("dpo_only", Path(base_model))):
             if name not in wanted:
                 continue
             if not pairs.records:
@@ -105,7 +109,7 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
         if full_cfg.prompt.act_only:
             raise ValueError("fullseq_sampling.prompt.act_only must be false: FullSeq has no control token")
         rows = prompt_rows.head(cfg.fullseq_prompts)
-        candidates = sample_candidates(rows, LoadedModel.load(sft.model_dir), full_cfg)
+        candidates = sample_candidates(rows, LoadedModel.load(sft_model), full_cfg)
         pairs_cfg = cfg.pairs.with_updates(completion="sample")
         pairs = build_pairs(candidates.rows, candidates.candidates, ltve, pairs_cfg)
         _check_pairs(pairs, candidates.rows, pair_truth, root / "fullseq_pairs", log)
@@ -113,7 +117,7 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
         run.metrics["fullseq_sampling"], run.metrics["fullseq_pairs"] = candidates.metrics, pairs.metrics
         if pairs.records:
             log("DPO: FullSeq")
-            result = run_dpo(pairs.records, sft.model_dir, root / "fullseq", cfg.dpo)
+            result = run_dpo(pairs.records, sft_model, root / "fullseq", cfg.dpo)
             run.models["fullseq"], run.metrics["fullseq"] = result.model_dir, result.metrics
         else:
             run.notes["fullseq"] = (f"no pairs: {int(candidates.candidates['kept'].sum())} of "

@@ -14,6 +14,9 @@ decisions, which the decision log already records as prompt rows.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,3 +91,48 @@ def on_policy_summary(rows: pd.DataFrame, teacher_change: Any, *, exact: float =
             "exact_agreement": float(np.mean(np.abs(student[ok] - teacher[ok]) < exact)) if ok.any() else float("nan"),
             "mean_student_change": float(student.mean()) if len(student) else float("nan"),
             "mean_teacher_change": float(teacher[ok].mean()) if ok.any() else float("nan")}
+
+
+@dataclass
+class OnPolicyRun:
+    model_dir: Path  # the last round's model
+    records: list[dict[str, Any]]  # the SFT set the last round trained on (given records + every round's labels)
+    rounds: list[dict[str, float]] = field(default_factory=list)  # per round: visited states, agreement, labels
+
+
+def on_policy_rounds(model_dir: str | Path, records: Sequence[dict[str, Any]], out_root: str | Path, *,
+                     rounds: int, cohort: OnPolicyConfig, distill: Any, sft: Any, policy: Any,
+                     log: Callable[[str], None] = print) -> OnPolicyRun:
+    """DAgger from the SFT model ``model_dir``. Each round: the current model prices a fresh training cohort
+    (``cohort``, its seed + the round), the teacher of ``distill`` (an ``aigp.distillation.distill.DistillConfig``:
+    same prompt form, the judge filter) answers every state it visited, those labels join the SFT set, and SFT
+    (``aigp.align.sft.SFTStepConfig``) continues from the current model on the whole set. ``policy`` is the
+    ``aigp.align.policy.PolicyConfig`` the student prices with (its prompt must be ``distill``'s)."""
+    from aigp.align.policy import LLMPricingPolicy
+    from aigp.align.sft import run_sft
+    from aigp.distillation.distill import generate, judge_filter
+    from aigp.llm.parser import parse_action
+
+    if policy.prompt != distill.prompt:
+        raise ValueError("the student's prompt differs from the distillation prompt: the teacher would label "
+                         "other prompts than the ones the student answered")
+    current, data, summary = Path(model_dir), list(records), []
+    for r in range(1, rounds + 1):
+        visited = visited_rows(LLMPricingPolicy(current, policy, name="student"),
+                               cohort.with_updates(seed=cohort.seed + r))
+        states = visited.drop(columns=["policy_change"])
+        generated = generate(states, distill.with_updates(samples_per_prompt=1))
+        answers = np.array([parse_action(g["completion"][0]["content"], float(prev)).discount_change
+                            if g.get("completion") else np.nan
+                            for g, prev in zip(generated, states["prev_discount"], strict=True)])
+        kept = judge_filter(generated, distill).kept
+        data += [{"prompt": k["prompt"], "completion": k["completion"]} for k in kept]
+        out = Path(out_root) / f"round_{r}"
+        run_sft(data, current, out, sft)
+        current = out
+        summary.append({"round": float(r), **on_policy_summary(visited, answers), "labels": float(len(kept)),
+                        "sft_set": float(len(data))})
+        log(f"on-policy round {r}: the student agreed with the teacher on "
+            f"{summary[-1]['exact_agreement']:.0%} of the {len(visited)} states it visited; "
+            f"{len(kept)} labels added")
+    return OnPolicyRun(model_dir=current, records=data, rounds=summary)
