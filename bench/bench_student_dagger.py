@@ -10,8 +10,8 @@ One process, 2 shared CPU cores, no hub:
    full fine-tuning), trained ``--steps`` steps: ``sft0``;
 2. two arms continue from ``sft0`` for ``--rounds`` rounds of ``--round-steps`` steps each, the same optimiser:
    - ``more steps`` trains on the logged-state labels only (the control: as much training, no new states);
-   - ``on-policy`` first lets its current model price a training cohort of ``--round-skus`` fresh launches for 14
-     days (``aigp.distillation.on_policy.visited_rows``; the cohort's own seed, never the A/B's), has the teacher
+   - ``on-policy`` (``aigp.distillation.on_policy.on_policy_rounds``) lets its current model price a training
+     cohort of ``--round-skus`` fresh launches for 14 days (the cohort's own seed, never the A/B's), has the teacher
      label every state it visited (the same ``generate`` + ``judge_filter``), adds them to its set and trains;
 3. offline: exact agreement and Spearman with the teacher on the held-out logged prompts, and on the states the
    student visits itself (what each round's rollout measured);
@@ -60,20 +60,20 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from aigp.ab.experiment import ABConfig, format_markdown, run_counterfactual
+    from aigp.ab.experiment import format_markdown
     from aigp.align.policy import LLMPricingPolicy, PolicyConfig, propose_on_rows
     from aigp.align.sft import SFTStepConfig, run_sft
     from aigp.distillation.distill import DistillConfig, generate, judge_filter
-    from aigp.distillation.on_policy import OnPolicyConfig, on_policy_summary, visited_rows
-    from aigp.distillation.teacher import KnowledgeBaseTeacher, TeacherPolicy
+    from aigp.distillation.on_policy import OnPolicyConfig, on_policy_rounds, on_policy_summary, visited_rows
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.llm.model_factory import build_base_model
     from aigp.llm.parser import parse_action
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.market.config import MarketConfig
     from aigp.market.logs import open_logs, simulate_to_directory
-    from aigp.market.policies import build_baselines
     from bench._report import markdown_table, write_section
     from bench.bench_student import agreement, size_config, split_rows
+    from bench.bench_student_dpo import student_ab
 
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -125,27 +125,20 @@ def main() -> None:
 
     policy_cfg = PolicyConfig.build(prompt=compact.model_dump(), threads=args.threads,
                                     generation={"max_new_tokens": args.max_new_tokens, "batch_size": 32})
-    rounds: list[dict[str, Any]] = []
-    arms = {"more steps": sft0, "on-policy": sft0}
-    aggregated = list(logged)
+    t0 = time.perf_counter()  # the on-policy arm: the library's DAgger loop
+    dagger = on_policy_rounds(sft0, logged, root / "on_policy", rounds=args.rounds, cohort=OnPolicyConfig(
+        skus=args.round_skus, seed=1_000 + 10 * args.seed), distill=distill_cfg, sft=round_cfg, policy=policy_cfg)
+    rounds = [{"round": int(r["round"]), "visited states": int(r["states"]), "labels kept": int(r["labels"]),
+               "student = teacher on its own states": r["exact_agreement"], "student mean a": r["mean_student_change"],
+               "teacher mean a": r["mean_teacher_change"], "SFT set": int(r["sft_set"])} for r in dagger.rounds]
+    lap(f"on-policy arm, {args.rounds} rounds", t0)
+    t0 = time.perf_counter()  # the control: as many steps, from the same start, on the logged-state labels only
+    arms = {"more steps": sft0, "on-policy": dagger.model_dir}
     for r in range(1, args.rounds + 1):
-        t0 = time.perf_counter()
-        cohort = OnPolicyConfig(skus=args.round_skus, seed=1_000 + 10 * args.seed + r)
-        visited = visited_rows(LLMPricingPolicy(arms["on-policy"], policy_cfg, name="student"), cohort)
-        summary = on_policy_summary(visited, teacher_changes(visited))
-        new = labels(visited.drop(columns=["policy_change"]))
-        aggregated += new
-        rounds.append({"round": r, "visited states": int(summary["states"]), "labels kept": len(new),
-                       "student = teacher on its own states": summary["exact_agreement"],
-                       "student mean a": summary["mean_student_change"],
-                       "teacher mean a": summary["mean_teacher_change"], "SFT set": len(aggregated)})
-        print(rounds[-1], flush=True)
-        for arm, data in (("on-policy", aggregated), ("more steps", logged)):
-            out = root / f"{arm.replace(' ', '_')}_{r}"
-            if not (out / "config.json").exists():
-                run_sft(data, arms[arm], out, round_cfg)
-            arms[arm] = out
-        lap(f"round {r}", t0)
+        out = root / f"more_steps_{r}"
+        run_sft(logged, arms["more steps"], out, round_cfg)
+        arms["more steps"] = out
+    lap(f"more-steps arm, {args.rounds} rounds", t0)
 
     t0 = time.perf_counter()
     reference = teacher_changes(test_rows)
@@ -166,18 +159,10 @@ def main() -> None:
     lap("offline + own-state agreement", t0)
 
     t0 = time.perf_counter()
-    groups = ["price_sales", "kb_teacher", "sft0", "more_steps", "on_policy", "oracle"]
-    ab_cfg = ABConfig.build(allocation={g: 1 / len(groups) for g in groups}, cohort_skus=args.ab_skus,
-                            cohort_launch_days=2, history_skus=len(logs.read("skus.parquet")), horizons=(7, 14),
-                            seed=args.ab_seed)
-    policies: dict[str, Any] = dict(build_baselines(
-        ["price_sales", "oracle"], dynamics=ab_cfg.cohort_market().dynamics, seed=args.seed,
-        history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet"))))
-    policies |= {"kb_teacher": TeacherPolicy(prompt_config=compact),
-                 "sft0": LLMPricingPolicy(sft0, policy_cfg, name="sft0"),
-                 "more_steps": LLMPricingPolicy(arms["more steps"], policy_cfg, name="more_steps"),
-                 "on_policy": LLMPricingPolicy(arms["on-policy"], policy_cfg, name="on_policy")}
-    ab = run_counterfactual(ab_cfg, policies)
+    ab = student_ab(logs, {"sft0": LLMPricingPolicy(sft0, policy_cfg, name="sft0"),
+                           "more_steps": LLMPricingPolicy(arms["more steps"], policy_cfg, name="more_steps"),
+                           "on_policy": LLMPricingPolicy(arms["on-policy"], policy_cfg, name="on_policy")},
+                    prompt=compact, skus=args.ab_skus, seed=args.seed, cohort_seed=args.ab_seed)
     lap("14-day paired A/B", t0)
 
     table = ab.table().set_index("group")

@@ -63,19 +63,35 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def student_ab(logs: Any, students: dict[str, Any], *, prompt: Any, skus: int, seed: int, cohort_seed: int) -> Any:
+    """The students' 14-day paired A/B on a fresh cohort (launched over 2 days): price-sales (control, fitted on
+    ``logs``), the knowledge-base teacher on the students' ``prompt``, each student, and the oracle (ceiling)."""
+    from aigp.ab.experiment import ABConfig, run_counterfactual
+    from aigp.distillation.teacher import TeacherPolicy
+    from aigp.market.policies import build_baselines
+
+    groups = ["price_sales", "kb_teacher", *students, "oracle"]
+    config = ABConfig.build(allocation={g: 1 / len(groups) for g in groups}, cohort_skus=skus, cohort_launch_days=2,
+                            history_skus=len(logs.read("skus.parquet")), horizons=(7, 14), seed=cohort_seed)
+    policies: dict[str, Any] = dict(build_baselines(
+        ["price_sales", "oracle"], dynamics=config.cohort_market().dynamics, seed=seed,
+        history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet"))))
+    policies |= {"kb_teacher": TeacherPolicy(prompt_config=prompt), **students}
+    return run_counterfactual(config, policies)
+
+
 def main() -> None:
     import numpy as np
     import pandas as pd
     import torch
 
-    from aigp.ab.experiment import ABConfig, run_counterfactual
     from aigp.align.dpo import DPOStepConfig, run_dpo
     from aigp.align.generation import LoadedModel
     from aigp.align.pairs import PairsConfig, build_pairs
     from aigp.align.policy import LLMPricingPolicy, PolicyConfig, propose_on_rows
     from aigp.align.sampling import SamplingConfig, sample_candidates
     from aigp.align.training import ALL_LINEAR_MODULES
-    from aigp.distillation.teacher import KnowledgeBaseTeacher, TeacherPolicy
+    from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.evaluation.harness import pair_truth_line
     from aigp.llm.parser import parse_action
     from aigp.llm.prompt import PromptConfig, build_prompt
@@ -83,7 +99,6 @@ def main() -> None:
     from aigp.ltve.evaluate import MonteCarloConfig, pair_truth
     from aigp.ltve.train import LTVETrainConfig, train_ltve
     from aigp.market.logs import open_logs
-    from aigp.market.policies import build_baselines
     from bench._report import markdown_table, write_section
     from bench.bench_student import split_rows
 
@@ -169,17 +184,10 @@ def main() -> None:
 
     # 5. 14-day paired A/B on a fresh cohort
     t0 = time.perf_counter()
-    groups = ["price_sales", "kb_teacher", "sft", "sft_dpo", "oracle"]
-    ab_cfg = ABConfig.build(allocation={g: 1 / len(groups) for g in groups}, cohort_skus=args.ab_skus,
-                            cohort_launch_days=2, history_skus=len(logs.read("skus.parquet")), horizons=(7, 14),
-                            seed=args.seed if args.ab_seed is None else args.ab_seed)
-    policies: dict[str, Any] = dict(build_baselines(
-        ["price_sales", "oracle"], dynamics=ab_cfg.cohort_market().dynamics, seed=args.seed,
-        history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet"))))
     llm_policies = {"sft": LLMPricingPolicy(sft_dir, policy_cfg, name="sft"),
                     "sft_dpo": LLMPricingPolicy(dpo.model_dir, policy_cfg, name="sft_dpo")}
-    policies |= {"kb_teacher": TeacherPolicy(prompt_config=compact), **llm_policies}
-    ab = run_counterfactual(ab_cfg, policies)
+    ab = student_ab(logs, llm_policies, prompt=compact, skus=args.ab_skus, seed=args.seed,
+                    cohort_seed=args.seed if args.ab_seed is None else args.ab_seed)
     lap("14-day paired A/B", t0)
 
     from aigp.ab.experiment import format_markdown
