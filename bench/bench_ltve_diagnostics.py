@@ -56,6 +56,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "paper_seed1": {"critic": {"seed": 1}},
     "paper_seed2": {"critic": {"seed": 2}},
     "steps_x2": {"critic": {"steps_factor": 2}},
+    "steps_x4": {"critic": {"steps_factor": 4}},
     "tau0.5": {"critic": {"expectile": 0.5}},
     "uniform_batches": {"expert_batch_share": None},
 }
