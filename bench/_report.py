@@ -6,6 +6,7 @@ other; :func:`write_section` records the command that produced a table and rebui
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
@@ -35,6 +36,15 @@ ours and its comparison in the same process. Regenerate a section by re-running 
 def machine() -> str:
     cpus = os.cpu_count()
     return f"{platform.machine()}, {cpus} CPU(s), Python {sys.version.split()[0]}, {platform.system()}"
+
+
+def command_line(module: str, args: argparse.Namespace, parser: argparse.ArgumentParser,
+                 skip: tuple[str, ...] = ("no_write",)) -> str:
+    """``python -m MODULE`` with the options of ``args`` that differ from the parser's defaults (the command a
+    section records)."""
+    options = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
+               if v != parser.get_default(k) and k not in skip]
+    return " ".join(["python -m", module, *options])
 
 
 def write_section(name: str, title: str, body: str, command: str) -> Path:

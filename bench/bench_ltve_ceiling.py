@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench._report import markdown_table, write_section
+from bench._report import command_line, markdown_table, write_section
+
+TITLE = "What the LTVE's inputs allow: regression on randomised actions vs the offline critic (issue 20)"
 
 
 def fit_regression(states: torch.Tensor, actions: torch.Tensor, labels: torch.Tensor, config: Any,
@@ -172,11 +174,7 @@ def main() -> None:
     body = report(results, args)
     print(body)
     if not args.no_write:
-        command = "python -m bench.bench_ltve_ceiling " + " ".join(
-            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
-            if v != parser.get_default(k) and k not in ("no_write",))
-        write_section(args.section, "What the LTVE's inputs allow: regression on randomised actions vs the "
-                      "offline critic (issue 20)", body, command.strip())
+        write_section(args.section, TITLE, body, command_line("bench.bench_ltve_ceiling", args, parser))
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench._report import markdown_table, write_section
+from bench._report import command_line, markdown_table, write_section
 
 ALL_DERIVED = ["ref_price_gap", "stock_cover_days", "exposure_momentum"]
 # Critic variants: LTVETrainConfig overrides on top of the evaluation's (n = 3, twins, τ = 0.8).
@@ -348,12 +348,10 @@ def main() -> None:
     body = report(results, args)
     print(body)
     if not args.no_write:
-        command = "python -m bench.bench_ltve_diagnostics " + " ".join(
-            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
-            if v != parser.get_default(k) and k not in ("no_write",))
+        command = command_line("bench.bench_ltve_diagnostics", args, parser)
         title = "LTVE as a reward DPO can trust (issue 20)" if args.section == "ltve_diagnostics" else \
             "LTVE improvements chosen by the diagnostics, on the same held-out states (issue 20)"
-        write_section(args.section, title, body, command.strip())
+        write_section(args.section, title, body, command)
 
 
 def run_ab(args: argparse.Namespace, frame: pd.DataFrame, models: dict[str, Any], chosen: str, timed: Any
