@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from aigp.align.dpo import DPOStepConfig, dpo_trainer, run_dpo
 from aigp.align.generation import GenerationConfig, LoadedModel, _generate_shared_prefix, chat_texts, generate, lineage
 from aigp.align.pairs import action_text
-from aigp.align.policy import LLMPricingPolicy, PolicyConfig, act_only_config, propose_on_rows
+from aigp.align.policy import LLMPricingPolicy, LLMSamples, PolicyConfig, act_only_config, propose_on_rows
 from aigp.align.sft import SFTStepConfig, run_sft
 from aigp.llm.prompt import build_prompt
 from aigp.llm.rows import load_prompt_rows
@@ -149,6 +149,32 @@ def test_policy_holds_on_unparsable_output_and_counts_it(tiny) -> None:
     assert 0 <= policy.parse_failures <= policy.decisions
     assert policy.stats()["parse_failure_rate"] == pytest.approx(policy.parse_failures / 12)
     assert np.all((run.discounts >= 0.5 - 1e-9) & (run.discounts <= 1.0 + 1e-9))
+
+
+def test_best_of_m_over_the_models_own_samples_takes_the_critics_choice(tiny) -> None:
+    from aigp.action import is_safe
+    from aigp.ltve.policies import BestOfMPolicy
+    from aigp.market.config import MarketConfig
+    from aigp.market.simulator import Cohort, Market
+
+    class DeepestCut:  # a critic that prefers the lowest discount change
+        def q_values(self, frame, candidates):
+            return -np.asarray(candidates, dtype=np.float64)
+
+    config = act_only_config(PolicyConfig(prompt=TEST_PROMPT), max_new_tokens=6)
+    samples = LLMSamples(tiny["sft"].model_dir, config, m=4)
+    policy = BestOfMPolicy(DeepestCut(), m=4, sampler=samples, name="best_of_sft")
+    obs = Cohort(Market(MarketConfig.build(n_skus=5, launch_days=1, seed=9, horizon_days=3)),
+                 np.arange(5)).observe(text=True)
+    candidates = policy.candidates(obs)  # the model's samples, read by Ψ and projected onto A_safe
+    assert candidates.shape == (5, 4)
+    assert all(is_safe(obs.prev_discount, candidates[:, j]).all() for j in range(4))
+    assert samples.samples == 20 and 0 <= samples.parse_failures <= 20
+    # the same prompts and seed sample the same answers: the policy serves the critic's pick among them
+    assert np.allclose(policy.act(obs), candidates.min(1))
+    assert policy.stats()["decisions"] == 5
+    with pytest.raises(ValueError, match="temperature > 0"):
+        LLMSamples(tiny["sft"].model_dir, config, m=2, temperature=0.0)
 
 
 def test_propose_on_rows_reports_raw_and_projected_changes(tiny) -> None:

@@ -112,6 +112,50 @@ class LLMPricingPolicy:
         return f"LLMPricingPolicy(name={self.name!r}, model={self.loaded.path!r})"
 
 
+class LLMSamples:
+    """``m`` sampled [ACT_ONLY] answers of a trained model per observation row, read by Ψ: (N, m) discount changes
+    (a fallback counts as hold). The candidates of ``aigp.ltve.policies.BestOfMPolicy(sampler=...)``: best-of-M
+    over the SFT model's own samples is what DPO on that model's LTVE-ranked pairs approaches. One prefill per
+    prompt is shared by its m samples (``generate(n=m)``)."""
+
+    def __init__(self, model_dir: str | Path | LoadedModel, config: PolicyConfig | None = None, *, m: int = 8,
+                 temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95):
+        from aigp.align.generation import set_threads
+
+        if m < 1:
+            raise ValueError(f"m={m} must be >= 1")
+        cfg = config or act_only_config()
+        self.config = cfg.with_updates(generation=cfg.generation.with_updates(
+            temperature=temperature, top_k=top_k, top_p=top_p))
+        if not self.config.generation.sampling:
+            raise ValueError("LLMSamples needs temperature > 0 (greedy samples would be identical)")
+        set_threads(self.config.threads)
+        self.loaded = model_dir if isinstance(model_dir, LoadedModel) else LoadedModel.load(model_dir)
+        self.m = m
+        self.samples = 0
+        self.parse_failures = 0
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        frame = obs.with_text_columns().reset_index(drop=True)
+        if frame.empty:
+            return np.zeros((0, self.m))
+        prompt_cfg, count = self.loaded.prompt_config(self.config.prompt), self.loaded.counter()
+        records = frame.to_dict("records")
+        messages = [build_prompt(r, prompt_cfg, count_tokens=count).messages for r in records]
+        texts = generate(self.loaded, messages, self.config.generation, n=self.m)
+        out = np.zeros((len(records), self.m))
+        for i, (record, samples) in enumerate(zip(records, texts, strict=True)):
+            for j, text in enumerate(samples):
+                parsed = parse_action(text, float(record["prev_discount"]))
+                out[i, j] = parsed.discount_change
+                self.parse_failures += parsed.fallback
+        self.samples += out.size
+        return out
+
+    def __repr__(self) -> str:
+        return f"LLMSamples(model={self.loaded.path!r}, m={self.m})"
+
+
 def act_only_config(config: PolicyConfig | None = None, max_new_tokens: int = 32) -> PolicyConfig:
     """The same policy asked for the JSON action only (the [ACT_ONLY] mode DPO trains)."""
     cfg = config or PolicyConfig()

@@ -6,7 +6,9 @@ preferred action shows how far that preference is worth following in the market:
 - :class:`LTVEGreedyPolicy`: argmax of Q(s, a) over ``grid_size`` evenly spaced changes spanning A_safe(s);
 - :class:`BestOfMPolicy`: M samples of a teacher's action (the [ACT_ONLY] answer, sampled as the DPO
   candidates are), each parsed and projected onto A_safe, then the one the LTVE scores highest. This is the
-  policy DPO on LTVE-ranked pairs over the same samples approaches in the limit.
+  policy DPO on LTVE-ranked pairs over the same samples approaches in the limit. With a ``sampler`` the
+  samples come from elsewhere, e.g. a trained model's own (``aigp.align.policy.LLMSamples``): best-of-M over
+  the SFT model's samples is the ceiling of DPO on that model's pairs.
 
 Both follow ``aigp.market.observation.Policy`` (``act(obs) -> discount changes``) and return actions inside
 A_safe. They read the critic's state features from the observation's frame (the schema's numeric features
@@ -15,6 +17,7 @@ and the category, the same columns the LTVE is trained on).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -58,7 +61,8 @@ class BestOfMPolicy:
     requires_truth = False
 
     def __init__(self, model: LTVEModel, *, teacher: Any | None = None, m: int = 8, temperature: float = 1.0,
-                 prompt_config: Any | None = None, name: str | None = None):
+                 prompt_config: Any | None = None, name: str | None = None,
+                 sampler: Callable[[Any], np.ndarray] | None = None):
         from aigp.distillation.teacher import KnowledgeBaseTeacher
         from aigp.llm.prompt import PromptConfig
 
@@ -69,7 +73,8 @@ class BestOfMPolicy:
         self.model, self.m, self.temperature = model, m, temperature
         self.teacher = teacher or KnowledgeBaseTeacher()
         self.prompt_config = (prompt_config or PromptConfig()).with_updates(act_only=True)
-        self.name = name or f"best_of_{m}_teacher"
+        self.sampler = sampler  # obs -> (N, m) parsed changes; None: the teacher's samples
+        self.name = name or f"best_of_{m}_{'teacher' if sampler is None else 'samples'}"
         self.decisions = 0
         self.distinct_candidates = 0  # summed over decisions: how many different actions the samples offered
         self.changed_vs_first = 0  # decisions where the chosen sample is not sample 0's action
@@ -79,8 +84,13 @@ class BestOfMPolicy:
         from aigp.llm.parser import parse_action
         from aigp.llm.prompt import build_prompt
 
-        frame = obs.with_text_columns()
         prev = obs.prev_discount
+        if self.sampler is not None:
+            out = np.asarray(self.sampler(obs), dtype=np.float64)
+            if out.shape != (len(prev), self.m):
+                raise ValueError(f"sampler returned {out.shape} changes, expected ({len(prev)}, {self.m})")
+            return project_to_safe(np.repeat(prev[:, None], self.m, axis=1), out).change
+        frame = obs.with_text_columns()
         out = np.zeros((len(frame), self.m))
         for i, row in enumerate(frame.to_dict("records")):
             prompt = build_prompt(row, self.prompt_config)
