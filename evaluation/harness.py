@@ -48,6 +48,7 @@ from aigp.markdown import markdown_table
 NOT_RUN = "not run"
 LLM_VARIANTS = ("base", "sft", "dpo_only", "fullseq", "sft_dpo")  # names of aigp.align.variants
 CRITIC_POLICIES = ("ltve_greedy", "best_of_teacher")  # act on the LTVE directly (aigp.ltve.policies)
+BEST_OF_SFT = "best_of_sft"  # best-of-M by the LTVE over the SFT model's samples (needs the sft variant)
 LLM_LABELS = {"base": "base model (untrained)", "sft": "AIGP (SFT-only)", "dpo_only": "AIGP (DPO-only)",
               "fullseq": "AIGP (FullSeq)", "sft_dpo": "AIGP (SFT+DPO)"}
 ABLATED = ("sft", "dpo_only", "sft_dpo")
@@ -99,7 +100,10 @@ class EvaluationSettings(StrictConfig):
     ltve_expert_rows: int = Field(20_000, ge=10, description="held-out expert rows for MAE/EAMA/CDA (paper: 30k)")
     mc_states: int = Field(200, ge=2, description="states branched for the Monte-Carlo truth")
     mc_rollouts: int = Field(8, ge=1, description="futures per branched (state, action)")
-    ltve_best_of: int = Field(8, ge=1, description="M of the best-of-M-by-LTVE policy over the teacher's samples")
+    ltve_best_of: int = Field(8, ge=1, description="M of the best-of-M-by-LTVE policies (over the teacher's samples "
+                              "and over the SFT model's)")
+    llm_best_of_sft: bool = Field(True, description="price best-of-M by the LTVE over the SFT model's own samples "
+                                  "(the ceiling of DPO on its pairs) in Tables 3 and 4, when SFT is trained")
     baseline_steps: int = Field(4_000, ge=1, description="updates of DDPG and SAC")
     ddpg_pretrain_steps: int = Field(1_500, ge=0, description="DDPG expert pre-training updates")
     dt_steps: int = Field(600, ge=1, description="updates of the Decision Transformer")
@@ -310,6 +314,8 @@ def run_evaluation(settings: EvaluationSettings, work_dir: str | Path, *, progre
     baselines |= _critic_policies(settings, ltve)
     llm = _llm_models(ev, {"settings": settings, "work_dir": work, "log_dir": log_dir, "ltve": ltve, "frame": frame},
                       llm_hook)
+    if settings.llm_best_of_sft and "sft" in llm:
+        baselines[BEST_OF_SFT] = _best_of_sft(settings, ltve, llm["sft"])
     _offline_tables(ev, frame, log_dir, ltve, cql, baselines, llm, progress)
     write_json(work / "results_offline.json", results_dict(ev))  # kept if the A/B fails
     _ab_table(ev, baselines, llm, progress)
@@ -420,6 +426,17 @@ def _critic_policies(settings: EvaluationSettings, ltve: Any) -> dict[str, Any]:
             "best_of_teacher": BestOfMPolicy(ltve, m=settings.ltve_best_of, name="best_of_teacher")}
 
 
+def _best_of_sft(settings: EvaluationSettings, ltve: Any, sft_dir: Path) -> Any:
+    """Best-of-M by the LTVE over the SFT model's own [ACT_ONLY] samples, drawn as DPO's candidates are: what
+    following the critic over the student's answers is worth, the ceiling of DPO on those pairs."""
+    from aigp.align.policy import LLMSamples
+    from aigp.ltve.policies import BestOfMPolicy
+
+    sampler = LLMSamples(sft_dir, _llm_policy_config(settings), m=settings.ltve_best_of, temperature=1.0,
+                         top_k=50, top_p=0.95)
+    return BestOfMPolicy(ltve, m=settings.ltve_best_of, sampler=sampler, name=BEST_OF_SFT)
+
+
 def _llm_models(ev: Evaluation, ctx: dict[str, Any],
                 hook: Callable[[dict[str, Any]], dict[str, Any]] | None) -> dict[str, Path]:
     models = {k: Path(v) for k, v in ev.settings.llm_models.items()}
@@ -476,7 +493,10 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
 
     actions: dict[str, np.ndarray] = {}
     flags: dict[str, dict[str, np.ndarray]] = {}  # a model's parse_ok / compliant per row (the scorecard's)
-    for name in ("price_sales", "dt", "ddpg", "sac", "kb_teacher", *CRITIC_POLICIES, "expert", "static", "oracle"):
+    for name in ("price_sales", "dt", "ddpg", "sac", "kb_teacher", *CRITIC_POLICIES, BEST_OF_SFT, "expert", "static",
+                 "oracle"):
+        if name == BEST_OF_SFT and name not in baselines:
+            continue
         policy = baselines[name]
         if name == "dt":
             policy = policy.fresh().prime(cohort)  # the logged past of each SKU as its context
@@ -507,8 +527,8 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
     for mode in ("no_diag", "no_kb"):
         ablations[("kb_teacher", mode)] = _teacher_actions(text_rows, ev.settings, mode)
 
-    order = ["price_sales", "dt", "ddpg", "sac", *LLM_VARIANTS, "kb_teacher", *CRITIC_POLICIES, "expert", "static",
-             "oracle"]
+    order = ["price_sales", "dt", "ddpg", "sac", *LLM_VARIANTS, "kb_teacher", *CRITIC_POLICIES, BEST_OF_SFT, "expert",
+             "static", "oracle"]
     t3, t7 = [], []
     for name in order:
         paper = PAPER_TABLE3.get(name, (np.nan,) * 5)
@@ -589,6 +609,9 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
 
 
 def _missing_reason(ev: Evaluation, variant: str) -> str:
+    if variant == BEST_OF_SFT:
+        return (f"{NOT_RUN}: needs the sft variant" if ev.settings.llm_best_of_sft
+                else f"{NOT_RUN}: llm_best_of_sft is off")
     reason = ev.record.get("llm_missing", {}).get(variant)
     if reason:
         return f"{NOT_RUN}: {reason}"
@@ -601,7 +624,7 @@ def _label(name: str) -> str:
     return {"price_sales": "Price-Sales", "dt": "RL-DT", "ddpg": "RL-DDPG (DRCR)", "sac": "RL-SAC",
             "kb_teacher": "KB teacher (rules, no model)", "expert": "ops expert rules", "oracle": "oracle (ceiling)",
             "static": "hold (a = 0 always)", "ltve_greedy": "LTVE-greedy (argmax Q over A_safe)",
-            "best_of_teacher": "best-of-M teacher samples by LTVE",
+            "best_of_teacher": "best-of-M teacher samples by LTVE", BEST_OF_SFT: "best-of-M SFT samples by LTVE",
             **LLM_LABELS}.get(name, name)
 
 
@@ -788,6 +811,8 @@ def _ab_table(ev: Evaluation, baselines: Mapping[str, Any], llm: Mapping[str, Pa
         for variant in s.llm_ab_variants:
             if variant in llm:
                 policies[variant] = LLMPricingPolicy(llm[variant], _llm_policy_config(s), name=variant)
+        if BEST_OF_SFT in baselines and "sft" in policies:
+            policies[BEST_OF_SFT] = baselines[BEST_OF_SFT]
         left = [v for v in llm if v not in policies]
         if left:
             ev.notes.append(f"LLM variants not priced in the A/B (cost; llm_ab_variants): {', '.join(left)}.")
@@ -1369,6 +1394,22 @@ def finding_records(ev: Evaluation) -> list[Finding]:
                 add(f"ab.{metric}.{r['key']}", verdict, f"A/B 14-day {metric.upper()} of {r['policy']} vs Price-Sales: "
                              f"{r[f'{metric}_14d_uplift']:+.1%} [{lo:+.1%}, {hi:+.1%}]; paper {_signed(paper)} — "
                              f"{said}.")
+    if t4 is not None and {"sft", "sft_dpo", BEST_OF_SFT} <= set(t4["key"]) and not {"sft", "sft_dpo"} & unparsable:
+        r4 = t4.set_index("key")
+
+        def up(key: str, metric: str) -> str:
+            lo, hi = r4.loc[key, f"{metric}_14d_uplift_ci"]
+            return f"{r4.loc[key, f'{metric}_14d_uplift']:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+
+        gain = r4.loc[BEST_OF_SFT, "gmv_14d_uplift"] - r4.loc["sft", "gmv_14d_uplift"]
+        add("dpo.ceiling", _verdict(gain > 0),
+            "DPO's premise, paper: the LTVE's preferred actions earn more, so DPO on its pairs raises GMV. Ours, "
+            "14-day GMV / ROI vs Price-Sales: SFT-only " + f"{up('sft', 'gmv')} / {up('sft', 'roi')}; best-of-M by "
+            f"the LTVE over the SFT model's own samples (DPO's ceiling) {up(BEST_OF_SFT, 'gmv')} / "
+            f"{up(BEST_OF_SFT, 'roi')}; SFT+DPO {up('sft_dpo', 'gmv')} / {up('sft_dpo', 'roi')}. Following the "
+            f"critic over the student's samples {'raises' if gain > 0 else 'does not raise'} GMV over SFT-only "
+            f"({gain:+.1%} points) — " + ("agrees." if gain > 0 else "**contradicts the paper**: the signal is lost "
+                                          "in the critic's ranking, before DPO."))
     stability = ev.stability
     if stability is not None and "sft_dpo" in set(stability["key"]) and "sft_dpo" not in unparsable:
         st = stability.set_index("key")
