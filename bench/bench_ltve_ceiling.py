@@ -8,8 +8,10 @@ Spearman against the Monte-Carlo truth (``bench_ltve_diagnostics``) stays far be
 This benchmark separates three reasons, on the same held-out expert states and candidates as that benchmark:
 
 - **what the state shows**: the critic sees the observable state (price, sales, reviews, ...), the truth depends
-  on the SKU's latent quality and elasticity too. A network fitted to the *mean* Monte-Carlo return of every
-  candidate of N training states (counterfactual labels, no label noise to speak of) is bounded only by that;
+  on the SKU's hidden traits too. A network fitted to the *mean* Monte-Carlo return of every candidate of N
+  training states (counterfactual labels, little label noise) is bounded by that and by N; the same fit with
+  the hidden traits (the simulator's quality, brand strength, listing appeal) added to its inputs shows how much
+  of the gap they explain;
 - **one future per action**: the same fit on ONE future per candidate (the noise a logged return carries) —
   what a log with randomised prices (an A/B-style exploration log) of the same size would teach;
 - **one logged action per state**: the offline critic itself (``--models-dir``: the paper critic that
@@ -17,7 +19,8 @@ This benchmark separates three reasons, on the same held-out expert states and c
 
 Labels come from the simulator, which production does not have: the fitted networks are a diagnostic of the
 problem, not a critic to ship. Every fit uses the paper critic's state encoding and network (TwinQ, 256x256,
-the min of two heads), Adam at its learning rate, with early stopping on 10% of the training states (by the error of the within-state differences).
+the min of two heads), Adam at its learning rate, with early stopping on 10% of the training states (by the
+error of the within-state differences).
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ import torch
 from bench._report import command_line, markdown_table, write_section
 
 TITLE = "What the LTVE's inputs allow: regression on randomised actions vs the offline critic (issue 20)"
+
+
+LATENT = ("quality", "brand_strength", "listing_appeal")  # the simulator's per-SKU truth (sku_truth.parquet)
+
+
+def logs_truth(cache: Path) -> Any:
+    from aigp.market.logs import open_logs
+
+    return open_logs(cache).read("sku_truth.parquet")
 
 
 def fit_regression(states: torch.Tensor, actions: torch.Tensor, labels: torch.Tensor, config: Any,
@@ -101,6 +113,8 @@ def main() -> None:
     parser.add_argument("--expert-rows", type=int, default=20_000)
     parser.add_argument("--min-action-gap", type=float, default=0.02)
     parser.add_argument("--max-steps", type=int, default=20_000, help="most updates of one fit")
+    parser.add_argument("--latent", action=argparse.BooleanOptionalAction, default=True,
+                        help="also fit with the SKU's hidden traits (quality, brand strength, listing appeal) added")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/ltve_ceiling"))
@@ -151,22 +165,33 @@ def main() -> None:
           f"{args.train_rollouts} futures: {branch_s[0]:.0f} s", flush=True)
     states_all = model.encode(branches.rows)
     actions_all = torch.as_tensor(branches.actions, dtype=torch.float32)
+    # the SKU's hidden traits (the simulator's truth, never in a log), standardised on the training states
+    truth_traits = logs_truth(args.cache).set_index(ENTITY_KEY)[list(LATENT)]
+    latent_train = truth_traits.loc[branches.rows[ENTITY_KEY].to_numpy()].to_numpy(np.float32)
+    mu, sd = latent_train.mean(0), latent_train.std(0) + 1e-6
+    latent_test = (truth_traits.loc[held.rows[ENTITY_KEY].to_numpy()].to_numpy(np.float32) - mu) / sd
+    inputs = {"state": (states_all, test_states),
+              "state + hidden traits": (torch.cat([states_all, torch.from_numpy((latent_train - mu) / sd)], 1),
+                                        torch.cat([test_states, torch.from_numpy(latent_test)], 1))}
     label_sets = {"mean of the futures": train_returns.mean(2), "one future": train_returns[:, :, 0]}
-    for size in sizes:
-        for label_name, labels in label_sets.items():
-            t, c = time.perf_counter(), time.process_time()
-            net, info = fit_regression(states_all[:size], actions_all[:size],
-                                       torch.as_tensor(labels[:size], dtype=torch.float32), cfg,
-                                       max_steps=args.max_steps, seed=args.seed)
-            with torch.no_grad():
-                q = net.score(test_states, test_actions).min(0).values.numpy()
-            row = {"fit": f"regression on randomised candidates ({label_name})", "states": float(size),
-                   "labels": label_name, **diagnose(q), **info,
-                   "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
-            rows.append(row)
-            print(f"[{size} states, {label_name}] within-state rho {row['mc_spearman_within_state_gap']:.3f} "
-                  f"pairwise {row['mc_pairwise_accuracy_gap']:.3f} CDA {row['mc_cda_vs_truth']:.3f} "
-                  f"({info['best_step']:.0f} steps, {row['wall_s']:.0f} s)", flush=True)
+    fits = [(size, "state", name) for size in sizes for name in label_sets]
+    fits += [(size, "state + hidden traits", "mean of the futures") for size in sizes if args.latent]
+    for size, input_name, label_name in fits:
+        train_in, test_in = inputs[input_name]
+        labels = label_sets[label_name]
+        t, c = time.perf_counter(), time.process_time()
+        net, info = fit_regression(train_in[:size], actions_all[:size],
+                                   torch.as_tensor(labels[:size], dtype=torch.float32), cfg,
+                                   max_steps=args.max_steps, seed=args.seed)
+        with torch.no_grad():
+            q = net.score(test_in, test_actions).min(0).values.numpy()
+        row = {"fit": f"regression on randomised candidates: {input_name}, {label_name}",
+               "states": float(size), "labels": label_name, "inputs": input_name, **diagnose(q), **info,
+               "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
+        rows.append(row)
+        print(f"[{size} states, {input_name}, {label_name}] within-state rho {row['mc_spearman_within_state_gap']:.3f} "
+              f"pairwise {row['mc_pairwise_accuracy_gap']:.3f} CDA {row['mc_cda_vs_truth']:.3f} "
+              f"({info['best_step']:.0f} steps, {row['wall_s']:.0f} s)", flush=True)
 
     from aigp.ltve.diagnostics import truth_reliability
 
@@ -189,28 +214,35 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
               "CDA vs truth": f"{100 * r['mc_cda_vs_truth']:.1f}%", "regret": r["mc_regret"],
               "pooled ρ": r["mc_spearman"], "updates (kept)": f"{r.get('best_step', math.nan):.0f}",
               "wall s": f"{r.get('wall_s', math.nan):.0f}"} for r in rows]
-    best = max(rows[1:], key=lambda r: r["mc_spearman_within_state_gap"])
+    observable = [r for r in rows[1:] if r["inputs"] == "state"]
+    best = max(observable, key=lambda r: r["mc_spearman_within_state_gap"])
+    hidden = [r for r in rows[1:] if r["inputs"] != "state"]
     offline = rows[0]
     lines = [
         f"Held-out truth: the {args.mc_states} expert states x 9 candidates x {args.mc_rollouts} futures of "
         "`bench_ltve_diagnostics` (same log, same reward); its noise ceiling of within-state ρ is "
         f"{results['noise_ceiling']:.3f}. Training labels: candidates (logged, counterfactual ±0.1, 7-point grid "
         f"over A_safe) branched from states of the training SKUs (every behaviour policy, in stock), "
-        f"{args.train_rollouts} futures each, continued by each SKU's logging policy; the first row of a size is "
-        "fitted to the mean of the futures, the second to one future. The first row of the table is the offline "
-        "critic (`states` = its training transitions). Total "
+        f"{args.train_rollouts} futures each, continued by each SKU's logging policy; fitted to the mean of the "
+        "futures or to one future; rows with hidden traits add the SKU's quality, brand strength and listing "
+        "appeal (the simulator's truth) to the inputs. The first row is the offline critic "
+        "(`states` = its training transitions). Total "
         f"{results['total_wall_s']:.0f} s wall / {results['total_cpu_s']:.0f} s CPU, {args.threads} torch "
         "thread(s).",
         "",
         markdown_table(table),
         "",
-        f"- The best regression reaches within-state ρ {best['mc_spearman_within_state_gap']:.3f} "
+        "- The best regression on the observable state reaches within-state ρ "
+        f"{best['mc_spearman_within_state_gap']:.3f} "
         f"(pairwise {100 * best['mc_pairwise_accuracy_gap']:.1f}%, CDA vs truth "
         f"{100 * best['mc_cda_vs_truth']:.1f}%) from {best['states']:,.0f} states with {best['labels']} labels; "
         f"the offline critic {offline['mc_spearman_within_state_gap']:.3f}. The targets are 0.9 / 90% / 97.5%.",
         "- Rows fitted to the mean of the futures bound what the state shows (latent quality and elasticity are "
         "not in it); rows fitted to one future show what a randomised-price log of that many states would teach. "
         "The gap between those and the offline critic is what one logged action per state costs.",
+        *([f"- With the hidden traits added, the best reaches "
+           f"{max(r['mc_spearman_within_state_gap'] for r in hidden):.3f}: the part of the gap to the target that "
+           "the log's state cannot show."] if hidden else []),
         "- Labels from the simulator: a diagnostic, not a critic to ship.",
     ]
     return "\n".join(lines)
