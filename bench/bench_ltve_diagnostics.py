@@ -60,6 +60,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tau0.5": {"critic": {"expectile": 0.5}},
     "uniform_batches": {"expert_batch_share": None},
 }
+SECTION_TITLES = {
+    "ltve_diagnostics": "LTVE as a reward DPO can trust (issue 20)",
+    "ltve_improvements": "LTVE improvements chosen by the diagnostics, on the same held-out states (issue 20)",
+    "ltve_more_variants": "LTVE improvements, second round: n = 1, the reference-price gap, uniform batches, 4x the "
+                          "updates (issue 20)",
+}
 TARGETS = {"mc_spearman_within_state_gap": 0.9, "mc_pairwise_accuracy_gap": 0.9, "mc_cda_vs_truth": 0.975}
 
 
@@ -349,8 +355,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         command = command_line("bench.bench_ltve_diagnostics", args, parser)
-        title = "LTVE as a reward DPO can trust (issue 20)" if args.section == "ltve_diagnostics" else \
-            "LTVE improvements chosen by the diagnostics, on the same held-out states (issue 20)"
+        title = SECTION_TITLES.get(args.section, SECTION_TITLES["ltve_improvements"])
         write_section(args.section, title, body, command)
 
 
