@@ -120,7 +120,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench/ltve_ceiling"))
     parser.add_argument("--section", default="ltve_ceiling")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--from-results", type=Path, default=None,
+                        help="write the section from an earlier run's results.json (nothing is re-run)")
     args = parser.parse_args()
+    if args.from_results is not None:
+        results = json.loads(args.from_results.read_text())
+        ran = argparse.Namespace(**{k: results["args"][k] for k in ("mc_states", "mc_rollouts", "train_rollouts",
+                                                                     "threads")})
+        write_section(args.section, TITLE, report(results, ran), results["command"])
+        return
     torch.set_num_threads(args.threads)
     started, started_cpu = time.perf_counter(), time.process_time()
 
@@ -196,6 +204,7 @@ def main() -> None:
     from aigp.ltve.diagnostics import truth_reliability
 
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+               "command": command_line("bench.bench_ltve_ceiling", args, parser),
                "noise_ceiling": truth_reliability(returns), "branch_wall_s": branch_s[0],
                "total_wall_s": time.perf_counter() - started, "total_cpu_s": time.process_time() - started_cpu}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +212,7 @@ def main() -> None:
     body = report(results, args)
     print(body)
     if not args.no_write:
-        write_section(args.section, TITLE, body, command_line("bench.bench_ltve_ceiling", args, parser))
+        write_section(args.section, TITLE, body, results["command"])
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -218,6 +227,14 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     best = max(observable, key=lambda r: r["mc_spearman_within_state_gap"])
     hidden = [r for r in rows[1:] if r["inputs"] != "state"]
     offline = rows[0]
+    means = sorted((r for r in observable if r["labels"] == "mean of the futures"), key=lambda r: r["states"])
+    below = [r for r in means if r["mc_spearman_within_state_gap"] <= offline["mc_spearman_within_state_gap"]]
+    above = [r for r in means if r["mc_spearman_within_state_gap"] > offline["mc_spearman_within_state_gap"]]
+    matched = (f"The offline critic ({offline['mc_spearman_within_state_gap']:.3f}, from "
+               f"{offline['states']:,.0f} logged transitions: one action and one future per state) ranks "
+               + (f"above a regression on {below[-1]['states']:,.0f} states with every candidate tried"
+                  if below else "below every regression here")
+               + (f" and below one on {above[0]['states']:,.0f}" if above else "") + ".")
     lines = [
         f"Held-out truth: the {args.mc_states} expert states x 9 candidates x {args.mc_rollouts} futures of "
         "`bench_ltve_diagnostics` (same log, same reward); its noise ceiling of within-state ρ is "
@@ -237,12 +254,17 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"(pairwise {100 * best['mc_pairwise_accuracy_gap']:.1f}%, CDA vs truth "
         f"{100 * best['mc_cda_vs_truth']:.1f}%) from {best['states']:,.0f} states with {best['labels']} labels; "
         f"the offline critic {offline['mc_spearman_within_state_gap']:.3f}. The targets are 0.9 / 90% / 97.5%.",
-        "- Rows fitted to the mean of the futures bound what the state shows (latent quality and elasticity are "
-        "not in it); rows fitted to one future show what a randomised-price log of that many states would teach. "
-        "The gap between those and the offline critic is what one logged action per state costs.",
-        *([f"- With the hidden traits added, the best reaches "
-           f"{max(r['mc_spearman_within_state_gap'] for r in hidden):.3f}: the part of the gap to the target that "
-           "the log's state cannot show."] if hidden else []),
+        "- Within-state ρ by training states (observable state, mean of the futures / one future; with the hidden "
+        "traits): " + "; ".join(
+            f"{size:,.0f}: " + " / ".join(f"{r['mc_spearman_within_state_gap']:.3f}" for r in observable
+                                         if r["states"] == size)
+            + "".join(f"; {r['mc_spearman_within_state_gap']:.3f}" for r in hidden if r["states"] == size)
+            for size in sorted({r["states"] for r in observable})) + ".",
+        f"- {matched}",
+        "- Fits to the mean of the futures bound what the observable state allows at that many states (no label "
+        "noise to speak of); fits to one future are what a log with randomised prices of that many states would "
+        "teach (one noisy return per action, as a log has, but every action tried); fits with the hidden traits "
+        "show how much of the rest the state cannot show.",
         "- Labels from the simulator: a diagnostic, not a critic to ship.",
     ]
     return "\n".join(lines)
