@@ -21,9 +21,9 @@ BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 # Order of sections in BENCHMARKS.md; sections not listed follow alphabetically.
 ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", "feature_store_writer", "ltve",
-         "ltve_diagnostics", "ltve_improvements", "ltve_more_variants", "llm_core", "student", "student_dpo",
-         "student_dpo_progress", "student_dagger", "smollm2", "alignment", "pipeline", "serving", "served_vs_inprocess",
-         "monitoring", "evaluation")
+         "ltve_diagnostics", "ltve_improvements", "ltve_more_variants", "ltve_ceiling", "llm_core", "student",
+         "student_dpo", "student_dpo_progress", "student_dagger", "smollm2", "alignment", "pipeline", "serving",
+         "served_vs_inprocess", "monitoring", "evaluation")
 
 HEADER = """# Benchmarks
 

@@ -235,6 +235,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                + (f"above a regression on {below[-1]['states']:,.0f} states with every candidate tried"
                   if below else "below every regression here")
                + (f" and below one on {above[0]['states']:,.0f}" if above else "") + ".")
+    cap = int(results["args"]["max_steps"])
+    capped = [r for r in rows[1:] if r.get("best_step", 0) >= 0.9 * cap]
+    capped_sizes = ", ".join(f"{size:,.0f}" for size in sorted({r["states"] for r in capped}))
     lines = [
         f"Held-out truth: the {args.mc_states} expert states x 9 candidates x {args.mc_rollouts} futures of "
         "`bench_ltve_diagnostics` (same log, same reward); its noise ceiling of within-state ρ is "
@@ -261,6 +264,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             + "".join(f"; {r['mc_spearman_within_state_gap']:.3f}" for r in hidden if r["states"] == size)
             for size in sorted({r["states"] for r in observable})) + ".",
         f"- {matched}",
+        *([f"- The fits on {capped_sizes} states kept an update "
+           f"within 10% of the cap ({cap:,} updates): they were still improving, so their ρ is a lower bound."]
+          if capped else []),
         "- Fits to the mean of the futures bound what the observable state allows at that many states (no label "
         "noise to speak of); fits to one future are what a log with randomised prices of that many states would "
         "teach (one noisy return per action, as a log has, but every action tried); fits with the hidden traits "
