@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from aigp.cli.demo_context import DemoContext
 
-DEMO_FLOORS = ("floors: {max_parse_failure_rate: null, min_compliance_rate: null, min_judge_score: null, "
-               "min_ab_gmv_uplift: null}")
+# The demo's model (minutes of CPU training) writes a parsable action on every row, so the parse-failure floor and
+# the model-action-share floor (which cannot be switched off) stay on; it proposes outside A_safe on some rows
+# (Ψ projects them), writes no reasoning for the judge and gets no A/B before the gate: those floors are off.
+DEMO_FLOORS = "floors: {min_compliance_rate: null, min_judge_score: null, min_ab_gmv_uplift: null}"
 DEMO_BY = "aigp-demo (automatic)"
 
 
@@ -79,9 +81,10 @@ def stage_training_pipeline(ctx: DemoContext) -> str:
     preset = PRESETS[ctx.pipeline_size].arguments()
     preset["gate_config_yaml"] = preset["gate_config_yaml"] + "\n" + DEMO_FLOORS
     params = local_parameters(ctx.market.path, seed=ctx.seed, **preset)
-    console.print("[bold yellow]DEMO GATE:[/] the format, compliance, judge and A/B floors are OFF in the demo "
-                  "(a minutes-old CPU model has not learned the action format); the production verdict on the "
-                  "same metrics is printed below.")
+    console.print("[bold yellow]DEMO GATE:[/] the compliance, judge and A/B floors are OFF in the demo (a "
+                  "minutes-old CPU model proposes outside A_safe on some rows, which Ψ projects, and writes no "
+                  "reasoning for the judge); the parse-failure and model-action floors stay on. The production "
+                  "verdict on the same metrics is printed below.")
     log_path = root / "kfp-local.log"
     console.print(f"kfp.local runs every task as a subprocess; its output (each task's inputs, logs) -> {log_path}")
     try:
