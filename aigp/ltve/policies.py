@@ -73,23 +73,17 @@ class BestOfMPolicy:
         self.model, self.m, self.temperature = model, m, temperature
         self.teacher = teacher or KnowledgeBaseTeacher()
         self.prompt_config = (prompt_config or PromptConfig()).with_updates(act_only=True)
-        self.sampler = sampler  # obs -> (N, m) parsed changes; None: the teacher's samples
+        self.sampler = sampler or self.teacher_samples  # obs -> (N, m) parsed changes
         self.name = name or f"best_of_{m}_{'teacher' if sampler is None else 'samples'}"
         self.decisions = 0
         self.distinct_candidates = 0  # summed over decisions: how many different actions the samples offered
         self.changed_vs_first = 0  # decisions where the chosen sample is not sample 0's action
 
-    def candidates(self, obs: Any) -> np.ndarray:
-        """(N, m) parsed, A_safe-projected sampled changes."""
+    def teacher_samples(self, obs: Any) -> np.ndarray:
+        """(N, m) changes Ψ reads from the teacher's sampled [ACT_ONLY] answers (the default sampler)."""
         from aigp.llm.parser import parse_action
         from aigp.llm.prompt import build_prompt
 
-        prev = obs.prev_discount
-        if self.sampler is not None:
-            out = np.asarray(self.sampler(obs), dtype=np.float64)
-            if out.shape != (len(prev), self.m):
-                raise ValueError(f"sampler returned {out.shape} changes, expected ({len(prev)}, {self.m})")
-            return project_to_safe(np.repeat(prev[:, None], self.m, axis=1), out).change
         frame = obs.with_text_columns()
         out = np.zeros((len(frame), self.m))
         for i, row in enumerate(frame.to_dict("records")):
@@ -97,7 +91,15 @@ class BestOfMPolicy:
             for j in range(self.m):
                 response = self.teacher.respond(prompt, temperature=self.temperature, seed=int(row["sku_id"]),
                                                 sample_index=j)
-                out[i, j] = parse_action(response.text, float(prev[i])).discount_change
+                out[i, j] = parse_action(response.text, float(row["prev_discount"])).discount_change
+        return out
+
+    def candidates(self, obs: Any) -> np.ndarray:
+        """(N, m) parsed, A_safe-projected sampled changes."""
+        prev = obs.prev_discount
+        out = np.asarray(self.sampler(obs), dtype=np.float64)
+        if out.shape != (len(prev), self.m):
+            raise ValueError(f"sampler returned {out.shape} changes, expected ({len(prev)}, {self.m})")
         return project_to_safe(np.repeat(prev[:, None], self.m, axis=1), out).change
 
     def act(self, obs: Any) -> np.ndarray:
