@@ -33,18 +33,23 @@ class PolicyConfig(StrictConfig):
 PROPOSAL_COLUMNS = ("change", "raw_change", "parse_ok", "compliant", "reason", "output")
 
 
+def prompt_messages(loaded: LoadedModel, records: list[dict[str, Any]], prompt: PromptConfig) -> list[Any]:
+    """The chat messages of each record's prompt, within the model's prompt budget (counted by its tokenizer)."""
+    prompt_cfg, count = loaded.prompt_config(prompt), loaded.counter()
+    return [build_prompt(r, prompt_cfg, count_tokens=count).messages for r in records]
+
+
 def proposals(loaded: LoadedModel, rows: pd.DataFrame, config: PolicyConfig, *,
               progress: bool = False) -> pd.DataFrame:
     """One proposal per row: ``change`` (after Ψ's projection; 0 = hold on a parse failure), ``raw_change``
     (the model's own proposal, NaN if unparsable), ``parse_ok``, ``compliant`` (the proposal was already
     inside A_safe), Ψ's ``reason`` and the raw ``output``."""
-    prompt_cfg, count = loaded.prompt_config(config.prompt), loaded.counter()
     records = rows.to_dict("records")
-    messages = [build_prompt(r, prompt_cfg, count_tokens=count).messages for r in records]
+    messages = prompt_messages(loaded, records, config.prompt)
     if progress:
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(messages), desc=f"pricing ({prompt_cfg.mode})", unit="row", leave=False) as bar:
+        with tqdm(total=len(messages), desc=f"pricing ({config.prompt.mode})", unit="row", leave=False) as bar:
             texts = generate(loaded, messages, config.generation, progress=bar.update)
     else:
         texts = generate(loaded, messages, config.generation)
@@ -139,10 +144,9 @@ class LLMSamples:
         frame = obs.with_text_columns().reset_index(drop=True)
         if frame.empty:
             return np.zeros((0, self.m))
-        prompt_cfg, count = self.loaded.prompt_config(self.config.prompt), self.loaded.counter()
         records = frame.to_dict("records")
-        messages = [build_prompt(r, prompt_cfg, count_tokens=count).messages for r in records]
-        texts = generate(self.loaded, messages, self.config.generation, n=self.m)
+        texts = generate(self.loaded, prompt_messages(self.loaded, records, self.config.prompt),
+                         self.config.generation, n=self.m)
         out = np.zeros((len(records), self.m))
         for i, (record, samples) in enumerate(zip(records, texts, strict=True)):
             for j, text in enumerate(samples):
