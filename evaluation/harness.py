@@ -54,6 +54,8 @@ LLM_LABELS = {"base": "base model (untrained)", "sft": "AIGP (SFT-only)", "dpo_o
 ABLATED = ("sft", "dpo_only", "sft_dpo")
 SAME_ACTION = 0.005  # actions print with 2 decimals: closer than half a cent is the same action
 COMPACT_REVIEW_CHARS = 160  # the compact prompt's review digest (pipelines/runner.py COMPACT_PROMPT, bench_student)
+# how DPO's candidates and best-of-M over the SFT model's samples are drawn
+CANDIDATE_SAMPLING: dict[str, Any] = {"temperature": 1.0, "top_k": 50, "top_p": 0.95}
 ACTION_TOKENS = 40  # decoding cap of an [ACT_ONLY] answer: the JSON action is 22-32 tokens (pipelines/runner.py)
 
 # The paper's numbers (Tao Factory), printed beside ours.
@@ -433,8 +435,7 @@ def _best_of_sft(settings: EvaluationSettings, ltve: Any, sft_dir: Path) -> Any:
     from aigp.align.policy import LLMSamples
     from aigp.ltve.policies import BestOfMPolicy
 
-    sampler = LLMSamples(sft_dir, _llm_policy_config(settings), m=settings.ltve_best_of, temperature=1.0,
-                         top_k=50, top_p=0.95)
+    sampler = LLMSamples(sft_dir, _llm_policy_config(settings), m=settings.ltve_best_of, **CANDIDATE_SAMPLING)
     return BestOfMPolicy(ltve, m=settings.ltve_best_of, sampler=sampler, name=BEST_OF_SFT)
 
 
@@ -754,7 +755,7 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
     if set(variants) <= {"base"}:
         return {"base": Path(base)} if variants else {}
     sample_rows = load_prompt_rows(log_dir, n=s.llm_sample_prompts, seed=s.seed + 2, end=end)
-    gen = {"temperature": 1.0, "top_k": 50, "top_p": 0.95, "batch_size": 16, "seed": s.seed}
+    gen = {**CANDIDATE_SAMPLING, "batch_size": 16, "seed": s.seed}
     config = VariantsConfig.build(
         sft={**sft, "optim": optim, "lora": {"enabled": s.llm_sft_lora}},
         sampling={"n_candidates": s.llm_candidates, "prompt": prompt.model_dump(),
