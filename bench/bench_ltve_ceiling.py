@@ -44,12 +44,6 @@ TITLE = "What the LTVE's inputs allow: regression on randomised actions vs the o
 LATENT = ("quality", "brand_strength", "listing_appeal")  # the simulator's per-SKU truth (sku_truth.parquet)
 
 
-def logs_truth(cache: Path) -> Any:
-    from aigp.market.logs import open_logs
-
-    return open_logs(cache).read("sku_truth.parquet")
-
-
 def fit_regression(states: torch.Tensor, actions: torch.Tensor, labels: torch.Tensor, config: Any,
                    *, max_steps: int, seed: int) -> tuple[Any, dict[str, float]]:
     """TwinQ fitted by MSE to ``labels`` (N, K) of ``actions`` (N, K) in ``states`` (N, D); states split 90/10,
@@ -96,9 +90,11 @@ def fit_regression(states: torch.Tensor, actions: torch.Tensor, labels: torch.Te
 def main() -> None:
     from aigp.ltve.artifact import load_model
     from aigp.ltve.dataset import training_frame_from_logs
-    from aigp.ltve.diagnostics import ranking_diagnostics
+    from aigp.ltve.diagnostics import ranking_diagnostics, truth_reliability
     from aigp.ltve.evaluate import EvaluationConfig, discounted_returns, evaluation_cohort, monte_carlo_branches
+    from aigp.market.logs import open_logs
     from aigp.schema import ENTITY_KEY
+    from bench.bench_ltve_diagnostics import branches_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("runs/bench/market_eval"),
@@ -132,8 +128,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started, started_cpu = time.perf_counter(), time.process_time()
 
-    held_key = (f"branches_6000_90_7_{args.expert_rows}_{args.mc_states}_{args.mc_rollouts}.pkl")
-    held_path = args.cache / held_key
+    logs = open_logs(args.cache)
+    market = logs.config
+    held_path = branches_path(args.cache, market.n_skus, market.launch_days, market.seed, args.expert_rows,
+                              args.mc_states, args.mc_rollouts)
     if not held_path.exists():
         raise SystemExit(f"{held_path}: run bench_ltve_diagnostics with --mc-states {args.mc_states} "
                          f"--mc-rollouts {args.mc_rollouts} first (its held-out branches are the test set)")
@@ -174,7 +172,7 @@ def main() -> None:
     states_all = model.encode(branches.rows)
     actions_all = torch.as_tensor(branches.actions, dtype=torch.float32)
     # the SKU's hidden traits (the simulator's truth, never in a log), standardised on the training states
-    truth_traits = logs_truth(args.cache).set_index(ENTITY_KEY)[list(LATENT)]
+    truth_traits = logs.read("sku_truth.parquet").set_index(ENTITY_KEY)[list(LATENT)]
     latent_train = truth_traits.loc[branches.rows[ENTITY_KEY].to_numpy()].to_numpy(np.float32)
     mu, sd = latent_train.mean(0), latent_train.std(0) + 1e-6
     latent_test = (truth_traits.loc[held.rows[ENTITY_KEY].to_numpy()].to_numpy(np.float32) - mu) / sd
@@ -200,8 +198,6 @@ def main() -> None:
         print(f"[{size} states, {input_name}, {label_name}] within-state rho {row['mc_spearman_within_state_gap']:.3f} "
               f"pairwise {row['mc_pairwise_accuracy_gap']:.3f} CDA {row['mc_cda_vs_truth']:.3f} "
               f"({info['best_step']:.0f} steps, {row['wall_s']:.0f} s)", flush=True)
-
-    from aigp.ltve.diagnostics import truth_reliability
 
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
                "command": command_line("bench.bench_ltve_ceiling", args, parser),

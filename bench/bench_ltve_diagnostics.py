@@ -116,6 +116,13 @@ def ensure_log(cache: Path, skus: int, launch_days: int, seed: int) -> dict[str,
     return {"cached": False, "wall_s": time.perf_counter() - t, "cpu_s": cpu_s() - c}
 
 
+def branches_path(cache: Path, skus: int, launch_days: int, seed: int, expert_rows: int, states: int,
+                  rollouts: int) -> Path:
+    """Where the held-out Monte-Carlo branches of one log and truth configuration are kept (bench_ltve_ceiling
+    reads them as its test set)."""
+    return cache / f"branches_{skus}_{launch_days}_{seed}_{expert_rows}_{states}_{rollouts}.pkl"
+
+
 def trained_name(name: str) -> str:
     """The variant whose trained critic ``name`` uses (itself unless it only rescores another's)."""
     return str(VARIANTS[name].get("trained_as", name))
@@ -274,9 +281,8 @@ def main() -> None:
             experts = np.isin(cohort[ENTITY_KEY].to_numpy(), expert_skus(cohort, eval_cfg.expert_top_share)) & in_stock
             expert = cohort[experts].sample(n=min(args.expert_rows, int(experts.sum())), random_state=0)
             expert = expert.reset_index(drop=True)
-            key = (f"branches_{args.skus}_{args.launch_days}_{args.seed}_{args.expert_rows}_{args.mc_states}_"
-                   f"{args.mc_rollouts}.pkl")
-            stored = args.cache / key
+            stored = branches_path(args.cache, args.skus, args.launch_days, args.seed, args.expert_rows,
+                                   args.mc_states, args.mc_rollouts)
             if stored.exists():  # an earlier run of this benchmark branched the same states
                 branches = pickle.loads(stored.read_bytes())
             else:
