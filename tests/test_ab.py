@@ -101,3 +101,33 @@ def test_uplift_over_a_zero_control_is_undefined_without_a_warning() -> None:
     assert np.isnan(by_metric.loc["mar", "uplift"]) and np.isnan(by_metric.loc["mar", "ci_low"])
     assert np.isfinite(by_metric.loc["gmv", "uplift"]) and np.isfinite(by_metric.loc["roi", "ci_high"])
     assert relative_change(np.array([2.0, 1.0]), np.array([1.0, 0.0]))[0] == 1.0
+
+
+def test_counterfactual_scores_every_decision_day_with_daily_value() -> None:
+    """``daily_value`` sums a per-day score over each SKU's first h days: scored with the day's GMV it must give
+    back the summary's GMV, and its paired difference the GMV difference; a scorer that does not return one
+    number per day is refused."""
+    cfg = ABConfig.build(allocation={"static": 0.5, "random": 0.5}, control="static", ceiling=None,
+                         cohort_skus=120, cohort_launch_days=3, bootstrap=200, seed=5)
+    policies = {"static": StaticPolicy(), "random": RandomPolicy()}
+    seen = []
+
+    def day_gmv(days):
+        seen.append(days)
+        return days["out_gmv"].to_numpy()
+
+    result = run_counterfactual(cfg, policies, daily_value=day_gmv)
+    assert {"category", "gmv_tier1", "out_spend", "days_since_launch"} <= set(seen[0].columns)
+    v = result.values.set_index(["group", "horizon"])
+    m = result.metrics.query("metric == 'gmv'").set_index(["group", "horizon"])
+    for key in v.index:
+        assert v.loc[key, "value"] == pytest.approx(m.loc[key, "value"], rel=1e-6)
+        assert v.loc[key, "ci_low"] <= v.loc[key, "value"] <= v.loc[key, "ci_high"]
+    diff = v.loc[("random", 14), "diff"]
+    assert diff == pytest.approx(m.loc[("random", 14), "value"] - m.loc[("static", 14), "value"], rel=1e-6)
+    assert v.loc[("random", 14), "diff_ci_low"] <= diff <= v.loc[("random", 14), "diff_ci_high"]
+    assert v.loc[("static", 14), "diff"] == 0.0
+    back = result.value_difference("static", "random", 14)  # the other way round: the same interval, negated
+    assert back[0] == pytest.approx(-diff) and back[1] == pytest.approx(-v.loc[("random", 14), "diff_ci_high"])
+    with pytest.raises(ValueError, match="one finite number per decision day"):
+        run_counterfactual(cfg, policies, daily_value=lambda days: np.zeros(3))

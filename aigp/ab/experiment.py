@@ -12,7 +12,7 @@ Metric definitions (per group, over its SKUs):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,9 @@ from aigp.markdown import markdown_table
 from aigp.market.config import MarketConfig
 from aigp.market.observation import Policy
 from aigp.market.simulator import Market, RunResult
-from aigp.market.sinks import LogSink
+from aigp.market.sinks import LogSink, MemorySink
+
+DailyValue = Callable[[pd.DataFrame], np.ndarray]
 
 METRICS = ("gmv", "roi", "mar")
 MILESTONE_DAYS = 14
@@ -81,6 +83,18 @@ class ABResult:
     metrics: pd.DataFrame  # group, horizon, metric, value, ci_low, ci_high, n_skus
     uplift: pd.DataFrame  # group, horizon, metric, uplift, ci_low, ci_high, gap_closed, gap_ci_low, gap_ci_high
     design: str = "hash-partitioned A/B"
+    # with ``daily_value`` (run_counterfactual): group, horizon, value, ci_low, ci_high, diff, diff_ci_low,
+    # diff_ci_high (mean per-SKU sum over the first h days; diff = paired difference from the control)
+    values: pd.DataFrame | None = None
+    value_sums: dict[str, dict[int, np.ndarray]] | None = None  # group -> horizon -> per-SKU sum (cohort order)
+
+    def value_difference(self, group: str, other: str, horizon: int) -> tuple[float, float, float]:
+        """Paired difference of ``daily_value`` sums, ``group`` minus ``other`` at ``horizon``: (mean, CI low, high)."""
+        if self.value_sums is None:
+            raise ValueError("this A/B was run without daily_value")
+        return paired_difference(self.value_sums[group][horizon], self.value_sums[other][horizon],
+                                 bootstrap=self.config.bootstrap, confidence=self.config.confidence,
+                                 seed=self.config.seed + 1)
 
     def table(self) -> pd.DataFrame:
         """One row per group: every metric at every horizon with its CI, uplift and gap closed."""
@@ -214,25 +228,80 @@ def run_ab(config: ABConfig, policies: Mapping[str, Policy], *, progress: bool =
     return ABResult(config=config, run=run, groups=groups, metrics=metrics, uplift=uplift)
 
 
-def run_counterfactual(config: ABConfig, policies: Mapping[str, Policy], *,
-                       progress: bool = False) -> ABResult:
+def run_counterfactual(config: ABConfig, policies: Mapping[str, Policy], *, progress: bool = False,
+                       daily_value: DailyValue | None = None) -> ABResult:
     """Every group's policy prices the WHOLE cohort (same SKUs, same luck): paired comparisons.
 
     Only a simulator can do this; it answers "what would each policy have done on these SKUs" with far
     tighter intervals than a hash-partitioned test. ``result.run`` holds the runs stacked group by group.
+
+    ``daily_value`` scores every decision day (the decision-log rows joined with the SKU's attributes, as a
+    training frame holds them: ``out_gmv``, ``out_spend``, ``category``, ``gmv_tier1``, ``days_since_launch``, ...)
+    — e.g. the LTVE's reward (``aigp.ltve.artifact.LTVEModel.daily_rewards``): ``result.values`` then holds each
+    group's mean per-SKU sum over the first h days and its paired difference from the control, with CIs.
     """
     market = Market(config.cohort_market())
-    runs = {}
+    attributes = market.sku_frame() if daily_value is not None else None
+    runs, sums = {}, {}
     for group in config.allocation:
-        runs[group] = market.run({group: policies[group]}, progress=progress)
+        sink = MemorySink() if daily_value is not None else None
+        runs[group] = market.run({group: policies[group]}, progress=progress, sink=sink)
+        if sink is not None and attributes is not None and daily_value is not None:
+            sums[group] = _value_sums(sink.decisions, attributes, daily_value, runs[group].summary["sku_id"],
+                                      config.horizons)
     frames = {h: {g: sku_outcomes(r.summary, h) for g, r in runs.items()} for h in config.horizons}
     metrics, uplift = analyse(frames, config, paired=True)
+    values = analyse_values(sums, config) if sums else None
     stacked = RunResult(summary=pd.concat([r.summary for r in runs.values()], ignore_index=True),
                         changes=np.vstack([r.changes for r in runs.values()]),
                         discounts=np.vstack([r.discounts for r in runs.values()]))
     groups = np.concatenate([np.full(len(r.summary), g, dtype=object) for g, r in runs.items()])
     return ABResult(config=config, run=stacked, groups=groups, metrics=metrics, uplift=uplift,
-                    design="paired counterfactual (every policy on the same SKUs)")
+                    design="paired counterfactual (every policy on the same SKUs)", values=values,
+                    value_sums=sums or None)
+
+
+def _value_sums(decisions: pd.DataFrame, attributes: pd.DataFrame, daily_value: DailyValue, sku_ids: pd.Series,
+                horizons: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Per horizon, each SKU's (in ``sku_ids`` order) sum of ``daily_value`` over its first h days."""
+    keep = [c for c in attributes.columns if c == "sku_id" or c not in decisions.columns]
+    days = decisions.merge(attributes[keep], on="sku_id", how="left", validate="many_to_one")
+    scores = np.asarray(daily_value(days), dtype=np.float64)
+    if scores.shape != (len(days),) or not np.isfinite(scores).all():
+        raise ValueError(f"daily_value must return one finite number per decision day ({len(days)}), "
+                         f"got shape {scores.shape}")
+    age = days["days_since_launch"].to_numpy()
+    out = {}
+    for h in horizons:
+        per_sku = pd.Series(scores[age < h]).groupby(days["sku_id"].to_numpy()[age < h]).sum()
+        out[h] = per_sku.reindex(sku_ids.to_numpy(), fill_value=0.0).to_numpy(np.float64)
+    return out
+
+
+def paired_difference(x: np.ndarray, y: np.ndarray, *, bootstrap: int, confidence: float, seed: int
+                      ) -> tuple[float, float, float]:
+    """Mean of x - y over paired SKUs and its bootstrap CI: (mean, low, high)."""
+    d = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(bootstrap, len(d)))
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(d[idx].mean(1), [alpha, 1 - alpha])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def analyse_values(sums: Mapping[str, Mapping[int, np.ndarray]], config: ABConfig) -> pd.DataFrame:
+    """Mean per-SKU value of each group and its paired difference from the control (SKU bootstrap)."""
+    rows = []
+    for h in config.horizons:
+        control = sums[config.control][h]
+        for group, by_h in sums.items():
+            x = by_h[h]
+            _, lo, hi = paired_difference(x, np.zeros_like(x), bootstrap=config.bootstrap,
+                                          confidence=config.confidence, seed=config.seed + 1)
+            diff, dlo, dhi = paired_difference(x, control, bootstrap=config.bootstrap, confidence=config.confidence,
+                                               seed=config.seed + 1)
+            rows.append({"group": group, "horizon": h, "value": float(x.mean()), "ci_low": lo, "ci_high": hi,
+                         "diff": diff, "diff_ci_low": dlo, "diff_ci_high": dhi})
+    return pd.DataFrame(rows)
 
 
 def format_markdown(result: ABResult) -> str:

@@ -29,7 +29,7 @@ from aigp.io import replace_directory, sha256_of, write_json
 from aigp.ltve.cql import CQL, CQLConfig
 from aigp.ltve.critic import LTVE, LTVEConfig
 from aigp.ltve.dataset import ACTION, FeatureNormaliser
-from aigp.ltve.reward import RewardConfig, RewardReferences
+from aigp.ltve.reward import RewardConfig, RewardReferences, frame_rewards
 
 FORMAT = "aigp-ltve"
 FORMAT_VERSION = 1
@@ -62,6 +62,12 @@ class LTVEModel:
     @property
     def config(self) -> LTVEConfig | CQLConfig:
         return self.learner.config
+
+    def daily_rewards(self, frame: pd.DataFrame) -> np.ndarray:
+        """The reward this critic learned (eq. 3, its references) of every day of ``frame`` (decision rows with
+        ``out_gmv``/``out_spend`` and the SKU's ``category``/``gmv_tier1``): what its Q estimates the discounted
+        sum of."""
+        return frame_rewards(frame, self.references, self.reward_config)
 
     def encode(self, frame: pd.DataFrame) -> torch.Tensor:
         return torch.from_numpy(self.normaliser.transform(frame))
