@@ -321,7 +321,7 @@ def run_evaluation(settings: EvaluationSettings, work_dir: str | Path, *, progre
         baselines[BEST_OF_SFT] = _best_of_sft(settings, ltve, llm["sft"])
     _offline_tables(ev, frame, log_dir, ltve, cql, baselines, llm, progress)
     write_json(work / "results_offline.json", results_dict(ev))  # kept if the A/B fails
-    _ab_table(ev, baselines, llm, progress)
+    _ab_table(ev, baselines, llm, progress, ltve)
     ev.timings["total"] = time.perf_counter() - started
     ev.cpu_timings["total"] = time.process_time() - cpu_started
     ev.record["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -798,7 +798,13 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------------------------------------
-def _ab_table(ev: Evaluation, baselines: Mapping[str, Any], llm: Mapping[str, Path], progress: bool) -> None:
+REWARD_PAIRS = (("sft_dpo", "sft"), (BEST_OF_SFT, "sft"), ("best_of_teacher", "kb_teacher"))  # (policy, its base)
+
+
+def _ab_table(ev: Evaluation, baselines: Mapping[str, Any], llm: Mapping[str, Path], progress: bool,
+              ltve: Any = None) -> None:
+    """Table 4: the paired A/B. With the LTVE, every policy's realised reward (eq. 3 — what the critic's Q
+    estimates and DPO's pairs rank by) is scored on each of its decision days and summed per SKU."""
     from aigp.ab.experiment import METRICS, ABConfig, run_counterfactual
     from aigp.policy_metrics import stability_figures
 
@@ -824,7 +830,7 @@ def _ab_table(ev: Evaluation, baselines: Mapping[str, Any], llm: Mapping[str, Pa
                             cohort_launch_days=s.ab_launch_days, bootstrap=s.ab_bootstrap)
     _say(progress, f"paired A/B: {len(policies)} policies x {s.ab_cohort_skus:,} SKUs x 14 days")
     stop = _timer(ev, "paired A/B")
-    result = run_counterfactual(config, policies)
+    result = run_counterfactual(config, policies, daily_value=ltve.daily_rewards if ltve is not None else None)
     stop()
     ev.ab_markdown = result.markdown()
     rows = []
@@ -845,8 +851,20 @@ def _ab_table(ev: Evaluation, baselines: Mapping[str, Any], llm: Mapping[str, Pa
                     row[f"{metric}_{h}d_uplift_ci"] = (float(r.ci_low), float(r.ci_high))
                     row[f"{metric}_{h}d_gap_closed"] = float(r.gap_closed)
                 row[f"paper_{metric}_{h}d_uplift"] = paper[j] if paper else np.nan
+            if result.values is not None:
+                v = result.values.query("group == @group and horizon == @h").iloc[0]
+                row[f"reward_{h}d"] = float(v.value)
+                row[f"reward_{h}d_ci"] = (float(v.ci_low), float(v.ci_high))
+                if group != config.control:
+                    row[f"reward_{h}d_diff"] = float(v["diff"])
+                    row[f"reward_{h}d_diff_ci"] = (float(v.diff_ci_low), float(v.diff_ci_high))
         rows.append(row)
     ev.table4 = pd.DataFrame(rows)
+    if result.values is not None:
+        ev.record["ab_reward_pairs"] = [
+            {"policy": a, "base": b, **dict(zip(("diff", "ci_low", "ci_high"), result.value_difference(a, b, 14),
+                                               strict=True))}
+            for a, b in REWARD_PAIRS if a in policies and b in policies]
     ev.record["ab"] = {"cohort_skus": s.ab_cohort_skus, "seed": s.ab_seed, "launch_days": s.ab_launch_days,
                        "bootstrap": s.ab_bootstrap, "design": result.design,
                        "llm": {k: p.stats() for k, p in policies.items() if hasattr(p, "stats")}}
@@ -915,8 +933,8 @@ def _policy_validity(ev: Evaluation) -> dict[str, float]:
     if t3 is None or t4 is None or "avg_q" not in t3 or "gmv_14d" not in t4:
         return {}
     avg_q = {str(k): float(v) for k, v in t3.set_index("key")["avg_q"].items() if not _nan(v)}
-    outcomes = {str(r["key"]): {f"{m}_14d": float(r[f"{m}_14d"]) for m in ("gmv", "roi", "mar")}
-                for r in t4.to_dict("records")}
+    metrics = ("gmv", "roi", "mar", "reward") if "reward_14d" in t4 else ("gmv", "roi", "mar")
+    outcomes = {str(r["key"]): {f"{m}_14d": float(r[f"{m}_14d"]) for m in metrics} for r in t4.to_dict("records")}
     return policy_validity(avg_q, outcomes)
 
 
@@ -980,6 +998,7 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
     t4 = ev.table4
     if t4 is not None:
         rows = []
+        rewarded = "reward_14d" in t4
         for r in t4.to_dict("records"):
             cells = [r["policy"], str(r["skus_14d"])]
             for h in (7, 14):
@@ -994,19 +1013,35 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
             gap = [_get(r, f"{m}_14d_gap_closed") for m in ("mar", "gmv", "roi")]
             cells.append(" / ".join("n.s." if _nan(g) else f"{g:.0%}" for g in gap)
                          if r["key"] != "price_sales" else "0%")
+            if rewarded:
+                if r["key"] == "price_sales":
+                    cells.append(f"{r['reward_14d']:.3f}")
+                else:
+                    lo, hi = r["reward_14d_diff_ci"]
+                    cells.append(f"{r['reward_14d_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
             rows.append(cells)
         heads = ["policy", "SKUs"] + [f"{h}d {m}" for h in (7, 14) for m in ("MAR", "GMV", "ROI")] + [
-            "14d gap closed (MAR / GMV / ROI)"]
+            "14d gap closed (MAR / GMV / ROI)"] + (["14d reward (eq. 3)"] if rewarded else [])
         body = ("Uplift vs price-sales [95% joint-bootstrap CI] (paper in parentheses); the price-sales row shows its "
                 "levels (MAR, GMV per SKU, ROI). Every policy priced the same cohort (paired counterfactual).\n\n"
                 + _md(heads, rows) + "\n\nLevels with 95% CIs:\n\n" + (ev.ab_markdown or _ab_levels(t4)))
+        if rewarded:
+            body += ("\n\n`14d reward (eq. 3)`: the LTVE's own reward (λ1 milestone progress + λ2 log ROI, relative to "
+                     "the successful SKUs' references) realised on each decision day and summed over a SKU's first "
+                     "14 days — the quantity the critic's Q estimates and DPO's pairs are ranked by; difference from "
+                     "price-sales per SKU [95% paired-bootstrap CI], price-sales' own level in its row."
+                     + "".join(f" {_label(p['policy'])} − {_label(p['base'])}: {p['diff']:+.3f} "
+                               f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}]."
+                               for p in ev.record.get("ab_reward_pairs", [])))
         validity = _policy_validity(ev)
         if validity:
             body += ("\n\nPolicy-level validity of the critic: Kendall τ between each policy's Avg Q (Table 3) and "
                      f"its 14-day A/B outcome, over the {int(validity['policies'])} policies in both tables: GMV "
                      f"{_num(validity.get('kendall_tau_gmv_14d'), 2)}, ROI "
                      f"{_num(validity.get('kendall_tau_roi_14d'), 2)}, MAR "
-                     f"{_num(validity.get('kendall_tau_mar_14d'), 2)} (target >= 0.6 for GMV and ROI).")
+                     f"{_num(validity.get('kendall_tau_mar_14d'), 2)} (target >= 0.6 for GMV and ROI)"
+                     + (f"; realised reward (what Q estimates) {_num(validity['kendall_tau_reward_14d'], 2)}"
+                        if "kendall_tau_reward_14d" in validity else "") + ".")
         out.append(("Table 4 — simulated online A/B at 7 and 14 days vs price-sales", body))
 
     t5 = ev.table5
@@ -1419,6 +1454,23 @@ def finding_records(ev: Evaluation) -> list[Finding]:
             f"the LTVE over the SFT model's own samples (DPO's ceiling) {up(BEST_OF_SFT, 'gmv')} / "
             f"{up(BEST_OF_SFT, 'roi')}; SFT+DPO {up('sft_dpo', 'gmv')} / {up('sft_dpo', 'roi')}. Following the "
             "critic over the student's samples " + said)
+    reward_pairs = {(p["policy"], p["base"]): p for p in ev.record.get("ab_reward_pairs", [])}
+    own = reward_pairs.get(("sft_dpo", "sft"))
+    if own is not None and not {"sft", "sft_dpo"} & unparsable:
+        lo, hi = own["ci_low"], own["ci_high"]
+        verdict = "agrees" if lo > 0 else "contradicts" if hi < 0 else "not significant"
+        ceiling = reward_pairs.get((BEST_OF_SFT, "sft"))
+        add("dpo.own_objective", verdict,
+            "DPO's objective, paper: DPO on LTVE-ranked pairs raises the long-term value the LTVE estimates. Ours, "
+            "the realised 14-day reward (eq. 3) per SKU in the A/B, SFT+DPO − SFT-only: "
+            f"{own['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            + (f" (best-of-M by the LTVE over the SFT samples − SFT-only: {ceiling['diff']:+.3f} "
+               f"[{ceiling['ci_low']:+.3f}, {ceiling['ci_high']:+.3f}])" if ceiling else "") + " — "
+            + {"agrees": "agrees.",
+               "contradicts": "**contradicts the paper**: DPO lowers the very reward its pairs were ranked by, so "
+                              "the critic's per-state preferences, applied on every day, do not add up to a better "
+                              "14-day policy.",
+               "not significant": "not significant."}[verdict])
     stability = ev.stability
     if stability is not None and "sft_dpo" in set(stability["key"]) and "sft_dpo" not in unparsable:
         st = stability.set_index("key")

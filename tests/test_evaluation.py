@@ -82,6 +82,14 @@ def test_quick_evaluation_writes_every_table(tmp_path):
             assert lo <= row[f"gmv_{h}d_uplift"] <= hi, key
             lo, hi = row[f"gmv_{h}d_ci"]
             assert lo <= row[f"gmv_{h}d"] <= hi, key
+    # every policy's realised LTVE reward (eq. 3), scored on its own decision days: the price-sales row has a
+    # level only, the others a paired difference from it that lies inside its interval
+    assert t4["reward_14d"].notna().all() and "14d reward (eq. 3)" in md
+    for key, row in t4.drop(index="price_sales").iterrows():
+        lo, hi = row["reward_14d_diff_ci"]
+        assert lo <= row["reward_14d_diff"] <= hi, key
+        assert row["reward_14d_diff"] == pytest.approx(row["reward_14d"] - t4.loc["price_sales", "reward_14d"])
+    assert "realised reward (what Q estimates)" in md
     # the oracle closes its own gap: exactly 1 (a NaN here means the gap was not computed)
     assert np.isfinite(t4.loc["oracle", "gmv_14d_gap_closed"]) and t4.loc["oracle", "gmv_14d_gap_closed"] == 1.0
 
@@ -146,6 +154,15 @@ def test_findings_say_plainly_where_the_paper_is_contradicted():
         assert records["dpo.ceiling"].verdict == verdict, best_gmv
     assert "best-of-M by the LTVE over the SFT model's own samples (DPO's ceiling) +10.0% [+5.0%, +15.0%]" in \
         records["dpo.ceiling"].text
+
+    # DPO against its own objective: the realised eq.-3 reward of SFT+DPO minus SFT-only's, paired in the A/B
+    assert "dpo.own_objective" not in records  # only when the A/B scored the LTVE's reward
+    for low, high, verdict in ((-0.5, -0.1, "contradicts"), (-0.1, 0.2, "not significant"), (0.05, 0.3, "agrees")):
+        ev.record["ab_reward_pairs"] = [{"policy": "sft_dpo", "base": "sft", "diff": (low + high) / 2,
+                                         "ci_low": low, "ci_high": high}]
+        records = {f.topic: f for f in finding_records(ev)}
+        assert records["dpo.own_objective"].verdict == verdict, (low, high)
+    assert "SFT+DPO − SFT-only: +0.175 [+0.050, +0.300]" in records["dpo.own_objective"].text
 
 
 def test_on_policy_rounds_need_the_compact_prompt():
