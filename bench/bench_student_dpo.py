@@ -47,12 +47,21 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lambda-roi", type=float, default=0.2, help="the LTVE reward's λ2 on log ROI (paper: 0.2)")
     p.add_argument("--section", default="student_dpo", help="bench/results section to write")
     p.add_argument("--prompts", type=int, default=400, help="training-window prompts candidates are sampled on")
+    p.add_argument("--states", choices=("logged", "on_policy"), default="logged",
+                   help="where the candidate prompts come from: logged training-window states, or the states the SFT "
+                   "student visits pricing a training cohort of its own (aigp.distillation.on_policy)")
+    p.add_argument("--on-policy-skus", type=int, default=100, help="SKUs of that training cohort (14 days each)")
     p.add_argument("--m", type=int, default=8, help="candidates per prompt")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--delta-q", type=float, default=0.05)
     p.add_argument("--delta-a", type=float, default=0.02)
     p.add_argument("--dpo-epochs", type=float, default=2.0)
     p.add_argument("--dpo-lr", type=float, default=2e-3)
+    p.add_argument("--dpo-beta", type=float, default=0.1, help="DPO's β (KL strength; the product's 0.1)")
+    p.add_argument("--sft-weight", type=float, default=1.0, help="weight of the NLL term on the chosen action")
+    p.add_argument("--sft-dir", type=Path, default=None,
+                   help="the SFT model DPO starts from (default <root>/sft_<size>; e.g. an evaluation's "
+                   "<work-dir>/llm/variants/sft with --root holding its market/)")
     p.add_argument("--truth-rollouts", type=int, default=8)
     p.add_argument("--ab-skus", type=int, default=60)
     p.add_argument("--ab-seed", type=int, default=None, help="the A/B cohort's seed (default --seed); choose "
@@ -63,9 +72,11 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def student_ab(logs: Any, students: dict[str, Any], *, prompt: Any, skus: int, seed: int, cohort_seed: int) -> Any:
+def student_ab(logs: Any, students: dict[str, Any], *, prompt: Any, skus: int, seed: int, cohort_seed: int,
+               ltve: Any = None) -> Any:
     """The students' 14-day paired A/B on a fresh cohort (launched over 2 days): price-sales (control, fitted on
-    ``logs``), the knowledge-base teacher on the students' ``prompt``, each student, and the oracle (ceiling)."""
+    ``logs``), the knowledge-base teacher on the students' ``prompt``, each student, and the oracle (ceiling);
+    with ``ltve``, each policy's realised reward (the critic's eq. 3) on its decision days too."""
     from aigp.ab.experiment import ABConfig, run_counterfactual
     from aigp.distillation.teacher import TeacherPolicy
     from aigp.market.policies import build_baselines
@@ -77,7 +88,19 @@ def student_ab(logs: Any, students: dict[str, Any], *, prompt: Any, skus: int, s
         ["price_sales", "oracle"], dynamics=config.cohort_market().dynamics, seed=seed,
         history=lambda: (logs.read("decisions.parquet"), logs.read("skus.parquet"))))
     policies |= {"kb_teacher": TeacherPolicy(prompt_config=prompt), **students}
-    return run_counterfactual(config, policies)
+    return run_counterfactual(config, policies, daily_value=ltve.daily_rewards if ltve is not None else None)
+
+
+def reward_table(ab: Any, pairs: tuple[tuple[str, str], ...] = (("sft_dpo", "sft"),)) -> str:
+    """The A/B's realised LTVE reward per SKU (14 days) with paired differences, as markdown."""
+    from bench._report import markdown_table
+
+    rows = [{"policy": r.group, "reward / SKU": round(r.value, 3), "95% CI": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
+             "vs price_sales": f"{r['diff']:+.3f} [{r.diff_ci_low:+.3f}, {r.diff_ci_high:+.3f}]"}
+            for r in ab.values.query("horizon == 14").itertuples(index=False)]
+    lines = [f"{a} − {b}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for a, b in pairs
+             for d, lo, hi in [ab.value_difference(a, b, 14)]]
+    return markdown_table(rows) + "\n\nPaired: " + "; ".join(lines) + "."
 
 
 def main() -> None:
@@ -91,6 +114,7 @@ def main() -> None:
     from aigp.align.policy import LLMPricingPolicy, PolicyConfig, propose_on_rows
     from aigp.align.sampling import SamplingConfig, sample_candidates
     from aigp.align.training import ALL_LINEAR_MODULES
+    from aigp.distillation.on_policy import OnPolicyConfig, visited_rows
     from aigp.distillation.teacher import KnowledgeBaseTeacher
     from aigp.evaluation.harness import pair_truth_line
     from aigp.llm.parser import parse_action
@@ -105,7 +129,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     root, started, cpu0 = args.root, time.perf_counter(), time.process_time()
-    sft_dir = root / f"sft_{args.size.replace(':', '_')}"
+    sft_dir = args.sft_dir or root / f"sft_{args.size.replace(':', '_')}"
     if not (sft_dir / "config.json").exists():
         sys.exit(f"{sft_dir}: no SFT model; run bench.bench_student --root {root} first")
     logs = open_logs(root / "market")
@@ -129,8 +153,14 @@ def main() -> None:
     compact = PromptConfig(act_only=True, compact=True, reviews_max_chars=args.reviews_chars)
     train_rows, test_rows, _ = split_rows(logs.path, args.train, args.test, args.seed)
     horizon = int(logs.config.horizon_days)
-    pool = train_rows[(pd.to_datetime(train_rows["date"]).dt.date < cutoff)
-                      & (train_rows["days_since_launch"] < horizon)]
+    policy_cfg = PolicyConfig.build(prompt=compact.model_dump(), threads=args.threads,
+                                    generation={"max_new_tokens": args.max_new_tokens, "batch_size": 32})
+    if args.states == "logged":
+        pool = train_rows[(pd.to_datetime(train_rows["date"]).dt.date < cutoff)
+                          & (train_rows["days_since_launch"] < horizon)]
+    else:
+        cohort = OnPolicyConfig(skus=args.on_policy_skus, seed=1_000 + args.seed)
+        pool = visited_rows(LLMPricingPolicy(sft_dir, policy_cfg, name="sft"), cohort).drop(columns=["policy_change"])
     sample_rows = pool.sample(n=min(args.prompts, len(pool)), random_state=args.seed).reset_index(drop=True)
     sft = LoadedModel.load(sft_dir)
     candidates = sample_candidates(sample_rows, sft, SamplingConfig.build(
@@ -142,14 +172,17 @@ def main() -> None:
     lap("sampling + pairs", t0)
     t0 = time.perf_counter()
     truth_cfg = MonteCarloConfig(rollouts=args.truth_rollouts, seed=args.seed + 3)
-    truth_table, truth = pair_truth(ltve, pairs.pairs, candidates.rows, frame, logs.path, truth_cfg)
-    pairs.metrics.update(truth)
+    if args.states == "logged":  # the Monte-Carlo truth branches from logged states
+        truth_table, truth = pair_truth(ltve, pairs.pairs, candidates.rows, frame, logs.path, truth_cfg)
+        pairs.metrics.update(truth)
+    else:
+        truth_table = pd.DataFrame()
     lap("pairs vs the market (Monte-Carlo)", t0)
 
     # 3. DPO from the student, the demo preset's recipe
     t0 = time.perf_counter()
     dpo_cfg = DPOStepConfig.build(
-        beta=0.1, sft_weight=1.0, guard={"enabled": True},
+        beta=args.dpo_beta, sft_weight=args.sft_weight, guard={"enabled": True},
         lora={"r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES},
         optim={"epochs": args.dpo_epochs, "learning_rate": args.dpo_lr, "batch_size": 8, "threads": args.threads,
                "logging_steps": 10, "seed": args.seed})
@@ -161,8 +194,6 @@ def main() -> None:
     keys = ["sku_id", "days_since_launch"]
     state = test_rows[keys].merge(frame.drop_duplicates(keys), on=keys, how="left", validate="one_to_one")
     known = state["prev_discount"].notna().to_numpy()
-    policy_cfg = PolicyConfig.build(prompt=compact.model_dump(), threads=args.threads,
-                                    generation={"max_new_tokens": args.max_new_tokens, "batch_size": 32})
     teacher = KnowledgeBaseTeacher()
     prev = test_rows["prev_discount"].to_numpy(np.float64)
     actions = {"teacher (KB)": np.array([
@@ -187,7 +218,7 @@ def main() -> None:
     llm_policies = {"sft": LLMPricingPolicy(sft_dir, policy_cfg, name="sft"),
                     "sft_dpo": LLMPricingPolicy(dpo.model_dir, policy_cfg, name="sft_dpo")}
     ab = student_ab(logs, llm_policies, prompt=compact, skus=args.ab_skus, seed=args.seed,
-                    cohort_seed=args.seed if args.ab_seed is None else args.ab_seed)
+                    cohort_seed=args.seed if args.ab_seed is None else args.ab_seed, ltve=ltve)
     lap("14-day paired A/B", t0)
 
     from aigp.ab.experiment import format_markdown
@@ -197,7 +228,8 @@ def main() -> None:
     sm = candidates.metrics
     body = "\n\n".join([
         f"Continues `bench.bench_student --root {root}` (its market log, its held-out prompts and its SFT model "
-        f"`sft_{args.size}`). LTVE: {args.ltve_steps} updates on the same log, cutoff {cutoff}, reward λ_progress "
+        f"`{sft_dir}`). DPO β {args.dpo_beta}, NLL weight {args.sft_weight}, {args.dpo_epochs} epochs at lr "
+        f"{args.dpo_lr}. LTVE: {args.ltve_steps} updates on the same log, cutoff {cutoff}, reward λ_progress "
         f"{args.lambda_progress}, λ_ROI {args.lambda_roi}. This run: "
         f"{wall:.0f} s wall, {cpu:.0f} s CPU, {args.threads} torch thread(s) (" + ", ".join(
             f"{k} {v:.0f} s" for k, v in timings.items()) + ").",
@@ -215,6 +247,8 @@ def main() -> None:
         f"### Offline, {int(known.sum())} held-out prompts\n\n" + markdown_table(offline)
         + f"\n\nDPO changed the student's action on {moved:.0%} of the held-out prompts.",
         "### 14-day paired A/B (every policy prices the same fresh SKUs)\n\n" + format_markdown(ab),
+        "### Realised LTVE reward in the A/B (eq. 3 on every decision day, summed over a SKU's 14 days: what the "
+        "critic's Q estimates and the pairs are ranked by)\n\n" + reward_table(ab),
         "Decisions: " + "; ".join(f"{name} {p.decisions} (parse failures {p.parse_failures}, projected "
                                   f"{p.projected})" for name, p in llm_policies.items()) + ".",
     ])
