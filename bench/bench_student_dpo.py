@@ -96,7 +96,7 @@ def reward_table(ab: Any, pairs: tuple[tuple[str, str], ...] = (("sft_dpo", "sft
     from bench._report import markdown_table
 
     rows = [{"policy": r.group, "reward / SKU": round(r.value, 3), "95% CI": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
-             "vs price_sales": f"{r['diff']:+.3f} [{r.diff_ci_low:+.3f}, {r.diff_ci_high:+.3f}]"}
+             "vs price_sales": f"{r.diff:+.3f} [{r.diff_ci_low:+.3f}, {r.diff_ci_high:+.3f}]"}
             for r in ab.values.query("horizon == 14").itertuples(index=False)]
     lines = [f"{a} − {b}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for a, b in pairs
              for d, lo, hi in [ab.value_difference(a, b, 14)]]
@@ -259,6 +259,8 @@ def main() -> None:
         title = "DPO on the distilled student (issue 18: LTVE-ranked pairs, checked against the market)"
         if (args.lambda_progress, args.lambda_roi) != (0.8, 0.2):
             title += f", reward λ_progress {args.lambda_progress} / λ_ROI {args.lambda_roi}"
+        if args.states == "on_policy":
+            title += ", candidates on the student's own states"
         write_section(args.section, title, body, command.strip())
 
 
