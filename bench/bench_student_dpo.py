@@ -227,10 +227,14 @@ def main() -> None:
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
     sm = candidates.metrics
     body = "\n\n".join([
-        f"Continues `bench.bench_student --root {root}` (its market log, its held-out prompts and its SFT model "
-        f"`{sft_dir}`). DPO β {args.dpo_beta}, NLL weight {args.sft_weight}, {args.dpo_epochs} epochs at lr "
-        f"{args.dpo_lr}. LTVE: {args.ltve_steps} updates on the same log, cutoff {cutoff}, reward λ_progress "
-        f"{args.lambda_progress}, λ_ROI {args.lambda_roi}. This run: "
+        (f"Continues `bench.bench_student --root {root}` (its market log, its held-out prompts and its SFT model "
+         f"`{sft_dir}`)" if args.sft_dir is None else
+         f"Continues a student trained elsewhere: the SFT model `{sft_dir}` and the market log it was trained on "
+         f"under `{root}/market` (for an evaluation's student, `--root` holds a link to `<work-dir>/market` and "
+         f"`--sft-dir` is `<work-dir>/llm/variants/sft`)")
+        + f". DPO β {args.dpo_beta}, NLL weight {args.sft_weight}, {args.dpo_epochs} epochs at lr {args.dpo_lr}. "
+        f"LTVE: {args.ltve_steps} updates on the same log, cutoff {cutoff}, reward λ_progress {args.lambda_progress}, "
+        f"λ_ROI {args.lambda_roi}. This run: "
         f"{wall:.0f} s wall, {cpu:.0f} s CPU, {args.threads} torch thread(s) (" + ", ".join(
             f"{k} {v:.0f} s" for k, v in timings.items()) + ").",
         "### Candidates and pairs\n\n" + markdown_table([{
