@@ -15,7 +15,8 @@ One process, 2 shared CPU cores, no hub:
    parse-rate guard) — the product's recipe, not one tuned here;
 4. offline: Avg Q (the LTVE) of teacher / SFT / SFT+DPO actions on the held-out prompts and how far each moved;
 5. a 14-day paired counterfactual A/B on a fresh cohort: price-sales (control), the knowledge-base teacher, SFT,
-   SFT+DPO and the oracle, every policy on the same SKUs (``aigp.ab.run_counterfactual``).
+   SFT+DPO (with ``--best-of M``: best-of-M by the LTVE over the SFT student's own samples, DPO's ceiling) and the
+   oracle, every policy on the same SKUs (``aigp.ab.run_counterfactual``), with each policy's realised LTVE reward.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def parse_args() -> argparse.Namespace:
                    "<work-dir>/llm/variants/sft with --root holding its market/)")
     p.add_argument("--truth-rollouts", type=int, default=8)
     p.add_argument("--ab-skus", type=int, default=60)
+    p.add_argument("--distil-best", action="store_true", help="also train and price SFT continued on the LTVE's "
+                   "best candidate of each sampled prompt (best-of-M distilled by plain SFT, same LoRA and budget as "
+                   "DPO): is DPO's loss, rather than the critic's choice, what moves the policy?")
+    p.add_argument("--best-of", type=int, default=0, help="also price best-of-M by the LTVE over the SFT student's "
+                   "own samples (M = this, sampled as the candidates are) in the A/B: DPO's ceiling (0: off)")
     p.add_argument("--ab-seed", type=int, default=None, help="the A/B cohort's seed (default --seed); choose "
                    "settings on one cohort, report them on another")
     p.add_argument("--max-new-tokens", type=int, default=40)
@@ -91,6 +97,25 @@ def student_ab(logs: Any, students: dict[str, Any], *, prompt: Any, skus: int, s
     return run_counterfactual(config, policies, daily_value=ltve.daily_rewards if ltve is not None else None)
 
 
+def best_candidate_records(candidates: Any, ltve: Any) -> list[dict[str, Any]]:
+    """For every sampled prompt with a kept candidate, the prompt and the candidate the LTVE scores highest, as an
+    SFT record (the canonical [ACT_ONLY] action, as DPO's pairs write it): best-of-M as training data."""
+    import json
+
+    import numpy as np
+
+    from aigp.align.pairs import action_text, candidate_matrix
+
+    rows = candidates.rows.sort_values("prompt_id").reset_index(drop=True)
+    changes, valid = candidate_matrix(candidates.candidates, len(rows))
+    q = np.where(valid, ltve.q_values(rows, changes.astype(np.float32)), -np.inf)
+    best = q.argmax(1)
+    prev = rows["prev_discount"].to_numpy(np.float64)
+    return [{"prompt": json.loads(rows.at[i, "prompt_messages"]),
+             "completion": [{"role": "assistant", "content": action_text(changes[i, best[i]], prev[i])}]}
+            for i in range(len(rows)) if valid[i].any()]
+
+
 def reward_table(ab: Any, pairs: tuple[tuple[str, str], ...] = (("sft_dpo", "sft"),)) -> str:
     """The A/B's realised LTVE reward per SKU (14 days) with paired differences, as markdown."""
     from bench._report import markdown_table
@@ -111,8 +136,9 @@ def main() -> None:
     from aigp.align.dpo import DPOStepConfig, run_dpo
     from aigp.align.generation import LoadedModel
     from aigp.align.pairs import PairsConfig, build_pairs
-    from aigp.align.policy import LLMPricingPolicy, PolicyConfig, propose_on_rows
+    from aigp.align.policy import LLMPricingPolicy, LLMSamples, PolicyConfig, propose_on_rows
     from aigp.align.sampling import SamplingConfig, sample_candidates
+    from aigp.align.sft import SFTStepConfig, run_sft
     from aigp.align.training import ALL_LINEAR_MODULES
     from aigp.distillation.on_policy import OnPolicyConfig, visited_rows
     from aigp.distillation.teacher import KnowledgeBaseTeacher
@@ -121,6 +147,7 @@ def main() -> None:
     from aigp.llm.prompt import PromptConfig, build_prompt
     from aigp.ltve.dataset import training_frame_from_logs
     from aigp.ltve.evaluate import MonteCarloConfig, pair_truth
+    from aigp.ltve.policies import BestOfMPolicy
     from aigp.ltve.train import LTVETrainConfig, train_ltve
     from aigp.market.logs import open_logs
     from bench._report import markdown_table, write_section
@@ -188,6 +215,15 @@ def main() -> None:
                "logging_steps": 10, "seed": args.seed})
     dpo = run_dpo(pairs.records, sft_dir, root / "dpo", dpo_cfg)
     lap("DPO", t0)
+    if args.distil_best:
+        t0 = time.perf_counter()
+        best_records = best_candidate_records(candidates, ltve)
+        best_dir = run_sft(best_records, sft_dir, root / "sft_best", SFTStepConfig.build(
+            lora={"enabled": True, "r": 16, "alpha": 32, "target_modules": ALL_LINEAR_MODULES},
+            validation_share=0.0, act_only_copies=False,
+            optim={"epochs": args.dpo_epochs, "learning_rate": args.dpo_lr, "batch_size": 8, "threads": args.threads,
+                   "logging_steps": 10, "seed": args.seed})).model_dir
+        lap(f"SFT on the best candidates ({len(best_records)} prompts)", t0)
 
     # 4. offline on the held-out prompts: Avg Q of each policy's action, and how often DPO moved the student
     t0 = time.perf_counter()
@@ -200,7 +236,10 @@ def main() -> None:
         parse_action(teacher.respond(build_prompt(r, compact), temperature=0.0).text, pv).discount_change
         for r, pv in zip(test_rows.to_dict("records"), prev, strict=True)])}
     parse = {"teacher (KB)": 1.0}
-    for label, model_dir in (("SFT", sft_dir), ("SFT+DPO", dpo.model_dir)):
+    offline_models = [("SFT", sft_dir), ("SFT+DPO", dpo.model_dir)]
+    if args.distil_best:
+        offline_models.append(("SFT on best-of-M", best_dir))
+    for label, model_dir in offline_models:
         out = propose_on_rows(model_dir, test_rows, policy_cfg)
         actions[label], parse[label] = out["change"].to_numpy(np.float64), float(out["parse_ok"].mean())
     hold = np.zeros(len(test_rows))
@@ -217,7 +256,13 @@ def main() -> None:
     t0 = time.perf_counter()
     llm_policies = {"sft": LLMPricingPolicy(sft_dir, policy_cfg, name="sft"),
                     "sft_dpo": LLMPricingPolicy(dpo.model_dir, policy_cfg, name="sft_dpo")}
-    ab = student_ab(logs, llm_policies, prompt=compact, skus=args.ab_skus, seed=args.seed,
+    if args.distil_best:
+        llm_policies["sft_best"] = LLMPricingPolicy(best_dir, policy_cfg, name="sft_best")
+    students: dict[str, Any] = dict(llm_policies)
+    if args.best_of:
+        sampler = LLMSamples(sft_dir, policy_cfg, m=args.best_of, temperature=args.temperature, top_k=50, top_p=0.95)
+        students["best_of_sft"] = BestOfMPolicy(ltve, m=args.best_of, sampler=sampler, name="best_of_sft")
+    ab = student_ab(logs, students, prompt=compact, skus=args.ab_skus, seed=args.seed,
                     cohort_seed=args.seed if args.ab_seed is None else args.ab_seed, ltve=ltve)
     lap("14-day paired A/B", t0)
 
@@ -252,7 +297,9 @@ def main() -> None:
         + f"\n\nDPO changed the student's action on {moved:.0%} of the held-out prompts.",
         "### 14-day paired A/B (every policy prices the same fresh SKUs)\n\n" + format_markdown(ab),
         "### Realised LTVE reward in the A/B (eq. 3 on every decision day, summed over a SKU's 14 days: what the "
-        "critic's Q estimates and the pairs are ranked by)\n\n" + reward_table(ab),
+        "critic's Q estimates and the pairs are ranked by)\n\n"
+        + reward_table(ab, (("sft_dpo", "sft"),) + ((("best_of_sft", "sft"),) if args.best_of else ())
+                       + ((("sft_best", "sft"),) if args.distil_best else ())),
         "Decisions: " + "; ".join(f"{name} {p.decisions} (parse failures {p.parse_failures}, projected "
                                   f"{p.projected})" for name, p in llm_policies.items()) + ".",
     ])
