@@ -88,8 +88,8 @@ class EvaluationSettings(StrictConfig):
     (twice the reduced run's market, LTVE and CQL updates, 1.5x its offline rows and A/B cohort; sized from the
     reduced run's stage timings, ``docs/evaluation-reduced.yaml``). Measured end to end with the student recipe
     (``tiny`` model, 12k judged labels, 3,000 SFT steps, two on-policy rounds, DPO) on the shared 2-core machine
-    (2026-12-03, ``nice -n 3`` beside other benchmarks): 5,009 s wall (83 min, within the 90-minute budget),
-    4,430 s CPU, of which the LLM variants' alignment stage took 3,787 s; per-stage wall and CPU time are in
+    (2026-12-03, beside other benchmarks): 4,753 s wall (79 min, within the 90-minute budget), 4,706 s CPU, of
+    which the LLM variants' alignment stage took 3,465 s; per-stage wall and CPU time are in
     EVALUATION.md's run record."""
 
     label: str = Field("full", description="name of this configuration, printed in the report")
@@ -1471,6 +1471,28 @@ def finding_records(ev: Evaluation) -> list[Finding]:
                               "the critic's per-state preferences, applied on every day, do not add up to a better "
                               "14-day policy.",
                "not significant": "not significant."}[verdict])
+    if t4 is not None and "reward_14d" in t4 and t4["reward_14d"].notna().sum() >= 3:
+        from aigp.ltve.diagnostics import policy_validity
+
+        r4 = t4[t4["reward_14d"].notna()].set_index("key")
+        taus = policy_validity({str(k): float(v) for k, v in r4["reward_14d"].items()},
+                               {str(k): {m: float(r4.loc[k, f"{m}_14d"]) for m in ("gmv", "roi", "mar")}
+                                for k in r4.index})
+        top = str(r4["reward_14d"].idxmax())
+        holds = all(taus.get(f"kendall_tau_{m}", np.nan) > 0 for m in ("gmv", "roi", "mar"))
+
+        def uplift(metric: str) -> str:
+            return "control" if top == "price_sales" else f"{r4.loc[top, f'{metric}_14d_uplift']:+.1%}"
+
+        add("reward.market", _verdict(holds),
+            "The reward, paper: eq. 3 (milestone progress and log ROI) encodes the long-term value the A/B measures. "
+            f"Ours, Kendall τ of the realised 14-day reward against 14-day GMV / ROI / MAR over {len(r4)} policies: "
+            + " / ".join(f"{taus.get(f'kendall_tau_{m}', np.nan):+.2f}" for m in ("gmv", "roi", "mar"))
+            + f"; the policy with the most reward is {_label(top)} (GMV {uplift('gmv')}, ROI {uplift('roi')}, MAR "
+            f"{uplift('mar')} vs Price-Sales) — " + ("agrees." if holds else "**contradicts the paper**: a policy "
+                                                     "that maximises eq. 3 on this market need not win the A/B, so "
+                                                     "the critic can be right about its reward and still lead "
+                                                     "pricing astray."))
     stability = ev.stability
     if stability is not None and "sft_dpo" in set(stability["key"]) and "sft_dpo" not in unparsable:
         st = stability.set_index("key")

@@ -164,6 +164,20 @@ def test_findings_say_plainly_where_the_paper_is_contradicted():
         assert records["dpo.own_objective"].verdict == verdict, (low, high)
     assert "SFT+DPO − SFT-only: +0.175 [+0.050, +0.300]" in records["dpo.own_objective"].text
 
+    # does the reward rank policies as the market does? τ of the realised reward against GMV / ROI / MAR
+    def market(key: str, reward: float, gmv: float, roi: float, mar: float) -> dict:
+        return {**row(key, gmv, roi), "reward_14d": reward, "gmv_14d": 1 + gmv, "roi_14d": 5 * (1 + roi),
+                "mar_14d": 0.5 * (1 + mar), "mar_14d_uplift": mar}
+
+    aligned = [market("price_sales", 0.0, 0, 0, 0), market("sft", 1.0, 0.1, 0.1, 0.1),
+               market("oracle", 2.0, 0.2, 0.3, 0.2)]
+    ev.table4 = pd.DataFrame(aligned)
+    assert {f.topic: f.verdict for f in finding_records(ev)}["reward.market"] == "agrees"
+    ev.table4 = pd.DataFrame([*aligned, market("sac", 3.0, 0.5, -0.6, -0.6)])  # most reward, worst ROI and MAR
+    record = {f.topic: f for f in finding_records(ev)}["reward.market"]
+    assert record.verdict == "contradicts" and "most reward is RL-SAC (GMV +50.0%, ROI -60.0%, MAR -60.0%" in \
+        record.text
+
 
 def test_on_policy_rounds_need_the_compact_prompt():
     from aigp.config import ConfigError
