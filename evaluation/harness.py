@@ -1310,6 +1310,12 @@ def _verdict(holds: bool) -> str:
     return "agrees" if holds else "contradicts"
 
 
+def _interval_verdict(low: float, high: float, claimed_above: float = 0.0) -> str:
+    """A claim that a quantity lies above ``claimed_above``, judged on its 95% interval: agrees when the whole
+    interval is above, contradicts when it is all below, not significant when it contains the value."""
+    return "agrees" if low > claimed_above else "contradicts" if high < claimed_above else "not significant"
+
+
 def finding_records(ev: Evaluation) -> list[Finding]:
     """Where our numbers agree or disagree with the paper's claims (computed, not written), as records."""
     records: list[Finding] = []
@@ -1441,7 +1447,7 @@ def finding_records(ev: Evaluation) -> list[Finding]:
         sft_gmv = float(r4.loc["sft", "gmv_14d_uplift"])
         lo, hi = r4.loc[BEST_OF_SFT, "gmv_14d_uplift_ci"]
         # conservative (not paired): the ceiling's GMV interval against SFT-only's point estimate
-        verdict = "agrees" if lo > sft_gmv else "contradicts" if hi < sft_gmv else "not significant"
+        verdict = _interval_verdict(lo, hi, sft_gmv)
         said = {"agrees": "raises GMV over SFT-only (its 95% CI lies above SFT-only's uplift) — agrees.",
                 "contradicts": "lowers GMV below SFT-only (its 95% CI lies below SFT-only's uplift) — **contradicts "
                                "the paper**: the signal is lost in the critic's ranking, before DPO.",
@@ -1458,7 +1464,7 @@ def finding_records(ev: Evaluation) -> list[Finding]:
     own = reward_pairs.get(("sft_dpo", "sft"))
     if own is not None and not {"sft", "sft_dpo"} & unparsable:
         lo, hi = own["ci_low"], own["ci_high"]
-        verdict = "agrees" if lo > 0 else "contradicts" if hi < 0 else "not significant"
+        verdict = _interval_verdict(lo, hi)
         ceiling = reward_pairs.get((BEST_OF_SFT, "sft"))
         add("dpo.own_objective", verdict,
             "DPO's objective, paper: DPO on LTVE-ranked pairs raises the long-term value the LTVE estimates. Ours, "
