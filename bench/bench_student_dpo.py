@@ -116,7 +116,7 @@ def best_candidate_records(candidates: Any, ltve: Any) -> list[dict[str, Any]]:
             for i in range(len(rows)) if valid[i].any()]
 
 
-def reward_table(ab: Any, pairs: tuple[tuple[str, str], ...] = (("sft_dpo", "sft"),)) -> str:
+def reward_table(ab: Any, pairs: tuple[tuple[str, str], ...]) -> str:
     """The A/B's realised LTVE reward per SKU (14 days) with paired differences, as markdown."""
     from bench._report import markdown_table
 
@@ -298,8 +298,7 @@ def main() -> None:
         "### 14-day paired A/B (every policy prices the same fresh SKUs)\n\n" + format_markdown(ab),
         "### Realised LTVE reward in the A/B (eq. 3 on every decision day, summed over a SKU's 14 days: what the "
         "critic's Q estimates and the pairs are ranked by)\n\n"
-        + reward_table(ab, (("sft_dpo", "sft"),) + ((("best_of_sft", "sft"),) if args.best_of else ())
-                       + ((("sft_best", "sft"),) if args.distil_best else ())),
+        + reward_table(ab, tuple((arm, "sft") for arm in students if arm != "sft")),
         "Decisions: " + "; ".join(f"{name} {p.decisions} (parse failures {p.parse_failures}, projected "
                                   f"{p.projected})" for name, p in llm_policies.items()) + ".",
     ])
