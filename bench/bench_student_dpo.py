@@ -56,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--delta-q", type=float, default=0.05)
     p.add_argument("--delta-a", type=float, default=0.02)
+    p.add_argument("--balance-direction", action="store_true",
+                   help="as many pairs preferring the higher price as the lower (PairsConfig.balance_direction)")
     p.add_argument("--dpo-epochs", type=float, default=2.0)
     p.add_argument("--dpo-lr", type=float, default=2e-3)
     p.add_argument("--dpo-beta", type=float, default=0.1, help="DPO's β (KL strength; the product's 0.1)")
@@ -194,7 +196,8 @@ def main() -> None:
         n_candidates=args.m, prompt=compact.model_dump(), threads=args.threads,
         generation={"temperature": args.temperature, "top_k": 50, "top_p": 0.95,
                     "max_new_tokens": args.max_new_tokens, "batch_size": 32, "seed": args.seed}))
-    pairs_cfg = PairsConfig(delta_q=args.delta_q, delta_a=args.delta_a, max_pairs_per_prompt=2)
+    pairs_cfg = PairsConfig(delta_q=args.delta_q, delta_a=args.delta_a, max_pairs_per_prompt=2,
+                            balance_direction=args.balance_direction)
     pairs = build_pairs(candidates.rows, candidates.candidates, ltve, pairs_cfg)
     lap("sampling + pairs", t0)
     t0 = time.perf_counter()

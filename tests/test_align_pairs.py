@@ -63,6 +63,34 @@ def test_every_selected_pair_obeys_both_thresholds(seed: int, delta_q: float, de
     assert (per_prompt <= k).all()
 
 
+
+def test_balance_direction_keeps_equal_up_and_down_pairs_largest_gaps_first() -> None:
+    # four prompts prefer the higher action (Q gaps 0.4, 0.3, 0.2, 0.1), one prefers the lower (gap 0.25)
+    changes = np.array([[0.05, 0.0]] * 4 + [[-0.05, 0.0]])
+    q = np.array([[0.4, 0.0], [0.3, 0.0], [0.2, 0.0], [0.1, 0.0], [0.25, 0.0]])
+    valid = np.ones_like(changes, dtype=bool)
+    cfg = PairsConfig(delta_q=0.01, delta_a=0.02)
+    assert len(select_pairs(changes, q, valid, cfg)) == 5
+    kept = select_pairs(changes, q, valid, cfg.with_updates(balance_direction=True))
+    assert kept == [(0, 0, 1), (4, 0, 1)]  # the down pair and the largest-gap up pair, in prompt order
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000))
+def test_balanced_pairs_are_a_subset_with_as_many_up_as_down(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    changes = rng.uniform(-0.2, 0.2, size=(8, 5)).round(2)
+    q = rng.normal(size=(8, 5))
+    valid = rng.random((8, 5)) < 0.9
+    cfg = PairsConfig(delta_q=0.05, delta_a=0.02, max_pairs_per_prompt=3)
+    every = select_pairs(changes, q, valid, cfg)
+    kept = select_pairs(changes, q, valid, cfg.with_updates(balance_direction=True))
+    assert set(kept) <= set(every)
+    up = sum(changes[p, i] > changes[p, j] for p, i, j in kept)
+    assert up == len(kept) - up
+    n_up = sum(changes[p, i] > changes[p, j] for p, i, j in every)
+    assert len(kept) == 2 * min(n_up, len(every) - n_up)  # nothing of the rarer direction is lost
+
 def _rows(n: int) -> pd.DataFrame:
     return pd.DataFrame({"prompt_id": np.arange(n), "sku_id": np.arange(n) + 100, "prev_discount": [0.9] * n,
                          "prompt_messages": [json.dumps([{"role": "user", "content": f"p{i}"}]) for i in range(n)]})

@@ -6,6 +6,11 @@ clears both thresholds is eligible; pairs below either threshold are ambiguous a
 critic noise, a tiny action gap teaches nothing). The eligible pairs are taken largest Q gap first, each
 candidate at most once as the rejected side, up to ``max_pairs_per_prompt``.
 
+``balance_direction`` keeps as many pairs whose chosen action is the higher price as pairs whose chosen action
+is the lower one (all of the rarer direction, the largest Q gaps of the other). A student that reads its
+prompt only weakly can lower DPO's loss on an unbalanced set by moving every answer the majority's way; on a
+balanced set only the state-dependent part of the preference pays.
+
 A pair becomes a TRL conversational preference record: the ``[ACT_ONLY]`` prompt and two one-message
 completions holding the canonical JSON action (``{"discount_change": a, "new_discount": d}``), so DPO's loss
 covers exactly the action tokens.
@@ -36,6 +41,9 @@ class PairsConfig(StrictConfig):
     delta_q: float = Field(0.05, ge=0.0, description="ΔQ: minimum Q(a+) - Q(a-)")
     delta_a: float = Field(0.02, ge=0.0, description="Δa: minimum |a+ - a-|")
     max_pairs_per_prompt: int = Field(2, ge=1, le=32)
+    balance_direction: bool = Field(
+        False, description="keep as many pairs preferring the higher price as the lower (largest Q gaps first): "
+        "only the state-dependent part of the critic's preference is distilled, not its average direction")
     completion: Literal["action", "sample"] = Field(
         "action", description="action: the canonical JSON action (the method, [ACT_ONLY]); sample: the sampled "
         "text itself (FullSeq: full reasoning + action)")
@@ -98,7 +106,17 @@ def select_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: 
             used_rejected.add(rejected)
             out.append((pid, chosen, rejected))
             taken += 1
-    return out
+    return balance_directions(out, changes, q) if config.balance_direction else out
+
+
+def balance_directions(triples: list[tuple], changes: np.ndarray, q: np.ndarray) -> list[tuple]:
+    """Equal numbers of pairs preferring the higher and the lower action: all of the rarer direction and the
+    largest Q gaps of the other, in the input order."""
+    up = [t for t in triples if changes[t[0], t[1]] > changes[t[0], t[2]]]
+    down = [t for t in triples if changes[t[0], t[1]] < changes[t[0], t[2]]]
+    major, minor = (up, down) if len(up) >= len(down) else (down, up)
+    keep = set(sorted(major, key=lambda t: (-(q[t[0], t[1]] - q[t[0], t[2]]), t))[:len(minor)]) | set(minor)
+    return [t for t in triples if t in keep]
 
 
 def build_pairs(rows: pd.DataFrame, candidates: pd.DataFrame, ltve: Any, config: PairsConfig | None = None
@@ -141,12 +159,14 @@ def pair_metrics(table: pd.DataFrame, q: np.ndarray, valid: np.ndarray, cfg: Pai
            "pairs/per_prompt": float(len(table) / max(n_prompts, 1)),
            "pairs/prompts_with_pair": float(table["prompt_id"].nunique() / max(n_prompts, 1)) if len(table) else 0.0,
            "pairs/candidate_q_spread_mean": float(spread.mean()) if n_prompts else 0.0,
-           "pairs/delta_q": cfg.delta_q, "pairs/delta_a": cfg.delta_a}
+           "pairs/delta_q": cfg.delta_q, "pairs/delta_a": cfg.delta_a,
+           "pairs/balance_direction": float(cfg.balance_direction)}
     if len(gaps):
         for p in (10, 50, 90):
             out[f"pairs/q_gap_p{p}"] = float(np.percentile(gaps, p))
         out["pairs/action_gap_mean"] = float(np.abs(table["chosen_change"] - table["rejected_change"]).mean())
         out["pairs/chosen_change_mean"] = float(table["chosen_change"].mean())
+        out["pairs/chosen_higher_share"] = float((table["chosen_change"] > table["rejected_change"]).mean())
         out["pairs/rejected_change_mean"] = float(table["rejected_change"].mean())
     return out
 
