@@ -23,7 +23,9 @@ BENCHMARKS = ROOT / "BENCHMARKS.md"
 ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", "feature_store_writer", "ltve",
          "ltve_diagnostics", "ltve_improvements", "ltve_more_variants", "ltve_ceiling", "llm_core", "student",
          "student_dpo", "student_dpo_progress", "student_dpo_reward", "student_dpo_on_policy",
-         "student_dpo_4k", "student_dpo_balanced", "student_dpo_balanced_4k", "student_dagger",
+         "student_dpo_4k", "student_dpo_balanced", "student_dpo_balanced_4k", "student_dpo_nonll",
+         "student_dpo_balanced_nonll", "student_dpo_balanced_nll03", "student_dpo_balanced_lowlr", "pair_fit",
+         "student_dagger",
          "smollm2", "alignment", "pipeline", "serving", "served_vs_inprocess", "monitoring", "evaluation")
 
 HEADER = """# Benchmarks

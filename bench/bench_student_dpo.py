@@ -99,32 +99,6 @@ def student_ab(logs: Any, students: dict[str, Any], *, prompt: Any, skus: int, s
     return run_counterfactual(config, policies, daily_value=ltve.daily_rewards if ltve is not None else None)
 
 
-def pairs_fit(pairs: Any, rows: Any, before: Path, after: Path, policy_cfg: Any) -> list[dict[str, Any]]:
-    """Did DPO learn its pairs? On each pair's own prompt, the greedy action after DPO minus before, signed by
-    the direction the pair prefers (chosen above rejected: up), per direction: the share moved toward the chosen
-    side, the share moved away (a move is >= 0.005), and the mean move."""
-    import numpy as np
-    import pandas as pd
-
-    from aigp.align.policy import propose_on_rows
-
-    ids = np.unique(pairs["prompt_id"].to_numpy())
-    prompts = rows.set_index("prompt_id").loc[ids].reset_index()
-    move = pd.Series(propose_on_rows(after, prompts, policy_cfg)["change"].to_numpy(np.float64)
-                     - propose_on_rows(before, prompts, policy_cfg)["change"].to_numpy(np.float64), index=ids)
-    sign = np.sign(pairs["chosen_change"].to_numpy() - pairs["rejected_change"].to_numpy())
-    toward = move.loc[pairs["prompt_id"]].to_numpy() * sign
-    out = []
-    for label, mask in (("prefers the higher price", sign > 0), ("prefers the lower price", sign < 0),
-                        ("all", sign != 0)):
-        t = toward[mask]
-        out.append({"pairs": label, "n": int(mask.sum()),
-                    "moved toward chosen": float(np.mean(t >= 0.005)) if len(t) else np.nan,
-                    "moved away": float(np.mean(t <= -0.005)) if len(t) else np.nan,
-                    "mean move toward chosen": float(t.mean()) if len(t) else np.nan})
-    return out
-
-
 def best_candidate_records(candidates: Any, ltve: Any) -> list[dict[str, Any]]:
     """For every sampled prompt with a kept candidate, the prompt and the candidate the LTVE scores highest, as an
     SFT record (the canonical [ACT_ONLY] action, as DPO's pairs write it): best-of-M as training data."""
@@ -164,7 +138,7 @@ def main() -> None:
     from aigp.align.dpo import DPOStepConfig, run_dpo
     from aigp.align.generation import LoadedModel
     from aigp.align.pairs import PairsConfig, build_pairs
-    from aigp.align.policy import LLMPricingPolicy, LLMSamples, PolicyConfig, propose_on_rows
+    from aigp.align.policy import LLMPricingPolicy, LLMSamples, PolicyConfig, pair_fit, propose_on_rows
     from aigp.align.sampling import SamplingConfig, sample_candidates
     from aigp.align.sft import SFTStepConfig, run_sft
     from aigp.align.training import ALL_LINEAR_MODULES
@@ -279,7 +253,11 @@ def main() -> None:
                         "parse": parse.get(label, 1.0), "mean a": float(a.mean()), "sd a": float(a.std()),
                         "same action as the teacher": float(np.mean(np.abs(a - actions["teacher (KB)"]) < 0.005))})
     moved = float(np.mean(np.abs(actions["SFT+DPO"] - actions["SFT"]) >= 0.005))
-    fit = pairs_fit(pairs.pairs, candidates.rows, sft_dir, dpo.model_dir, policy_cfg)
+    fit = pair_fit(pairs.pairs, candidates.rows, sft_dir, dpo.model_dir, policy_cfg)
+    fit_rows = [{"pairs": label, "n": int(fit.get(f"{k}_pairs", 0)), "moved toward chosen": fit.get(f"{k}_toward"),
+                 "moved away": fit.get(f"{k}_away"), "mean move toward chosen": fit.get(f"{k}_mean")}
+                for k, label in (("up", "prefers the higher price"), ("down", "prefers the lower price"),
+                                 ("all", "all"))]
     lap("offline", t0)
 
     # 5. 14-day paired A/B on a fresh cohort
@@ -326,7 +304,7 @@ def main() -> None:
         f"### Offline, {int(known.sum())} held-out prompts\n\n" + markdown_table(offline)
         + f"\n\nDPO changed the student's action on {moved:.0%} of the held-out prompts.",
         "### DPO on its own training prompts (greedy action after DPO minus before, per pair's preferred "
-        "direction)\n\n" + markdown_table(fit),
+        "direction)\n\n" + markdown_table(fit_rows),
         "### 14-day paired A/B (every policy prices the same fresh SKUs)\n\n" + format_markdown(ab),
         "### Realised LTVE reward in the A/B (eq. 3 on every decision day, summed over a SKU's 14 days: what the "
         "critic's Q estimates and the pairs are ranked by)\n\n"
@@ -345,6 +323,10 @@ def main() -> None:
             title += ", candidates on the student's own states"
         if args.balance_direction:
             title += ", pairs balanced by direction"
+        if args.sft_weight != 1.0:
+            title += ", DPO alone (no NLL term)" if args.sft_weight == 0 else f", NLL weight {args.sft_weight:g}"
+        if (args.dpo_lr, args.dpo_epochs) != (2e-3, 2.0):
+            title += f", lr {args.dpo_lr:g} x {args.dpo_epochs:g} epochs"
         write_section(args.section, title, body, command.strip())
 
 

@@ -1159,8 +1159,23 @@ def _dpo_record_lines(training: Mapping[str, Any]) -> list[str]:
                      + (" (**stopped early**: the format was breaking)" if m.get("dpo/guard_stopped") else ""))
         else:
             text += "parse-rate guard not run (long completions)"
+        if "dpo/fit_all_pairs" in m:
+            text += "; " + pair_fit_text(m, prefix="dpo/fit_")
         lines.append(text)
     return lines
+
+
+def pair_fit_text(m: Mapping[str, float], prefix: str = "") -> str:
+    """Whether DPO learned its pairs in both directions (``aigp.align.policy.pair_fit``), in words."""
+    def side(k: str, what: str) -> str:
+        n = m.get(f"{prefix}{k}_pairs", 0.0)
+        if not n:
+            return f"no pairs prefer {what}"
+        return (f"of the {n:.0f} pairs preferring {what} it moved toward the chosen action on "
+                f"{m[f'{prefix}{k}_toward']:.0%} and away on {m[f'{prefix}{k}_away']:.0%}")
+
+    return ("on the pairs' own prompts (greedy, after vs before DPO), " + side("up", "the higher price") + ", "
+            + side("down", "the lower price"))
 
 
 def pair_truth_line(title: str, m: Mapping[str, float]) -> str:

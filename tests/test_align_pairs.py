@@ -171,3 +171,28 @@ def test_max_full_examples_keeps_every_twin() -> None:
     mixed = with_act_only_copies(records, max_full=2, seed=0)
     assert len(mixed) == 7 and sum(r["prompt"][0]["content"].endswith(ACT_ONLY_TOKEN) for r in mixed) == 5
     assert len(with_act_only_copies(records, max_full=0)) == 5
+
+
+def test_pair_fit_signs_each_move_toward_the_pairs_chosen_side(monkeypatch) -> None:
+    import aigp.align.policy as policy
+
+    # prompt 0: pair prefers up (0.05 over -0.03), the model moved up 0.04 -> toward
+    # prompt 1: pair prefers down (-0.05 over 0.02), the model moved up 0.02 -> away
+    # prompt 2: pair prefers down, the model did not move
+    before = {0: -0.01, 1: 0.0, 2: 0.01}
+    after = {0: 0.03, 1: 0.02, 2: 0.01}
+
+    def fake(model, rows, config=None):
+        actions = after if model == "after" else before
+        return pd.DataFrame({"change": [actions[int(i)] for i in rows["prompt_id"]]})
+
+    monkeypatch.setattr(policy, "propose_on_rows", fake)
+    pairs = pd.DataFrame({"prompt_id": [0, 1, 2], "chosen_change": [0.05, -0.05, -0.04],
+                          "rejected_change": [-0.03, 0.02, 0.0]})
+    rows = pd.DataFrame({"prompt_id": [2, 0, 1], "sku_id": [7, 8, 9]})
+    fit = policy.pair_fit(pairs, rows, "before", "after")
+    assert fit["up_pairs"] == 1 and fit["down_pairs"] == 2
+    assert fit["up_toward"] == 1.0 and fit["up_away"] == 0.0 and fit["up_mean"] == pytest.approx(0.04)
+    assert fit["down_toward"] == 0.0 and fit["down_away"] == 0.5 and fit["down_mean"] == pytest.approx(-0.01)
+    assert fit["all_toward"] == pytest.approx(1 / 3)
+    assert policy.pair_fit(pairs.iloc[:0], rows, "before", "after") == {}

@@ -76,6 +76,34 @@ def propose_on_rows(model_dir: str | Path | LoadedModel, rows: pd.DataFrame, con
     return proposals(loaded, rows, cfg, progress=progress)
 
 
+def pair_fit(pairs: pd.DataFrame, rows: pd.DataFrame, before: str | Path | LoadedModel,
+             after: str | Path | LoadedModel, config: PolicyConfig | None = None, *,
+             min_move: float = 0.005) -> dict[str, float]:
+    """Did preference training learn its pairs? On each pair's own prompt (``pairs``: prompt_id, chosen_change,
+    rejected_change as :mod:`aigp.align.pairs` writes them; ``rows``: the prompt rows by prompt_id), the greedy
+    action after minus before, signed toward the pair's chosen side, per the direction the pair prefers:
+    ``{up|down|all}_toward`` (share moved toward the chosen action by >= ``min_move``), ``_away`` and ``_mean``
+    (mean signed move), and ``{up|down}_pairs``. A model that learns its pairs moves toward the chosen side in both
+    directions; one that moves every answer the same way learns a shift, not the states."""
+    if pairs.empty:
+        return {}
+    ids = np.unique(pairs["prompt_id"].to_numpy())
+    prompts = rows.set_index("prompt_id").loc[ids].reset_index()
+    moved = (propose_on_rows(after, prompts, config)["change"].to_numpy(np.float64)
+             - propose_on_rows(before, prompts, config)["change"].to_numpy(np.float64))
+    move = pd.Series(moved, index=ids).loc[pairs["prompt_id"].to_numpy()].to_numpy()
+    sign = np.sign(pairs["chosen_change"].to_numpy(np.float64) - pairs["rejected_change"].to_numpy(np.float64))
+    toward = move * sign
+    out: dict[str, float] = {}
+    for name, mask in (("up", sign > 0), ("down", sign < 0), ("all", sign != 0)):
+        t = toward[mask]
+        out[f"{name}_pairs"] = float(mask.sum())
+        if len(t):
+            out |= {f"{name}_toward": float(np.mean(t >= min_move)), f"{name}_away": float(np.mean(t <= -min_move)),
+                    f"{name}_mean": float(t.mean())}
+    return out
+
+
 class LLMPricingPolicy:
     """A trained model behind ``Policy.act`` (requires text: prompts carry the description and reviews)."""
 

@@ -26,6 +26,7 @@ from pydantic import Field
 from aigp.align.dpo import DPOStepConfig, run_dpo
 from aigp.align.generation import GenerationConfig, LoadedModel
 from aigp.align.pairs import PairsConfig, PairSet, build_pairs, write_pairs
+from aigp.align.policy import PolicyConfig, pair_fit
 from aigp.align.sampling import SamplingConfig, sample_candidates, write_candidates
 from aigp.align.sft import SFTStepConfig, run_sft
 from aigp.config import StrictConfig
@@ -102,7 +103,14 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
                 continue
             log(f"DPO: {VARIANT_TITLES[name]}")
             result = run_dpo(pairs.records, start, root / name, cfg.dpo)
-            run.models[name], run.metrics[name] = result.model_dir, result.metrics
+            run.models[name], run.metrics[name] = result.model_dir, dict(result.metrics)
+            if name == "sft_dpo":  # did DPO learn its pairs, in both directions? (greedy, on their own prompts)
+                sampled = cfg.sampling.generation
+                greedy = PolicyConfig(prompt=cfg.sampling.prompt, threads=cfg.sampling.threads,
+                                      generation=GenerationConfig(max_new_tokens=sampled.max_new_tokens,
+                                                                  batch_size=sampled.batch_size))
+                fit = pair_fit(pairs.pairs, candidates.rows, sft_model, result.model_dir, greedy)
+                run.metrics[name] |= {f"dpo/fit_{k}": v for k, v in fit.items()}
     if "fullseq" in wanted:
         log("sampling full-reasoning candidates from the SFT model (FullSeq)")
         full_cfg = cfg.fullseq_sampling
