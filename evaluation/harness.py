@@ -1492,6 +1492,16 @@ def finding_records(ev: Evaluation) -> list[Finding]:
                               "the critic's per-state preferences, applied on every day, do not add up to a better "
                               "14-day policy.",
                "not significant": "not significant."}[verdict])
+    fit = (ev.record.get("llm_training") or {}).get("sft_dpo") or {}
+    if fit.get("dpo/fit_up_pairs") and fit.get("dpo/fit_down_pairs"):
+        learned = {k: fit[f"dpo/fit_{k}_toward"] > fit[f"dpo/fit_{k}_away"] for k in ("up", "down")}
+        add("dpo.pairs_learned", _verdict(all(learned.values())),
+            "What DPO learns, paper: DPO aligns the model with the LTVE's per-state preferences. Ours, on the prompts "
+            "of its own pairs (greedy, after vs before DPO): " + pair_fit_text(fit, prefix="dpo/fit_") + " — "
+            + ("agrees." if all(learned.values()) else
+               "**contradicts the paper**: the student learned the pairs of one direction and unlearned the "
+               "other's, a shift of the whole policy toward "
+               + ("higher" if learned["up"] else "lower") + " prices rather than the states' preferences."))
     if t4 is not None and "reward_14d" in t4 and t4["reward_14d"].notna().sum() >= 3:
         from aigp.ltve.diagnostics import policy_validity
 

@@ -164,6 +164,20 @@ def test_findings_say_plainly_where_the_paper_is_contradicted():
         assert records["dpo.own_objective"].verdict == verdict, (low, high)
     assert "SFT+DPO − SFT-only: +0.175 [+0.050, +0.300]" in records["dpo.own_objective"].text
 
+    # did DPO learn its pairs in both directions? (aigp.align.policy.pair_fit, recorded by train_variants)
+    assert "dpo.pairs_learned" not in records
+    def fit(up: tuple[float, float], down: tuple[float, float]) -> dict:
+        return {"dpo/fit_up_pairs": 10.0, "dpo/fit_up_toward": up[0], "dpo/fit_up_away": up[1],
+                "dpo/fit_down_pairs": 8.0, "dpo/fit_down_toward": down[0], "dpo/fit_down_away": down[1]}
+
+    ev.record["llm_training"] = {"sft_dpo": fit((0.5, 0.0), (0.1, 0.5))}
+    record = {f.topic: f for f in finding_records(ev)}["dpo.pairs_learned"]
+    assert record.verdict == "contradicts" and "toward higher prices" in record.text
+    assert "of the 8 pairs preferring the lower price it moved toward the chosen action on 10% and away on 50%" in \
+        record.text
+    ev.record["llm_training"] = {"sft_dpo": fit((0.4, 0.1), (0.3, 0.1))}
+    assert {f.topic: f.verdict for f in finding_records(ev)}["dpo.pairs_learned"] == "agrees"
+
     # does the reward rank policies as the market does? τ of the realised reward against GMV / ROI / MAR
     def market(key: str, reward: float, gmv: float, roi: float, mar: float) -> dict:
         return {**row(key, gmv, roi), "reward_14d": reward, "gmv_14d": 1 + gmv, "roi_14d": 5 * (1 + roi),
