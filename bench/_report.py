@@ -21,8 +21,8 @@ BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 # Order of sections in BENCHMARKS.md; sections not listed follow alphabetically.
 ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", "feature_store_writer", "ltve",
-         "ltve_diagnostics", "ltve_improvements", "ltve_more_variants", "ltve_ceiling", "llm_core", "student",
-         "student_dpo", "student_dpo_progress", "student_dpo_reward", "student_dpo_on_policy",
+         "ltve_diagnostics", "ltve_improvements", "ltve_more_variants", "ltve_ceiling", "reward_market", "llm_core",
+         "student", "student_dpo", "student_dpo_progress", "student_dpo_reward", "student_dpo_on_policy",
          "student_dpo_4k", "student_dpo_balanced", "student_dpo_balanced_4k", "student_dpo_nonll",
          "student_dpo_balanced_nonll", "student_dpo_balanced_nll03", "student_dpo_balanced_lowlr", "pair_fit",
          "student_dagger",
