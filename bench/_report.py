@@ -24,9 +24,9 @@ ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", 
          "ltve_diagnostics", "ltve_improvements", "ltve_more_variants", "ltve_ceiling", "reward_market", "llm_core",
          "student", "student_dpo", "student_dpo_progress", "student_dpo_reward", "student_dpo_on_policy",
          "student_dpo_4k", "student_dpo_balanced", "student_dpo_balanced_4k", "student_dpo_nonll",
-         "student_dpo_balanced_nonll", "student_dpo_balanced_nll03", "student_dpo_balanced_lowlr", "pair_fit",
+         "student_dpo_balanced_nonll", "student_dpo_balanced_nll03", "student_dpo_balanced_lowlr",
          "student_dagger",
-         "smollm2", "alignment", "pipeline", "serving", "served_vs_inprocess", "monitoring", "evaluation")
+         "smollm2", "alignment", "pair_fit", "pipeline", "serving", "served_vs_inprocess", "monitoring", "evaluation")
 
 HEADER = """# Benchmarks
 

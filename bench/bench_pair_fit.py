@@ -3,7 +3,7 @@ model after DPO minus before, signed toward each pair's chosen side, split by th
 (``aigp.align.policy.pair_fit``). Reads a finished variants run — an evaluation's ``<work-dir>/llm/variants`` or
 ``aigp.align.variants.train_variants``' output: ``candidates/``, ``pairs/``, the starting model and the DPO model.
 
-    .venv/bin/python -m bench.bench_pair_fit --variants /work/runs_eval/llm/variants [--before sft] [--after sft_dpo]
+    .venv/bin/python -m bench.bench_pair_fit [--variants <work-dir>/llm/variants] [--before sft] [--after sft_dpo]
 
 A model that learns its pairs moves toward the chosen action in both directions; one that moves its answers the
 same way whatever the pair prefers has learned a shift of the whole policy, not the states.
@@ -20,7 +20,8 @@ from pathlib import Path
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", type=Path, required=True, help="a variants run (candidates/, pairs/, models)")
+    p.add_argument("--variants", type=Path, default=Path("runs/bench/alignment/variants"),
+                   help="a variants run (candidates/, pairs/, models); default: bench.bench_alignment's")
     p.add_argument("--before", default="sft", help="the model DPO started from (a folder under --variants)")
     p.add_argument("--after", default="sft_dpo", help="the DPO model (a folder under --variants)")
     p.add_argument("--threads", type=int, default=1)
@@ -63,7 +64,7 @@ def main() -> None:
             f"CPU, {args.threads} torch thread(s).\n\n" + markdown_table(rows))
     print(body)
     if not args.no_write:
-        write_section(args.section, "Did DPO learn its pairs? (issue 18: the evaluation's SFT+DPO on its own pairs)",
+        write_section(args.section, "Did DPO learn its pairs? (issue 18: a finished SFT+DPO run on its own pairs)",
                       body, "python -m bench.bench_pair_fit " + " ".join(sys.argv[1:]))
 
 
