@@ -9,7 +9,9 @@ candidate at most once as the rejected side, up to ``max_pairs_per_prompt``.
 ``balance_direction`` keeps as many pairs whose chosen action is the higher price as pairs whose chosen action
 is the lower one (all of the rarer direction, the largest Q gaps of the other). A student that reads its
 prompt only weakly can lower DPO's loss on an unbalanced set by moving every answer the majority's way; on a
-balanced set only the state-dependent part of the preference pays.
+balanced set only the state-dependent part of the preference pays. Measured (docs/alignment.md, "Did DPO learn
+its pairs?"): balancing shrinks the CPU student's move but the student still learns one direction only, so it is
+off by default.
 
 A pair becomes a TRL conversational preference record: the ``[ACT_ONLY]`` prompt and two one-message
 completions holding the canonical JSON action (``{"discount_change": a, "new_discount": d}``), so DPO's loss
