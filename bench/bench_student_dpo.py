@@ -253,9 +253,13 @@ def main() -> None:
                         "parse": parse.get(label, 1.0), "mean a": float(a.mean()), "sd a": float(a.std()),
                         "same action as the teacher": float(np.mean(np.abs(a - actions["teacher (KB)"]) < 0.005))})
     moved = float(np.mean(np.abs(actions["SFT+DPO"] - actions["SFT"]) >= 0.005))
-    fit = pair_fit(pairs.pairs, candidates.rows, sft_dir, dpo.model_dir, policy_cfg)
-    fit_rows = [{"pairs": label, "n": int(fit.get(f"{k}_pairs", 0)), "moved toward chosen": fit.get(f"{k}_toward"),
-                 "moved away": fit.get(f"{k}_away"), "mean move toward chosen": fit.get(f"{k}_mean")}
+    fits = {"SFT+DPO": pair_fit(pairs.pairs, candidates.rows, sft_dir, dpo.model_dir, policy_cfg)}
+    if args.distil_best:  # is it DPO, or distilling the critic's choices at all?
+        fits["SFT on best-of-M"] = pair_fit(pairs.pairs, candidates.rows, sft_dir, best_dir, policy_cfg)
+    fit_rows = [{"model": model, "pairs": label, "n": int(fit.get(f"{k}_pairs", 0)),
+                 "moved toward chosen": fit.get(f"{k}_toward"), "moved away": fit.get(f"{k}_away"),
+                 "mean move toward chosen": fit.get(f"{k}_mean")}
+                for model, fit in fits.items()
                 for k, label in (("up", "prefers the higher price"), ("down", "prefers the lower price"),
                                  ("all", "all"))]
     lap("offline", t0)
@@ -303,7 +307,7 @@ def main() -> None:
             "kept step": m.get("dpo/guard_kept_step")}]),
         f"### Offline, {int(known.sum())} held-out prompts\n\n" + markdown_table(offline)
         + f"\n\nDPO changed the student's action on {moved:.0%} of the held-out prompts.",
-        "### DPO on its own training prompts (greedy action after DPO minus before, per pair's preferred "
+        "### DPO on its own training prompts (greedy action after training minus before, per pair's preferred "
         "direction)\n\n" + markdown_table(fit_rows),
         "### 14-day paired A/B (every policy prices the same fresh SKUs)\n\n" + format_markdown(ab),
         "### Realised LTVE reward in the A/B (eq. 3 on every decision day, summed over a SKU's 14 days: what the "
