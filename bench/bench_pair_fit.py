@@ -28,7 +28,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", type=Path, default=Path("runs/bench/alignment/variants"),
                    help="a variants run (candidates/, pairs/, models); default: bench.bench_alignment's")
-    p.add_argument("--before", default="sft", help="the model DPO started from (a folder under --variants)")
+    p.add_argument("--before", default="sft", help="the model DPO started from (a folder under --variants; an "
+                   "evaluation with on-policy rounds started DPO from ../on_policy/round_<n>)")
     p.add_argument("--after", default="sft_dpo", help="the DPO model (a folder under --variants)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--folds", type=int, default=5)

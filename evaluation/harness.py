@@ -1496,8 +1496,8 @@ def finding_records(ev: Evaluation) -> list[Finding]:
     if fit.get("dpo/fit_up_pairs") and fit.get("dpo/fit_down_pairs"):
         learned = {k: fit[f"dpo/fit_{k}_toward"] > fit[f"dpo/fit_{k}_away"] for k in ("up", "down")}
         add("dpo.pairs_learned", _verdict(all(learned.values())),
-            "What DPO learns, paper: DPO aligns the model with the LTVE's per-state preferences. Ours, on the prompts "
-            "of its own pairs (greedy, after vs before DPO): " + pair_fit_text(fit, prefix="dpo/fit_") + " — "
+            "What DPO learns, paper: DPO aligns the model with the LTVE's per-state preferences. Ours, "
+            + pair_fit_text(fit, prefix="dpo/fit_") + " — "
             + ("agrees." if all(learned.values()) else
                "**contradicts the paper**: the student learned the pairs of one direction and unlearned the "
                "other's, a shift of the whole policy toward "
