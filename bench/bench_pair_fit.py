@@ -64,13 +64,21 @@ def direction_auc(pairs: Any, rows: Any, columns: list[str], folds: int, repeats
     return float(np.mean(scores))
 
 
+def fit_rows(fits: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Rows of the pair-fit table, per model (``aigp.align.policy.pair_fit`` output) and direction."""
+    return [{"model": model, "pairs": label, "n": int(fit.get(f"{k}_pairs", 0)),
+             "moved toward chosen": fit.get(f"{k}_toward"), "moved away": fit.get(f"{k}_away"),
+             "mean move toward chosen": fit.get(f"{k}_mean")}
+            for model, fit in fits.items()
+            for k, label in (("up", "prefer the higher price"), ("down", "prefer the lower price"), ("all", "all"))]
+
+
 def main() -> None:
     import pandas as pd
     import torch
 
-    from aigp.align.generation import GenerationConfig
     from aigp.align.pairs import PAIRS_TABLE
-    from aigp.align.policy import PolicyConfig, pair_fit
+    from aigp.align.policy import greedy_config, pair_fit
     from aigp.align.sampling import SamplingConfig, read_candidates
     from bench._report import markdown_table, write_section
 
@@ -85,9 +93,7 @@ def main() -> None:
     candidates = read_candidates(root / "candidates")
     sampling = SamplingConfig.build(**json.loads((root / "candidates" / "manifest.json").read_text())["config"])
     pairs = pd.read_parquet(root / "pairs" / PAIRS_TABLE)
-    greedy = PolicyConfig(prompt=sampling.prompt, threads=args.threads,
-                          generation=GenerationConfig(max_new_tokens=sampling.generation.max_new_tokens,
-                                                      batch_size=sampling.generation.batch_size))
+    greedy = greedy_config(sampling.prompt, sampling.generation, args.threads)
     fit = pair_fit(pairs, candidates.rows, root / args.before, root / args.after, greedy)
     every = [c for c in candidates.rows.columns if c not in ("prompt_id", "sku_id")
              and pd.api.types.is_numeric_dtype(candidates.rows[c])]
@@ -97,9 +103,7 @@ def main() -> None:
            for label, cols in (("shown in the prompt", shown), ("all", every))
            if label == "all" or sampling.prompt.compact]
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-    rows = [{"pairs": label, "n": int(fit.get(f"{k}_pairs", 0)), "moved toward chosen": fit.get(f"{k}_toward"),
-             "moved away": fit.get(f"{k}_away"), "mean move toward chosen": fit.get(f"{k}_mean")}
-            for k, label in (("up", "prefer the higher price"), ("down", "prefer the lower price"), ("all", "all"))]
+    rows = fit_rows({args.after: fit})
     body = (f"`{root / args.after}` against `{root / args.before}` on the {pairs['prompt_id'].nunique()} prompts of "
             f"its {len(pairs)} pairs (greedy [ACT_ONLY] answers, a move is >= 0.005). {wall:.0f} s wall, {cpu:.0f} s "
             f"CPU, {args.threads} torch thread(s).\n\n" + markdown_table(rows)

@@ -153,6 +153,7 @@ def main() -> None:
     from aigp.ltve.train import LTVETrainConfig, train_ltve
     from aigp.market.logs import open_logs
     from bench._report import markdown_table, write_section
+    from bench.bench_pair_fit import fit_rows
     from bench.bench_student import split_rows
 
     args = parse_args()
@@ -256,12 +257,7 @@ def main() -> None:
     fits = {"SFT+DPO": pair_fit(pairs.pairs, candidates.rows, sft_dir, dpo.model_dir, policy_cfg)}
     if args.distil_best:  # is it DPO, or distilling the critic's choices at all?
         fits["SFT on best-of-M"] = pair_fit(pairs.pairs, candidates.rows, sft_dir, best_dir, policy_cfg)
-    fit_rows = [{"model": model, "pairs": label, "n": int(fit.get(f"{k}_pairs", 0)),
-                 "moved toward chosen": fit.get(f"{k}_toward"), "moved away": fit.get(f"{k}_away"),
-                 "mean move toward chosen": fit.get(f"{k}_mean")}
-                for model, fit in fits.items()
-                for k, label in (("up", "prefers the higher price"), ("down", "prefers the lower price"),
-                                 ("all", "all"))]
+    fit_table = fit_rows(fits)
     lap("offline", t0)
 
     # 5. 14-day paired A/B on a fresh cohort
@@ -308,7 +304,7 @@ def main() -> None:
         f"### Offline, {int(known.sum())} held-out prompts\n\n" + markdown_table(offline)
         + f"\n\nDPO changed the student's action on {moved:.0%} of the held-out prompts.",
         "### DPO on its own training prompts (greedy action after training minus before, per pair's preferred "
-        "direction)\n\n" + markdown_table(fit_rows),
+        "direction)\n\n" + markdown_table(fit_table),
         "### 14-day paired A/B (every policy prices the same fresh SKUs)\n\n" + format_markdown(ab),
         "### Realised LTVE reward in the A/B (eq. 3 on every decision day, summed over a SKU's 14 days: what the "
         "critic's Q estimates and the pairs are ranked by)\n\n"

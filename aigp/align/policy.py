@@ -76,6 +76,12 @@ def propose_on_rows(model_dir: str | Path | LoadedModel, rows: pd.DataFrame, con
     return proposals(loaded, rows, cfg, progress=progress)
 
 
+def greedy_config(prompt: PromptConfig, generation: GenerationConfig, threads: int | None = None) -> PolicyConfig:
+    """The greedy policy for answers sampled with ``prompt`` and ``generation`` (same prompt, budget and batch)."""
+    return PolicyConfig(prompt=prompt, threads=threads, generation=GenerationConfig(
+        max_new_tokens=generation.max_new_tokens, batch_size=generation.batch_size))
+
+
 def pair_fit(pairs: pd.DataFrame, rows: pd.DataFrame, before: str | Path | LoadedModel,
              after: str | Path | LoadedModel, config: PolicyConfig | None = None, *,
              min_move: float = 0.005) -> dict[str, float]:

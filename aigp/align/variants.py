@@ -26,7 +26,7 @@ from pydantic import Field
 from aigp.align.dpo import DPOStepConfig, run_dpo
 from aigp.align.generation import GenerationConfig, LoadedModel
 from aigp.align.pairs import PairsConfig, PairSet, build_pairs, write_pairs
-from aigp.align.policy import PolicyConfig, pair_fit
+from aigp.align.policy import greedy_config, pair_fit
 from aigp.align.sampling import SamplingConfig, sample_candidates, write_candidates
 from aigp.align.sft import SFTStepConfig, run_sft
 from aigp.config import StrictConfig
@@ -105,10 +105,7 @@ def train_variants(base_model: str | Path, sft_records: list[dict[str, Any]], pr
             result = run_dpo(pairs.records, start, root / name, cfg.dpo)
             run.models[name], run.metrics[name] = result.model_dir, dict(result.metrics)
             if name == "sft_dpo":  # did DPO learn its pairs, in both directions? (greedy, on their own prompts)
-                sampled = cfg.sampling.generation
-                greedy = PolicyConfig(prompt=cfg.sampling.prompt, threads=cfg.sampling.threads,
-                                      generation=GenerationConfig(max_new_tokens=sampled.max_new_tokens,
-                                                                  batch_size=sampled.batch_size))
+                greedy = greedy_config(cfg.sampling.prompt, cfg.sampling.generation, cfg.sampling.threads)
                 fit = pair_fit(pairs.pairs, candidates.rows, sft_model, result.model_dir, greedy)
                 run.metrics[name] |= {f"dpo/fit_{k}": v for k, v in fit.items()}
     if "fullseq" in wanted:
