@@ -11,7 +11,10 @@ This benchmark separates three reasons, on the same held-out expert states and c
   on the SKU's hidden traits too. A network fitted to the *mean* Monte-Carlo return of every candidate of N
   training states (counterfactual labels, little label noise) is bounded by that and by N; the same fit with
   the hidden traits (the simulator's quality, brand strength, listing appeal) added to its inputs shows how much
-  of the gap they explain;
+  of the gap they explain; the same fit with the **review score** added (the mean lexicon score of every review
+  posted so far, what a person reading the reviews concludes; observable, and the simulator draws each review
+  around the SKU's quality, which sets its price elasticity) shows how much of that an input the LTVE does not
+  have today would recover;
 - **one future per action**: the same fit on ONE future per candidate (the noise a logged return carries) —
   what a log with randomised prices (an A/B-style exploration log) of the same size would teach;
 - **one logged action per state**: the offline critic itself (``--models-dir``: the paper critic that
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bench._report import command_line, markdown_table, write_section
@@ -42,6 +46,28 @@ TITLE = "What the LTVE's inputs allow: regression on randomised actions vs the o
 
 
 LATENT = ("quality", "brand_strength", "listing_appeal")  # the simulator's per-SKU truth (sku_truth.parquet)
+
+
+def review_scores(rows: pd.DataFrame, reviews: pd.DataFrame) -> np.ndarray:
+    """(N, 2) per state row: the mean lexicon score of the SKU's reviews posted at or before the decision time
+    (``aigp.market.text.read_review_sentiment``; 0 with none) and log1p of their count."""
+    from aigp.market.text import read_review_sentiment
+    from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP
+
+    reviews = reviews.sort_values([ENTITY_KEY, EVENT_TIMESTAMP, "review_seq"], kind="stable")
+    text = reviews["text"].astype("category")
+    lexicon = np.array([read_review_sentiment(str(t)) for t in text.cat.categories], dtype=np.float64)
+    cumulative = np.concatenate([[0.0], np.cumsum(lexicon[text.cat.codes.to_numpy()])])
+    r_sku = reviews[ENTITY_KEY].to_numpy()
+    r_ts = pd.to_datetime(reviews[EVENT_TIMESTAMP], utc=True).to_numpy()
+    ts = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True).to_numpy()
+    first = np.searchsorted(r_sku, rows[ENTITY_KEY].to_numpy(), side="left")
+    last = np.searchsorted(r_sku, rows[ENTITY_KEY].to_numpy(), side="right")
+    end = np.array([lo + np.searchsorted(r_ts[lo:hi], t, side="right")
+                    for lo, hi, t in zip(first, last, ts, strict=True)], dtype=np.int64)
+    count = end - first
+    mean = np.where(count > 0, (cumulative[end] - cumulative[first]) / np.maximum(count, 1), 0.0)
+    return np.stack([mean, np.log1p(count)], axis=1)
 
 
 def fit_regression(states: torch.Tensor, actions: torch.Tensor, labels: torch.Tensor, config: Any,
@@ -111,6 +137,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=20_000, help="most updates of one fit")
     parser.add_argument("--latent", action=argparse.BooleanOptionalAction, default=True,
                         help="also fit with the SKU's hidden traits (quality, brand strength, listing appeal) added")
+    parser.add_argument("--review-score", action=argparse.BooleanOptionalAction, default=True,
+                        help="also fit with the review score (mean lexicon score of the reviews so far) added")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/ltve_ceiling"))
@@ -176,11 +204,19 @@ def main() -> None:
     latent_train = truth_traits.loc[branches.rows[ENTITY_KEY].to_numpy()].to_numpy(np.float32)
     mu, sd = latent_train.mean(0), latent_train.std(0) + 1e-6
     latent_test = (truth_traits.loc[held.rows[ENTITY_KEY].to_numpy()].to_numpy(np.float32) - mu) / sd
+    # the review score (observable: what reading every review so far tells), standardised the same way
+    reviews = logs.read("reviews.parquet")
+    score_train = review_scores(branches.rows, reviews).astype(np.float32)
+    s_mu, s_sd = score_train.mean(0), score_train.std(0) + 1e-6
+    score_test = (review_scores(held.rows, reviews).astype(np.float32) - s_mu) / s_sd
     inputs = {"state": (states_all, test_states),
               "state + hidden traits": (torch.cat([states_all, torch.from_numpy((latent_train - mu) / sd)], 1),
-                                        torch.cat([test_states, torch.from_numpy(latent_test)], 1))}
+                                        torch.cat([test_states, torch.from_numpy(latent_test)], 1)),
+              "state + review score": (torch.cat([states_all, torch.from_numpy((score_train - s_mu) / s_sd)], 1),
+                                       torch.cat([test_states, torch.from_numpy(score_test)], 1))}
     label_sets = {"mean of the futures": train_returns.mean(2), "one future": train_returns[:, :, 0]}
     fits = [(size, "state", name) for size in sizes for name in label_sets]
+    fits += [(size, "state + review score", "mean of the futures") for size in sizes if args.review_score]
     fits += [(size, "state + hidden traits", "mean of the futures") for size in sizes if args.latent]
     for size, input_name, label_name in fits:
         train_in, test_in = inputs[input_name]
@@ -211,6 +247,28 @@ def main() -> None:
         write_section(args.section, TITLE, body, results["command"])
 
 
+def recovered(observable: list[dict[str, Any]], scored: list[dict[str, Any]],
+              hidden: list[dict[str, Any]]) -> list[str]:
+    """One line per size fitted with both: how much of the hidden traits' gain in within-state ρ (over the
+    observable state, mean-of-futures labels) the review score recovers."""
+    key = "mc_spearman_within_state_gap"
+
+    def at(rows: list[dict[str, Any]], size: float) -> dict[str, Any] | None:
+        return next((r for r in rows if r["states"] == size and r["labels"] == "mean of the futures"), None)
+
+    out = []
+    for size in sorted({r["states"] for r in scored}):
+        base, score, traits = at(observable, size), at(scored, size), at(hidden, size)
+        if base is None or score is None or traits is None or traits[key] <= base[key]:
+            continue
+        share = (score[key] - base[key]) / (traits[key] - base[key])
+        way = (f"{100 * share:.0f}% of the way to" if share > 0
+               else "no gain over the state alone, against")
+        out.append(f"- At {size:,.0f} states the review score moves within-state ρ {base[key]:.3f} -> "
+                   f"{score[key]:.3f}: {way} the hidden traits' {traits[key]:.3f}.")
+    return out
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     rows = results["rows"]
     table = [{"fit": r["fit"], "training states": f"{r['states']:,.0f}",
@@ -221,7 +279,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
               "wall s": f"{r.get('wall_s', math.nan):.0f}"} for r in rows]
     observable = [r for r in rows[1:] if r["inputs"] == "state"]
     best = max(observable, key=lambda r: r["mc_spearman_within_state_gap"])
-    hidden = [r for r in rows[1:] if r["inputs"] != "state"]
+    hidden = [r for r in rows[1:] if r["inputs"] == "state + hidden traits"]
+    scored = [r for r in rows[1:] if r["inputs"] == "state + review score"]
     offline = rows[0]
     means = sorted((r for r in observable if r["labels"] == "mean of the futures"), key=lambda r: r["states"])
     below = [r for r in means if r["mc_spearman_within_state_gap"] <= offline["mc_spearman_within_state_gap"]]
@@ -240,8 +299,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{results['noise_ceiling']:.3f}. Training labels: candidates (logged, counterfactual ±0.1, 7-point grid "
         f"over A_safe) branched from states of the training SKUs (every behaviour policy, in stock), "
         f"{args.train_rollouts} futures each, continued by each SKU's logging policy; fitted to the mean of the "
-        "futures or to one future; rows with hidden traits add the SKU's quality, brand strength and listing "
-        "appeal (the simulator's truth) to the inputs. The first row is the offline critic "
+        "futures or to one future; rows with the review score add the mean lexicon score of the SKU's reviews "
+        "posted so far and their count (observable; the LTVE's state has only the count); rows with hidden traits "
+        "add the SKU's quality, brand strength and listing appeal (the simulator's truth) to the inputs. The first "
+        "row is the offline critic "
         "(`states` = its training transitions). Total "
         f"{results['total_wall_s']:.0f} s wall / {results['total_cpu_s']:.0f} s CPU, {args.threads} torch "
         "thread(s).",
@@ -253,13 +314,15 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"(pairwise {100 * best['mc_pairwise_accuracy_gap']:.1f}%, CDA vs truth "
         f"{100 * best['mc_cda_vs_truth']:.1f}%) from {best['states']:,.0f} states with {best['labels']} labels; "
         f"the offline critic {offline['mc_spearman_within_state_gap']:.3f}. The targets are 0.9 / 90% / 97.5%.",
-        "- Within-state ρ by training states (observable state, mean of the futures / one future; with the hidden "
-        "traits): " + "; ".join(
+        "- Within-state ρ by training states (observable state, mean of the futures / one future; with the review "
+        "score; with the hidden traits): " + "; ".join(
             f"{size:,.0f}: " + " / ".join(f"{r['mc_spearman_within_state_gap']:.3f}" for r in observable
                                          if r["states"] == size)
+            + "".join(f"; {r['mc_spearman_within_state_gap']:.3f}" for r in scored if r["states"] == size)
             + "".join(f"; {r['mc_spearman_within_state_gap']:.3f}" for r in hidden if r["states"] == size)
             for size in sorted({r["states"] for r in observable})) + ".",
         f"- {matched}",
+        *recovered(observable, scored, hidden),
         *([f"- The fits on {capped_sizes} states kept an update "
            f"within 10% of the cap ({cap:,} updates): they were still improving, so their ρ is a lower bound."]
           if capped else []),
