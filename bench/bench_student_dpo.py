@@ -321,6 +321,8 @@ def main() -> None:
             title += f", reward λ_progress {args.lambda_progress} / λ_ROI {args.lambda_roi}"
         if args.states == "on_policy":
             title += ", candidates on the student's own states"
+        if args.delta_q not in (0.01, 0.05):  # the evaluation's ΔQ and the product's default
+            title += f", only pairs with ΔQ ≥ {args.delta_q:g}"
         if args.balance_direction:
             title += ", pairs balanced by direction"
         if args.sft_weight != 1.0:
