@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aigp.align.pairs import PairsConfig, action_text, build_pairs, candidate_matrix, select_pairs
+from aigp.align.pairs import PairsConfig, action_text, build_pairs, candidate_matrix, crosses_zero, select_pairs
 from aigp.align.sampling import candidate_metrics, parse_candidates
 from aigp.align.sft import act_only_record, split_records, with_act_only_copies
 from aigp.llm.parser import parse_action
@@ -90,6 +90,38 @@ def test_balanced_pairs_are_a_subset_with_as_many_up_as_down(seed: int) -> None:
     assert up == len(kept) - up
     n_up = sum(changes[p, i] > changes[p, j] for p, i, j in every)
     assert len(kept) == 2 * min(n_up, len(every) - n_up)  # nothing of the rarer direction is lost
+
+def test_balance_sign_balances_only_the_pairs_whose_answers_differ_at_the_minus_sign() -> None:
+    # three pairs cross zero choosing the non-negative change (gaps 0.4, 0.3, 0.2), one crosses choosing the
+    # negative change (0.25); two share a sign (0.5: both >= 0; 0.1: both < 0) and are kept whatever they prefer
+    changes = np.array([[0.02, -0.01]] * 3 + [[-0.03, 0.0], [0.05, 0.02], [-0.05, -0.02]])
+    q = np.array([[0.4, 0.0], [0.3, 0.0], [0.2, 0.0], [0.25, 0.0], [0.5, 0.0], [0.1, 0.0]])
+    valid = np.ones_like(changes, dtype=bool)
+    cfg = PairsConfig(delta_q=0.01, delta_a=0.02, max_pairs_per_prompt=1)
+    assert len(select_pairs(changes, q, valid, cfg)) == 6
+    kept = select_pairs(changes, q, valid, cfg.with_updates(balance_sign=True))
+    assert kept == [(0, 0, 1), (3, 0, 1), (4, 0, 1), (5, 0, 1)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000))
+def test_sign_balanced_pairs_keep_every_same_sign_pair_and_equal_crossing_pairs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    changes = rng.uniform(-0.1, 0.1, size=(8, 5)).round(2)
+    q = rng.normal(size=(8, 5))
+    valid = rng.random((8, 5)) < 0.9
+    cfg = PairsConfig(delta_q=0.05, delta_a=0.02, max_pairs_per_prompt=3)
+    every = select_pairs(changes, q, valid, cfg)
+    kept = select_pairs(changes, q, valid, cfg.with_updates(balance_sign=True))
+    assert set(kept) <= set(every)
+    crossing = [t for t in every if crosses_zero(changes[t[0], t[1]], changes[t[0], t[2]])]
+    assert set(every) - set(crossing) <= set(kept)  # pairs whose answers share a sign are all kept
+    kept_crossing = [t for t in kept if t in crossing]
+    nonneg = sum(changes[p, i] >= 0 for p, i, _ in kept_crossing)
+    assert nonneg == len(kept_crossing) - nonneg
+    n_nonneg = sum(changes[p, i] >= 0 for p, i, _ in crossing)
+    assert len(kept_crossing) == 2 * min(n_nonneg, len(crossing) - n_nonneg)
+
 
 def _rows(n: int) -> pd.DataFrame:
     return pd.DataFrame({"prompt_id": np.arange(n), "sku_id": np.arange(n) + 100, "prev_discount": [0.9] * n,
@@ -188,11 +220,17 @@ def test_pair_fit_signs_each_move_toward_the_pairs_chosen_side(monkeypatch) -> N
 
     monkeypatch.setattr(policy, "propose_on_rows", fake)
     pairs = pd.DataFrame({"prompt_id": [0, 1, 2], "chosen_change": [0.05, -0.05, -0.04],
-                          "rejected_change": [-0.03, 0.02, 0.0]})
+                          "rejected_change": [-0.03, 0.02, -0.01]})
     rows = pd.DataFrame({"prompt_id": [2, 0, 1], "sku_id": [7, 8, 9]})
     fit = policy.pair_fit(pairs, rows, "before", "after")
     assert fit["up_pairs"] == 1 and fit["down_pairs"] == 2
     assert fit["up_toward"] == 1.0 and fit["up_away"] == 0.0 and fit["up_mean"] == pytest.approx(0.04)
     assert fit["down_toward"] == 0.0 and fit["down_away"] == 0.5 and fit["down_mean"] == pytest.approx(-0.01)
     assert fit["all_toward"] == pytest.approx(1 / 3)
+    # answered with a price cut: prompt 0 before (-0.01), none after
+    assert fit["negative_before"] == pytest.approx(1 / 3) and fit["negative_after"] == 0.0
+    moves = policy.pair_moves(pairs, rows, "before", "after")
+    assert moves["crossing"].tolist() == [True, True, False]  # -0.04 / -0.01 share the minus sign
+    assert moves["up"].tolist() == [True, False, False]
+    assert moves["toward"].to_numpy() == pytest.approx([0.04, -0.02, 0.0])
     assert policy.pair_fit(pairs.iloc[:0], rows, "before", "after") == {}

@@ -82,32 +82,52 @@ def greedy_config(prompt: PromptConfig, generation: GenerationConfig, threads: i
         max_new_tokens=generation.max_new_tokens, batch_size=generation.batch_size))
 
 
+def pair_moves(pairs: pd.DataFrame, rows: pd.DataFrame, before: str | Path | LoadedModel,
+               after: str | Path | LoadedModel, config: PolicyConfig | None = None) -> pd.DataFrame:
+    """Per pair (``pairs``: prompt_id, chosen_change, rejected_change as :mod:`aigp.align.pairs` writes them;
+    ``rows``: the prompt rows by prompt_id): the greedy action on its prompt ``before`` and ``after``, the move
+    signed toward its chosen side (``toward``), whether it prefers the higher price (``up``) and whether its
+    two answers have opposite signs (``crossing``: they first differ at the minus sign)."""
+    from aigp.align.pairs import crosses_zero
+
+    ids = np.unique(pairs["prompt_id"].to_numpy())
+    prompts = rows.set_index("prompt_id").loc[ids].reset_index()
+    greedy = {name: pd.Series(propose_on_rows(model, prompts, config)["change"].to_numpy(np.float64), index=ids)
+              for name, model in (("before", before), ("after", after))}
+    chosen, rejected = (pairs[c].to_numpy(np.float64) for c in ("chosen_change", "rejected_change"))
+    at = pairs["prompt_id"].to_numpy()
+    out = pd.DataFrame({"prompt_id": at, "before": greedy["before"].loc[at].to_numpy(),
+                        "after": greedy["after"].loc[at].to_numpy(), "up": chosen > rejected,
+                        "crossing": [crosses_zero(c, r) for c, r in zip(chosen, rejected, strict=True)]})
+    out["toward"] = (out["after"] - out["before"]) * np.sign(chosen - rejected)
+    return out
+
+
 def pair_fit(pairs: pd.DataFrame, rows: pd.DataFrame, before: str | Path | LoadedModel,
              after: str | Path | LoadedModel, config: PolicyConfig | None = None, *,
              min_move: float = 0.005) -> dict[str, float]:
-    """Did preference training learn its pairs? On each pair's own prompt (``pairs``: prompt_id, chosen_change,
-    rejected_change as :mod:`aigp.align.pairs` writes them; ``rows``: the prompt rows by prompt_id), the greedy
-    action after minus before, signed toward the pair's chosen side, per the direction the pair prefers:
-    ``{up|down|all}_toward`` (share moved toward the chosen action by >= ``min_move``), ``_away`` and ``_mean``
-    (mean signed move), and ``{up|down}_pairs``. A model that learns its pairs moves toward the chosen side in both
-    directions; one that moves every answer the same way learns a shift, not the states."""
-    if pairs.empty:
-        return {}
-    ids = np.unique(pairs["prompt_id"].to_numpy())
-    prompts = rows.set_index("prompt_id").loc[ids].reset_index()
-    moved = (propose_on_rows(after, prompts, config)["change"].to_numpy(np.float64)
-             - propose_on_rows(before, prompts, config)["change"].to_numpy(np.float64))
-    move = pd.Series(moved, index=ids).loc[pairs["prompt_id"].to_numpy()].to_numpy()
-    sign = np.sign(pairs["chosen_change"].to_numpy(np.float64) - pairs["rejected_change"].to_numpy(np.float64))
-    toward = move * sign
+    """Did preference training learn its pairs? :func:`fit_summary` of :func:`pair_moves` (``{}`` without pairs)."""
+    return {} if pairs.empty else fit_summary(pair_moves(pairs, rows, before, after, config), min_move)
+
+
+def fit_summary(moves: pd.DataFrame, min_move: float = 0.005) -> dict[str, float]:
+    """On each pair's own prompt the greedy action after minus before, signed toward the pair's chosen side, per
+    the direction the pair prefers: ``{up|down|all}_toward`` (share moved toward the chosen action by >=
+    ``min_move``), ``_away`` and ``_mean`` (mean signed move), and ``{up|down}_pairs``; ``negative_before`` /
+    ``negative_after``: the share of the pairs' prompts answered with a price cut (a < 0) before and after. A model
+    that learns its pairs moves toward the chosen side in both directions; one that moves every answer the same
+    way learns a shift, not the states."""
+    toward, up = moves["toward"].to_numpy(), moves["up"].to_numpy(bool)
     out: dict[str, float] = {}
-    for name, mask in (("up", sign > 0), ("down", sign < 0), ("all", sign != 0)):
+    for name, mask in (("up", up), ("down", ~up), ("all", np.ones_like(up))):
         t = toward[mask]
         out[f"{name}_pairs"] = float(mask.sum())
         if len(t):
             out |= {f"{name}_toward": float(np.mean(t >= min_move)), f"{name}_away": float(np.mean(t <= -min_move)),
                     f"{name}_mean": float(t.mean())}
-    return out
+    prompts = moves.drop_duplicates("prompt_id")
+    return out | {"negative_before": float((prompts["before"] < 0).mean()),
+                  "negative_after": float((prompts["after"] < 0).mean())}
 
 
 class LLMPricingPolicy:
