@@ -73,12 +73,28 @@ def fit_rows(fits: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
             for k, label in (("up", "prefer the higher price"), ("down", "prefer the lower price"), ("all", "all"))]
 
 
+def sign_rows(moves: Any, min_move: float = 0.005) -> list[dict[str, Any]]:
+    """The pair fit by direction and by whether the pair's two answers differ at the minus sign
+    (``aigp.align.policy.pair_moves``): DPO's gradient on a pair lands where its answers first differ."""
+    import numpy as np
+
+    out = []
+    for up, direction in ((True, "prefer the higher price"), (False, "prefer the lower price")):
+        for crossing, answers in ((True, "opposite signs (differ at the minus sign)"),
+                                  (False, "same sign (differ in the digits)")):
+            t = moves.loc[(moves["up"] == up) & (moves["crossing"] == crossing), "toward"].to_numpy()
+            out.append({"pairs": direction, "answers": answers, "n": len(t),
+                        "moved toward chosen": float(np.mean(t >= min_move)) if len(t) else None,
+                        "moved away": float(np.mean(t <= -min_move)) if len(t) else None})
+    return out
+
+
 def main() -> None:
     import pandas as pd
     import torch
 
     from aigp.align.pairs import PAIRS_TABLE
-    from aigp.align.policy import greedy_config, pair_fit
+    from aigp.align.policy import fit_summary, greedy_config, pair_moves
     from aigp.align.sampling import SamplingConfig, read_candidates
     from bench._report import markdown_table, write_section
 
@@ -94,7 +110,8 @@ def main() -> None:
     sampling = SamplingConfig.build(**json.loads((root / "candidates" / "manifest.json").read_text())["config"])
     pairs = pd.read_parquet(root / "pairs" / PAIRS_TABLE)
     greedy = greedy_config(sampling.prompt, sampling.generation, args.threads)
-    fit = pair_fit(pairs, candidates.rows, root / args.before, root / args.after, greedy)
+    moves = pair_moves(pairs, candidates.rows, root / args.before, root / args.after, greedy)
+    fit = fit_summary(moves)
     every = [c for c in candidates.rows.columns if c not in ("prompt_id", "sku_id")
              and pd.api.types.is_numeric_dtype(candidates.rows[c])]
     shown = [c for c in compact_prompt_numbers() if c in every] if sampling.prompt.compact else every
@@ -107,6 +124,10 @@ def main() -> None:
     body = (f"`{root / args.after}` against `{root / args.before}` on the {pairs['prompt_id'].nunique()} prompts of "
             f"its {len(pairs)} pairs (greedy [ACT_ONLY] answers, a move is >= 0.005). {wall:.0f} s wall, {cpu:.0f} s "
             f"CPU, {args.threads} torch thread(s).\n\n" + markdown_table(rows)
+            + "\n\nBy where the pair's two answers first differ (the canonical JSON writes a cut with a minus sign, a "
+            "rise or hold without one; DPO's gradient on a pair lands on the tokens after the common prefix). "
+            f"Greedy answers with a price cut on the pairs' prompts: {100 * fit['negative_before']:.0f}% before, "
+            f"{100 * fit['negative_after']:.0f}% after.\n\n" + markdown_table(sign_rows(moves))
             + "\n\nIs a pair's direction predictable from its state? (gradient-boosted trees, cross-validated "
             "over SKUs; "
             f"{int((pairs['chosen_change'] > pairs['rejected_change']).sum())} of {len(pairs)} pairs prefer the "

@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--delta-a", type=float, default=0.02)
     p.add_argument("--balance-direction", action="store_true",
                    help="as many pairs preferring the higher price as the lower (PairsConfig.balance_direction)")
+    p.add_argument("--balance-sign", action="store_true",
+                   help="of the pairs whose answers differ at the minus sign, as many choosing the non-negative "
+                   "change as the negative one (PairsConfig.balance_sign)")
     p.add_argument("--dpo-epochs", type=float, default=2.0)
     p.add_argument("--dpo-lr", type=float, default=2e-3)
     p.add_argument("--dpo-beta", type=float, default=0.1, help="DPO's β (KL strength; the product's 0.1)")
@@ -198,7 +201,7 @@ def main() -> None:
         generation={"temperature": args.temperature, "top_k": 50, "top_p": 0.95,
                     "max_new_tokens": args.max_new_tokens, "batch_size": 32, "seed": args.seed}))
     pairs_cfg = PairsConfig(delta_q=args.delta_q, delta_a=args.delta_a, max_pairs_per_prompt=2,
-                            balance_direction=args.balance_direction)
+                            balance_direction=args.balance_direction, balance_sign=args.balance_sign)
     pairs = build_pairs(candidates.rows, candidates.candidates, ltve, pairs_cfg)
     lap("sampling + pairs", t0)
     t0 = time.perf_counter()
@@ -325,6 +328,8 @@ def main() -> None:
             title += f", only pairs with ΔQ ≥ {args.delta_q:g}"
         if args.balance_direction:
             title += ", pairs balanced by direction"
+        if args.balance_sign:
+            title += ", pairs crossing zero balanced by sign"
         if args.sft_weight != 1.0:
             title += ", DPO alone (no NLL term)" if args.sft_weight == 0 else f", NLL weight {args.sft_weight:g}"
         if (args.dpo_lr, args.dpo_epochs) != (2e-3, 2.0):
