@@ -25,7 +25,7 @@ ORDER = ("simulator", "simulator_calibration", "ab_baselines", "feature_store", 
          "student", "student_dpo", "student_dpo_progress", "student_dpo_reward", "student_dpo_on_policy",
          "student_dpo_4k", "student_dpo_balanced", "student_dpo_balanced_4k", "student_dpo_nonll",
          "student_dpo_balanced_nonll", "student_dpo_balanced_nll03", "student_dpo_balanced_lowlr", "student_dpo_dq20",
-         "student_dpo_distil", "student_dagger",
+         "student_dpo_sign", "student_dpo_sign_4k", "student_dpo_distil", "student_dagger",
          "smollm2", "alignment", "pair_fit", "pipeline", "serving", "served_vs_inprocess", "monitoring", "evaluation")
 
 HEADER = """# Benchmarks
