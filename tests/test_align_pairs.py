@@ -75,21 +75,26 @@ def test_balance_direction_keeps_equal_up_and_down_pairs_largest_gaps_first() ->
     assert kept == [(0, 0, 1), (4, 0, 1)]  # the down pair and the largest-gap up pair, in prompt order
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 10_000))
-def test_balanced_pairs_are_a_subset_with_as_many_up_as_down(seed: int) -> None:
+def _random_selection(seed: int, spread: float, **balance: bool) -> tuple[np.ndarray, list[tuple], list[tuple]]:
+    """Random candidates of 8 prompts: their changes, every selected pair, and the pairs kept with ``balance``."""
     rng = np.random.default_rng(seed)
-    changes = rng.uniform(-0.2, 0.2, size=(8, 5)).round(2)
+    changes = rng.uniform(-spread, spread, size=(8, 5)).round(2)
     q = rng.normal(size=(8, 5))
     valid = rng.random((8, 5)) < 0.9
     cfg = PairsConfig(delta_q=0.05, delta_a=0.02, max_pairs_per_prompt=3)
-    every = select_pairs(changes, q, valid, cfg)
-    kept = select_pairs(changes, q, valid, cfg.with_updates(balance_direction=True))
+    return changes, select_pairs(changes, q, valid, cfg), select_pairs(changes, q, valid, cfg.with_updates(**balance))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000))
+def test_balanced_pairs_are_a_subset_with_as_many_up_as_down(seed: int) -> None:
+    changes, every, kept = _random_selection(seed, 0.2, balance_direction=True)
     assert set(kept) <= set(every)
     up = sum(changes[p, i] > changes[p, j] for p, i, j in kept)
     assert up == len(kept) - up
     n_up = sum(changes[p, i] > changes[p, j] for p, i, j in every)
     assert len(kept) == 2 * min(n_up, len(every) - n_up)  # nothing of the rarer direction is lost
+
 
 def test_balance_sign_balances_only_the_pairs_whose_answers_differ_at_the_minus_sign() -> None:
     # three pairs cross zero choosing the non-negative change (gaps 0.4, 0.3, 0.2), one crosses choosing the
@@ -106,13 +111,7 @@ def test_balance_sign_balances_only_the_pairs_whose_answers_differ_at_the_minus_
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10_000))
 def test_sign_balanced_pairs_keep_every_same_sign_pair_and_equal_crossing_pairs(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    changes = rng.uniform(-0.1, 0.1, size=(8, 5)).round(2)
-    q = rng.normal(size=(8, 5))
-    valid = rng.random((8, 5)) < 0.9
-    cfg = PairsConfig(delta_q=0.05, delta_a=0.02, max_pairs_per_prompt=3)
-    every = select_pairs(changes, q, valid, cfg)
-    kept = select_pairs(changes, q, valid, cfg.with_updates(balance_sign=True))
+    changes, every, kept = _random_selection(seed, 0.1, balance_sign=True)
     assert set(kept) <= set(every)
     crossing = [t for t in every if crosses_zero(changes[t[0], t[1]], changes[t[0], t[2]])]
     assert set(every) - set(crossing) <= set(kept)  # pairs whose answers share a sign are all kept
