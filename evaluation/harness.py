@@ -1174,8 +1174,10 @@ def pair_fit_text(m: Mapping[str, float], prefix: str = "") -> str:
         return (f"of the {n:.0f} pairs preferring {what} it moved toward the chosen action on "
                 f"{m[f'{prefix}{k}_toward']:.0%} and away on {m[f'{prefix}{k}_away']:.0%}")
 
+    cuts = (f"; its answers cut the price on {m[f'{prefix}negative_before']:.0%} of those prompts before DPO and "
+            f"{m[f'{prefix}negative_after']:.0%} after" if f"{prefix}negative_after" in m else "")
     return ("on the pairs' own prompts (greedy, after vs before DPO), " + side("up", "the higher price") + ", "
-            + side("down", "the lower price"))
+            + side("down", "the lower price") + cuts)
 
 
 def pair_truth_line(title: str, m: Mapping[str, float]) -> str:

@@ -175,6 +175,11 @@ def test_findings_say_plainly_where_the_paper_is_contradicted():
     assert record.verdict == "contradicts" and "toward higher prices" in record.text
     assert "of the 8 pairs preferring the lower price it moved toward the chosen action on 10% and away on 50%" in \
         record.text
+    assert "cut the price" not in record.text  # a run that did not record the price-cut shares
+    ev.record["llm_training"] = {"sft_dpo": fit((0.5, 0.0), (0.1, 0.5)) | {"dpo/fit_negative_before": 0.49,
+                                                                          "dpo/fit_negative_after": 0.12}}
+    assert "its answers cut the price on 49% of those prompts before DPO and 12% after" in \
+        {f.topic: f for f in finding_records(ev)}["dpo.pairs_learned"].text
     ev.record["llm_training"] = {"sft_dpo": fit((0.4, 0.1), (0.3, 0.1))}
     assert {f.topic: f.verdict for f in finding_records(ev)}["dpo.pairs_learned"] == "agrees"
 
