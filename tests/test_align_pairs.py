@@ -148,6 +148,8 @@ def test_build_pairs_scores_all_candidates_in_one_call_and_writes_action_complet
     assert record["chosen"][0]["content"] == '{"discount_change": 0.05, "new_discount": 0.95}'
     assert parse_action(record["rejected"][0]["content"], 0.9).discount_change == pytest.approx(-0.10)
     assert result.metrics["pairs/pairs"] == 2 and result.metrics["pairs/per_prompt"] == pytest.approx(2 / 3)
+    assert result.metrics["pairs/crossing_zero_share"] == 0.5  # 0.05 / -0.10 crosses zero, 0.10 / 0.08 does not
+    assert result.metrics["pairs/crossing_chosen_nonnegative_share"] == 1.0
     strict = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.03))
     assert list(strict.pairs["prompt_id"]) == [0]
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import Field
 
@@ -121,14 +122,15 @@ def select_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: 
     if config.balance_direction:
         out = balance_directions(out, changes, q)
     if config.balance_sign:
-        out = balance_directions(out, changes, q, among=lambda t: crosses_zero(changes[t[0], t[1]],
-                                                                               changes[t[0], t[2]]))
+        out = balance_directions(out, changes, q, among=lambda t: bool(crosses_zero(changes[t[0], t[1]],
+                                                                                    changes[t[0], t[2]])))
     return out
 
 
-def crosses_zero(chosen: float, rejected: float) -> bool:
-    """One change negative and the other not: their canonical answers first differ at the minus sign."""
-    return bool((chosen >= 0) != (rejected >= 0))
+def crosses_zero(chosen: npt.ArrayLike, rejected: npt.ArrayLike) -> np.ndarray:
+    """Element-wise: one change negative and the other not (their canonical answers first differ at the minus
+    sign)."""
+    return np.asarray(np.asarray(chosen) >= 0) != np.asarray(np.asarray(rejected) >= 0)
 
 
 def balance_directions(triples: list[tuple], changes: np.ndarray, q: np.ndarray,
@@ -193,7 +195,7 @@ def pair_metrics(table: pd.DataFrame, q: np.ndarray, valid: np.ndarray, cfg: Pai
         out["pairs/chosen_change_mean"] = float(table["chosen_change"].mean())
         out["pairs/chosen_higher_share"] = float((table["chosen_change"] > table["rejected_change"]).mean())
         chosen, rejected = table["chosen_change"].to_numpy(), table["rejected_change"].to_numpy()
-        crossing = (chosen >= 0) != (rejected >= 0)
+        crossing = crosses_zero(chosen, rejected)
         out["pairs/crossing_zero_share"] = float(crossing.mean())
         if crossing.any():  # of those, the share whose chosen answer has no minus sign
             out["pairs/crossing_chosen_nonnegative_share"] = float((chosen[crossing] >= 0).mean())

@@ -98,7 +98,7 @@ def pair_moves(pairs: pd.DataFrame, rows: pd.DataFrame, before: str | Path | Loa
     at = pairs["prompt_id"].to_numpy()
     out = pd.DataFrame({"prompt_id": at, "before": greedy["before"].loc[at].to_numpy(),
                         "after": greedy["after"].loc[at].to_numpy(), "up": chosen > rejected,
-                        "crossing": [crosses_zero(c, r) for c, r in zip(chosen, rejected, strict=True)]})
+                        "crossing": crosses_zero(chosen, rejected)})
     out["toward"] = (out["after"] - out["before"]) * np.sign(chosen - rejected)
     return out
 
