@@ -276,8 +276,10 @@ def _ingest_chunk(logs_dir: Path, ids: np.ndarray, digest_size: int) -> dict[str
     return out
 
 
-def _review_digests(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFrame, size: int) -> np.ndarray:
-    """Per decision: the digest of the newest ``size`` reviews posted at or before the decision time."""
+def reviews_seen(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFrame
+                 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The reviews sorted by (SKU, time, sequence) and, per decision, the slice [first, end) of them that its
+    SKU had received at the decision time (posted at or before it)."""
     reviews = reviews.sort_values([ENTITY_KEY, EVENT_TIMESTAMP, "review_seq"], kind="stable").reset_index(drop=True)
     r_sku, r_ts = reviews[ENTITY_KEY].to_numpy(), _naive_utc(reviews[EVENT_TIMESTAMP]).to_numpy()
     d_ts = _naive_utc(decided_at).to_numpy()
@@ -292,7 +294,13 @@ def _review_digests(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFram
     end = np.empty(n_dec, dtype=np.int64)
     at = np.flatnonzero(is_decision[order] == 1)
     end[order[at] - n_rev] = reviews_before[at]
-    first = np.searchsorted(r_sku, sku, side="left")
+    return reviews, np.searchsorted(r_sku, sku, side="left"), end
+
+
+def _review_digests(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFrame, size: int) -> np.ndarray:
+    """Per decision: the digest of the newest ``size`` reviews posted at or before the decision time."""
+    reviews, first, end = reviews_seen(sku, decided_at, reviews)
+    n_dec = len(sku)
     text = reviews["text"].astype("category")
     codes, phrases = text.cat.codes.to_numpy(), text.cat.categories.to_numpy(dtype=object)
     digests = np.empty(n_dec, dtype=object)

@@ -51,20 +51,14 @@ LATENT = ("quality", "brand_strength", "listing_appeal")  # the simulator's per-
 def review_scores(rows: pd.DataFrame, reviews: pd.DataFrame) -> np.ndarray:
     """(N, 2) per state row: the mean lexicon score of the SKU's reviews posted at or before the decision time
     (``aigp.market.text.read_review_sentiment``; 0 with none) and log1p of their count."""
+    from aigp.ingest import reviews_seen
     from aigp.market.text import read_review_sentiment
     from aigp.schema import ENTITY_KEY, EVENT_TIMESTAMP
 
-    reviews = reviews.sort_values([ENTITY_KEY, EVENT_TIMESTAMP, "review_seq"], kind="stable")
+    reviews, first, end = reviews_seen(rows[ENTITY_KEY].to_numpy(), rows[EVENT_TIMESTAMP], reviews)
     text = reviews["text"].astype("category")
     lexicon = np.array([read_review_sentiment(str(t)) for t in text.cat.categories], dtype=np.float64)
     cumulative = np.concatenate([[0.0], np.cumsum(lexicon[text.cat.codes.to_numpy()])])
-    r_sku = reviews[ENTITY_KEY].to_numpy()
-    r_ts = pd.to_datetime(reviews[EVENT_TIMESTAMP], utc=True).to_numpy()
-    ts = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True).to_numpy()
-    first = np.searchsorted(r_sku, rows[ENTITY_KEY].to_numpy(), side="left")
-    last = np.searchsorted(r_sku, rows[ENTITY_KEY].to_numpy(), side="right")
-    end = np.array([lo + np.searchsorted(r_ts[lo:hi], t, side="right")
-                    for lo, hi, t in zip(first, last, ts, strict=True)], dtype=np.int64)
     count = end - first
     mean = np.where(count > 0, (cumulative[end] - cumulative[first]) / np.maximum(count, 1), 0.0)
     return np.stack([mean, np.log1p(count)], axis=1)
