@@ -73,20 +73,18 @@ def fit_rows(fits: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
             for k, label in (("up", "prefer the higher price"), ("down", "prefer the lower price"), ("all", "all"))]
 
 
-def sign_rows(moves: Any, min_move: float = 0.005) -> list[dict[str, Any]]:
+def sign_rows(moves: Any) -> list[dict[str, Any]]:
     """The pair fit by direction and by whether the pair's two answers differ at the minus sign
-    (``aigp.align.policy.pair_moves``): DPO's gradient on a pair lands where its answers first differ."""
-    import numpy as np
+    (``aigp.align.policy.pair_moves``, summarised by ``fit_summary``): DPO's gradient on a pair lands where its
+    answers first differ."""
+    from aigp.align.policy import fit_summary
 
-    out = []
-    for up, direction in ((True, "prefer the higher price"), (False, "prefer the lower price")):
-        for crossing, answers in ((True, "opposite signs (differ at the minus sign)"),
-                                  (False, "same sign (differ in the digits)")):
-            t = moves.loc[(moves["up"] == up) & (moves["crossing"] == crossing), "toward"].to_numpy()
-            out.append({"pairs": direction, "answers": answers, "n": len(t),
-                        "moved toward chosen": float(np.mean(t >= min_move)) if len(t) else None,
-                        "moved away": float(np.mean(t <= -min_move)) if len(t) else None})
-    return out
+    answers = {True: "opposite signs (differ at the minus sign)", False: "same sign (differ in the digits)"}
+    fits = {crossing: fit_summary(moves[moves["crossing"] == crossing]) for crossing in answers}
+    return [{"pairs": direction, "answers": answers[crossing], "n": int(fits[crossing][f"{k}_pairs"]),
+             "moved toward chosen": fits[crossing].get(f"{k}_toward"), "moved away": fits[crossing].get(f"{k}_away")}
+            for k, direction in (("up", "prefer the higher price"), ("down", "prefer the lower price"))
+            for crossing in answers]
 
 
 def main() -> None:

@@ -130,7 +130,7 @@ def select_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: 
 def crosses_zero(chosen: npt.ArrayLike, rejected: npt.ArrayLike) -> np.ndarray:
     """Element-wise: one change negative and the other not (their canonical answers first differ at the minus
     sign)."""
-    return np.asarray(np.asarray(chosen) >= 0) != np.asarray(np.asarray(rejected) >= 0)
+    return np.not_equal(np.asarray(chosen) >= 0, np.asarray(rejected) >= 0)
 
 
 def balance_directions(triples: list[tuple], changes: np.ndarray, q: np.ndarray,
