@@ -111,7 +111,7 @@ class EvaluationSettings(StrictConfig):
     ddpg_pretrain_steps: int = Field(1_500, ge=0, description="DDPG expert pre-training updates")
     dt_steps: int = Field(600, ge=1, description="updates of the Decision Transformer")
     baseline_hidden: tuple[int, ...] = Field((256, 256), description="MLP widths of DDPG and SAC")
-    offline_rows: int = Field(360, ge=10, description="held-out expert rows every policy answers (Tables 3, 5, 7)")
+    offline_rows: int = Field(1_000, ge=10, description="held-out expert rows every policy answers (Tables 3, 5, 7)")
     judge_rows: int = Field(12, ge=1, description="of those rows, responses scored by the rule judge")
     ab_cohort_skus: int = Field(240, ge=10, description="SKUs of the fresh A/B cohort (every policy prices all)")
     ab_launch_days: int = Field(14, ge=1, description="launch window of the A/B cohort (days)")
@@ -140,6 +140,8 @@ class EvaluationSettings(StrictConfig):
     llm_sample_prompts: int = Field(400, ge=1, description="training-window prompts [ACT_ONLY] candidates are drawn on")
     llm_candidates: int = Field(8, ge=2, description="M candidates per prompt")
     llm_dpo_epochs: float = Field(2.0, gt=0)
+    llm_pairs_balance_sign: bool = Field(True, description="DPO pairs balanced by sign (PairsConfig.balance_sign): "
+                                         "without it the pairs' majority sign shifts every answer (docs/alignment.md)")
     llm_fullseq_prompts: int = Field(8, ge=1, description="prompts sampled in full-reasoning mode for FullSeq")
     llm_ab_variants: tuple[str, ...] = Field(("sft", "sft_dpo"), description="LLM variants priced in the A/B")
     threads: int = Field(1, ge=1, description="torch CPU threads (on a busy 2-core machine 2 threads run 5x slower)")
@@ -472,6 +474,17 @@ def _llm_models(ev: Evaluation, ctx: dict[str, Any],
 
 
 # --------------------------------------------------------------------------------------------------------
+def _changed_share(changed: np.ndarray, sku: np.ndarray, reps: int, seed: int) -> dict[str, float]:
+    """Share of rows whose decision changed, with a 95% percentile bootstrap over SKUs (a SKU's rows move together:
+    resampling rows would understate the interval)."""
+    _, cluster = np.unique(sku, return_inverse=True)
+    hits = np.bincount(cluster, weights=changed.astype(np.float64))
+    counts = np.bincount(cluster).astype(np.float64)
+    draw = np.random.default_rng(seed).integers(0, len(counts), (reps, len(counts)))
+    lo, hi = np.quantile(hits[draw].sum(1) / counts[draw].sum(1), [0.025, 0.975])
+    return {"changed": float(changed.mean()), "changed_lo": float(lo), "changed_hi": float(hi)}
+
+
 def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: Any, cql: Any,
                     baselines: Mapping[str, Any], llm: Mapping[str, Path], progress: bool) -> None:
     from aigp.ltve.evaluate import boundary_actions, counterfactual_actions, evaluation_cohort
@@ -592,8 +605,9 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
                 m = offline_policy_metrics(rows, chosen, ltve=ltve)
                 t5_row |= {"status": "ok", "avg_q": m["avg_q"], "eama": m["eama"], "eama_r": m["eama_r"],
                            "kips": m["kips"],
-                           "changed": float(np.mean(np.abs(chosen - actions[variant]) >= SAME_ACTION))
-                           if variant in actions else np.nan}
+                           **(_changed_share(np.abs(chosen - actions[variant]) >= SAME_ACTION,
+                                             rows["sku_id"].to_numpy(), s.ab_bootstrap, s.seed)
+                              if variant in actions else {"changed": np.nan})}
             t5.append(t5_row)
     table5 = pd.DataFrame(t5)
     if "avg_q" in table5:
@@ -760,7 +774,8 @@ def train_llm_variants(ctx: dict[str, Any]) -> dict[str, Path]:
         sft={**sft, "optim": optim, "lora": {"enabled": s.llm_sft_lora}},
         sampling={"n_candidates": s.llm_candidates, "prompt": prompt.model_dump(),
                   "generation": {**gen, "max_new_tokens": ACTION_TOKENS}},
-        pairs={"delta_q": 0.01, "delta_a": 0.02, "max_pairs_per_prompt": 2},
+        pairs={"delta_q": 0.01, "delta_a": 0.02, "max_pairs_per_prompt": 2,
+               "balance_sign": s.llm_pairs_balance_sign},
         # the NLL term on the chosen action and the parse-rate guard (aigp.align.dpo): blind DPO at this learning
         # rate collapsed both DPO variants to unparsable output in the reduced run
         dpo={"beta": 0.1, "sft_weight": 1.0, "guard": {"enabled": True},
@@ -1052,13 +1067,15 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
             if r["status"] != "ok":
                 rows.append([r["policy"], r["prompt"], r["status"], "—", "—", f"({paper})", "—", "—"])
                 continue
-            changed = "—" if r["prompt"] == "full" else _pct(_get(r, "changed"))
+            changed = "—" if r["prompt"] == "full" else _pct(_get(r, "changed")) + (
+                f" [{_pct(r['changed_lo'])}, {_pct(r['changed_hi'])}]" if np.isfinite(_get(r, "changed_lo")) else "")
             rows.append([r["policy"], r["prompt"], _num(r["avg_q"]), f"{_get(r, 'delta_avg_q'):+.3f}", changed,
                          f"({paper})", _num(r["eama_r"]), _num(r["kips"])])
         body = _md(["policy", "prompt", "Avg Q", "Δ vs full", "decisions changed", "paper Avg Q", "EAMA-R", "KIPS"],
                    rows)
         body += ("\n\n`decisions changed`: share of the rows whose action moves (by a cent or more) when the section "
-                 "is removed from the prompt: a model that ignores a section changes none.")
+                 "is removed from the prompt: a model that ignores a section changes none. In brackets, its 95% interval "
+                 "(bootstrap over SKUs).")
         out.append(("Table 5 — prompt ablations (w/o diagnosis, w/o knowledge base)", body))
 
     t7 = ev.table7

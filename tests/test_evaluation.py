@@ -19,6 +19,22 @@ def test_policy_cda_counts_rows_closer_to_the_expert():
     np.testing.assert_array_equal(policy_cda(policy, expert, counterfactual), [True, False, False, True])
 
 
+def test_changed_share_interval_resamples_skus_not_rows():
+    from aigp.evaluation.harness import _changed_share
+
+    # 20 SKUs of 10 rows each; a SKU's rows change together, half the SKUs change
+    sku = np.repeat(np.arange(20), 10)
+    changed = sku % 2 == 0
+    share = _changed_share(changed, sku, reps=2000, seed=0)
+    assert share["changed"] == 0.5
+    # resampling 200 independent rows would give about ±0.07; 20 independent SKUs give about ±0.22
+    assert share["changed_lo"] < 0.33 and share["changed_hi"] > 0.67
+    rows_independent = _changed_share(changed, np.arange(200), reps=2000, seed=0)
+    assert rows_independent["changed_lo"] > 0.4 and rows_independent["changed_hi"] < 0.6
+    everything = _changed_share(np.ones(200, dtype=bool), sku, reps=200, seed=0)
+    assert everything["changed_lo"] == everything["changed_hi"] == 1.0
+
+
 def test_settings_refuse_unknown_fields():
     from aigp.config import ConfigError
 
@@ -96,6 +112,8 @@ def test_quick_evaluation_writes_every_table(tmp_path):
     t5 = pd.DataFrame(data["table5"])
     teacher = t5[t5["key"] == "kb_teacher"].set_index("prompt")
     assert list(teacher.index) == ["full", "no_diag", "no_kb"] and (teacher["status"] == "ok").all()
+    for mode in ("no_diag", "no_kb"):
+        assert teacher.loc[mode, "changed_lo"] <= teacher.loc[mode, "changed"] <= teacher.loc[mode, "changed_hi"]
 
     t7 = pd.DataFrame(data["table7"])
     assert {"ltve", "cql", "price_sales"} <= set(t7["key"]) and t7["rows"].nunique() == 1
