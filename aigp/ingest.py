@@ -266,7 +266,7 @@ def _ingest_chunk(logs_dir: Path, ids: np.ndarray, digest_size: int) -> dict[str
     out[SKU_SNAPSHOTS] = _typed_frame(keys, {c: skus[c].reindex(log[ENTITY_KEY]).to_numpy()
                                              for c in STATIC_FEATURES})
     descriptions = skus["description"].reindex(log[ENTITY_KEY]).to_numpy()
-    digests = _review_digests(log[ENTITY_KEY].to_numpy(), log[EVENT_TIMESTAMP], reviews, digest_size)
+    digests = review_digests(log[ENTITY_KEY].to_numpy(), log[EVENT_TIMESTAMP], reviews, digest_size)
     out[Group.TEXT.value] = _typed_frame(keys, {"description": descriptions, "review_digest": digests})
     labels = [c for c in (DATE, *ACTION_COLUMNS, *OUTCOME_COLUMNS) if c in log.columns]  # not features: no clash
     out[DECISION_EVENTS] = pd.DataFrame({**keys, **{c: log[c].to_numpy() for c in labels}})
@@ -297,7 +297,7 @@ def reviews_seen(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFrame
     return reviews, np.searchsorted(r_sku, sku, side="left"), end
 
 
-def _review_digests(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFrame, size: int) -> np.ndarray:
+def review_digests(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFrame, size: int) -> np.ndarray:
     """Per decision: the digest of the newest ``size`` reviews posted at or before the decision time."""
     reviews, first, end = reviews_seen(sku, decided_at, reviews)
     n_dec = len(sku)

@@ -8,7 +8,8 @@ priced): exactly what ``aigp.llm.prompt.build_prompt`` reads. Two sources:
 - a market log directory (``aigp.market.logs``): the decision log already holds each decision's state
   features; static attributes and the description come from the SKU table, and the review digest is
   rebuilt from the reviews posted at or before the decision time (newest first, the log's digest size), so
-  no row sees a review written after it was priced.
+  no row sees a review written after it was priced: the same digest the feature store serves
+  (``aigp.ingest.review_digests``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aigp.market.text import review_digest
+from aigp.ingest import review_digests
 from aigp.schema import DATE, ENTITY_KEY, EVENT_TIMESTAMP, FEATURES, TEXT_FEATURES
 
 DEFAULT_DIGEST_SIZE = 3
@@ -83,29 +84,10 @@ def rows_from_logs(logs_dir: str | Path, *, n: int | None = None, seed: int = 0,
     if rows["list_price"].isna().any():
         raise ValueError(f"{logs_dir}: decisions of SKUs missing from skus.parquet")
     size = int(logs.manifest.get("config", {}).get("review_digest_size", DEFAULT_DIGEST_SIZE))
-    rows["review_digest"] = review_digests_at(rows[ENTITY_KEY].to_numpy(), rows[EVENT_TIMESTAMP],
-                                              logs.read("reviews.parquet"), size)
+    rows["review_digest"] = review_digests(rows[ENTITY_KEY].to_numpy(), rows[EVENT_TIMESTAMP],
+                                           logs.read("reviews.parquet"), size)
     keep = [ENTITY_KEY, DATE, EVENT_TIMESTAMP] + [c for c in FEATURES if c in rows.columns]
     rows = rows[keep]
     for name in TEXT_FEATURES:
         rows[name] = rows[name].fillna("").astype(str)
     return rows
-
-
-def review_digests_at(sku: np.ndarray, decided_at: pd.Series, reviews: pd.DataFrame, size: int) -> list[str]:
-    """Per (SKU, decision time): the digest of the newest ``size`` reviews posted at or before that time."""
-    decided = pd.to_datetime(decided_at, utc=True).to_numpy()
-    out = [review_digest([], 0)] * len(sku)
-    if reviews.empty:
-        return out
-    rev = reviews[reviews[ENTITY_KEY].isin(np.unique(sku))].sort_values([ENTITY_KEY, "review_seq"])
-    posted = pd.to_datetime(rev[EVENT_TIMESTAMP], utc=True).to_numpy()
-    texts = rev["text"].astype(str).to_numpy()
-    rev_sku = rev[ENTITY_KEY].to_numpy()
-    for i, (s, t) in enumerate(zip(sku, decided, strict=True)):
-        lo, hi = np.searchsorted(rev_sku, s, side="left"), np.searchsorted(rev_sku, s, side="right")
-        visible = np.flatnonzero(posted[lo:hi] <= t)
-        if visible.size:
-            newest = texts[lo + visible[::-1][:size]]
-            out[i] = review_digest(list(newest), int(visible.size))
-    return out
