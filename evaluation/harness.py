@@ -1074,8 +1074,8 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
         body = _md(["policy", "prompt", "Avg Q", "Δ vs full", "decisions changed", "paper Avg Q", "EAMA-R", "KIPS"],
                    rows)
         body += ("\n\n`decisions changed`: share of the rows whose action moves (by a cent or more) when the section "
-                 "is removed from the prompt: a model that ignores a section changes none. In brackets, its 95% interval "
-                 "(bootstrap over SKUs).")
+                 "is removed from the prompt: a model that ignores a section changes none. In brackets, its 95% "
+                 "interval (bootstrap over SKUs).")
         out.append(("Table 5 — prompt ablations (w/o diagnosis, w/o knowledge base)", body))
 
     t7 = ev.table7
