@@ -52,6 +52,7 @@ BEST_OF_SFT = "best_of_sft"  # best-of-M by the LTVE over the SFT model's sample
 LLM_LABELS = {"base": "base model (untrained)", "sft": "AIGP (SFT-only)", "dpo_only": "AIGP (DPO-only)",
               "fullseq": "AIGP (FullSeq)", "sft_dpo": "AIGP (SFT+DPO)"}
 ABLATED = ("sft", "dpo_only", "sft_dpo")
+ABLATIONS = ("no_diag", "no_kb", "no_reviews")  # Table 5's prompts with a section removed (the paper: first two)
 SAME_ACTION = 0.005  # actions print with 2 decimals: closer than half a cent is the same action
 COMPACT_REVIEW_CHARS = 160  # the compact prompt's review digest (pipelines/runner.py COMPACT_PROMPT, bench_student)
 # how DPO's candidates and best-of-M over the SFT model's samples are drawn
@@ -534,12 +535,12 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
         judged[variant] = _llm_judge_scores(model_dir, text_rows.head(s.judge_rows), s)
         stop()
         if variant in ABLATED:
-            for mode in ("no_diag", "no_kb"):
+            for mode in ABLATIONS:
                 stop = _timer(ev, f"ablation {variant} {mode}")
                 ablations[(variant, mode)] = _llm_proposals(model_dir, text_rows, s, mode=mode)[
                     "change"].to_numpy(np.float64)
                 stop()
-    for mode in ("no_diag", "no_kb"):
+    for mode in ABLATIONS:
         ablations[("kb_teacher", mode)] = _teacher_actions(text_rows, ev.settings, mode)
 
     order = ["price_sales", "dt", "ddpg", "sac", *LLM_VARIANTS, "kb_teacher", *CRITIC_POLICIES, BEST_OF_SFT, "expert",
@@ -593,10 +594,10 @@ def _offline_tables(ev: Evaluation, frame: pd.DataFrame, log_dir: Path, ltve: An
     t5 = []
     for variant in [*[v for v in ABLATED], "kb_teacher"]:
         ablation_paper = PAPER_TABLE5.get(variant)
-        for i, mode in enumerate(("full", "no_diag", "no_kb")):
+        for i, mode in enumerate(("full", *ABLATIONS)):
             chosen = actions.get(variant) if mode == "full" else ablations.get((variant, mode))
             t5_row: dict[str, Any] = {"policy": _label(variant), "key": variant, "prompt": mode}
-            if ablation_paper:
+            if ablation_paper and i < len(ablation_paper):
                 t5_row |= {"paper_avg_q": ablation_paper[i][0], "paper_eama_r": ablation_paper[i][1],
                            "paper_kips": ablation_paper[i][2]}
             if chosen is None:
@@ -652,7 +653,8 @@ def _prompt_config(settings: EvaluationSettings, mode: str = "full") -> Any:
     base = (PromptConfig(act_only=True, compact=True, reviews_max_chars=COMPACT_REVIEW_CHARS)
             if settings.llm_prompt == "compact" else PromptConfig(act_only=True))
     return {"full": base, "no_diag": base.with_updates(include_diagnosis=False),
-            "no_kb": base.with_updates(include_knowledge=False)}[mode]
+            "no_kb": base.with_updates(include_knowledge=False),
+            "no_reviews": base.with_updates(include_reviews=False)}[mode]
 
 
 def _teacher_actions(text_rows: pd.DataFrame, settings: EvaluationSettings, mode: str) -> np.ndarray:
@@ -1076,7 +1078,7 @@ def table_sections(ev: Evaluation) -> list[tuple[str, str]]:
         body += ("\n\n`decisions changed`: share of the rows whose action moves (by a cent or more) when the section "
                  "is removed from the prompt: a model that ignores a section changes none. In brackets, its 95% "
                  "interval (bootstrap over SKUs).")
-        out.append(("Table 5 — prompt ablations (w/o diagnosis, w/o knowledge base)", body))
+        out.append(("Table 5 — prompt ablations (w/o diagnosis, w/o knowledge base, w/o reviews)", body))
 
     t7 = ev.table7
     if t7 is not None:
@@ -1417,7 +1419,11 @@ def finding_records(ev: Evaluation) -> list[Finding]:
             d_diag, d_kb = (float(rows5.loc[m, "delta_avg_q"]) for m in ("no_diag", "no_kb"))
             changed = [float(_get(rows5.loc[m].to_dict(), "changed")) for m in ("no_diag", "no_kb")]
             reads = ("" if any(np.isnan(changed)) else
-                     f" Removing them changes {changed[0]:.0%} / {changed[1]:.0%} of its decisions.")
+                     f" Removing them changes {changed[0]:.0%} / {changed[1]:.0%} of its decisions")
+            if reads and "no_reviews" in rows5.index and np.isfinite(_get(rows5.loc["no_reviews"].to_dict(),
+                                                                          "changed")):
+                reads += f"; removing the reviews, {float(rows5.loc['no_reviews', 'changed']):.0%}"
+            reads += "." if reads else ""
             paper = PAPER_TABLE5[variant]
             holds = d_diag < 0 and d_kb < 0
             ignores = (max(changed) < 0.01) if not any(np.isnan(changed)) else max(abs(d_diag), abs(d_kb)) < 0.005

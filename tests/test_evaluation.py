@@ -111,8 +111,8 @@ def test_quick_evaluation_writes_every_table(tmp_path):
 
     t5 = pd.DataFrame(data["table5"])
     teacher = t5[t5["key"] == "kb_teacher"].set_index("prompt")
-    assert list(teacher.index) == ["full", "no_diag", "no_kb"] and (teacher["status"] == "ok").all()
-    for mode in ("no_diag", "no_kb"):
+    assert list(teacher.index) == ["full", "no_diag", "no_kb", "no_reviews"] and (teacher["status"] == "ok").all()
+    for mode in ("no_diag", "no_kb", "no_reviews"):
         assert teacher.loc[mode, "changed_lo"] <= teacher.loc[mode, "changed"] <= teacher.loc[mode, "changed_hi"]
 
     t7 = pd.DataFrame(data["table7"])

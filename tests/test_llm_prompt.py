@@ -86,6 +86,10 @@ def test_modes_and_ablations() -> None:
     assert "## Knowledge base" not in ablated.user and "## Diagnosis" not in ablated.user
     assert "8. Knowledge base" not in ablated.user and ablated.config.mode == "full+no_kb+no_diag"
     assert ablated.knowledge_ids == ()
+    no_reviews = build_prompt(MID, PromptConfig(include_reviews=False))
+    assert "most recent of" in build_prompt(MID).user and "most recent of" not in no_reviews.user
+    assert "## Reviews" in no_reviews.user and no_reviews.config.mode == "full+no_reviews"
+    assert parse_prompt(no_reviews).fields == parse_prompt(build_prompt(MID)).fields  # only the digest goes
 
 
 def test_untrusted_text_cannot_change_the_fields() -> None:

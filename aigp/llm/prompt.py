@@ -13,7 +13,7 @@ Knowledge base (``aigp.llm.knowledge``), Description and Reviews (untrusted, san
 ``name = value``, ending in the JSON action ``{"discount_change": a, "new_discount": d}``. With
 ``act_only`` the task asks for the JSON action only and the message ends in the ``[ACT_ONLY]`` control
 token (paper §3.4). ``include_knowledge`` / ``include_diagnosis`` switch sections off for the paper's
-ablations (Table 5).
+ablations (Table 5); ``include_reviews`` empties the review digest (does the model read the reviews?).
 
 A token budget (``max_prompt_tokens``) trims optional content in a fixed order (:data:`TRIM_STEPS`) and
 never drops a field of ``aigp.schema.DECISION_CRITICAL``.
@@ -131,6 +131,8 @@ class PromptConfig(StrictConfig):
     act_only: bool = Field(False, description="ask for the JSON action only and append the [ACT_ONLY] token")
     include_knowledge: bool = Field(True, description="knowledge-base section (off = the paper's w/o KB ablation)")
     include_diagnosis: bool = Field(True, description="diagnosis report (off = the paper's w/o Diag ablation)")
+    include_reviews: bool = Field(True, description="review digest (off = the w/o reviews ablation: the section is "
+                                  "left empty, as for a SKU whose digest is missing)")
     knowledge_k: int = Field(4, ge=1, le=12, description="knowledge-base entries retrieved per SKU")
     description_max_chars: int = Field(300, ge=20, description="cap on the merchant description")
     reviews_max_chars: int = Field(600, ge=20, description="cap on the review digest")
@@ -152,6 +154,8 @@ class PromptConfig(StrictConfig):
             parts.append("no_kb")
         if not self.include_diagnosis:
             parts.append("no_diag")
+        if not self.include_reviews:
+            parts.append("no_reviews")
         return "+".join(parts)
 
 
@@ -375,7 +379,7 @@ def build_prompt(row: Mapping[str, object], config: PromptConfig | None = None, 
                               in_season=bool(numbers.get("in_season")), k=cfg.knowledge_k)
     description = "" if "description" in absent else clean_untrusted(row.get("description"),
                                                                        max_chars=cfg.description_max_chars)
-    reviews = "" if "review_digest" in absent else clean_untrusted(row.get("review_digest"),
+    reviews = "" if "review_digest" in absent or not cfg.include_reviews else clean_untrusted(row.get("review_digest"),
                                                                      max_chars=cfg.reviews_max_chars, max_lines=8)
     parts = _Parts(printed, list(_PERF_WINDOWS), diag, entries, description, reviews)
 
