@@ -83,6 +83,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# The evaluate-ltve metrics (aigp.ltve.evaluate) a person weighs Avg Q by: Avg Q ranks a candidate's actions only
+# as well as the critic ranks actions. mc_* need the simulator log (the Monte-Carlo truth); on real logs only the
+# expert-based and decile rows exist.
+CRITIC_DIAGNOSTICS = (
+    ("mc_spearman_within_state", "Spearman of Q vs Monte-Carlo returns among the actions of one state"),
+    ("mc_pairwise_accuracy_gap", "share of action pairs (at least Δa apart) the critic orders as the market does"),
+    ("mc_cda_vs_truth", "share of states where the critic prefers the truly better of expert and counterfactual"),
+    ("mc_regret_share", "return lost by the Q-greedy action, as a share of the state's spread of returns"),
+    ("mc_calibration_slope", "slope of Monte-Carlo return on Q (1 = calibrated levels)"),
+    ("cda", "share of held-out expert rows where Q(expert action) > Q(counterfactual)"),
+    ("eama", "share of held-out expert rows where the Q-greedy action is within ε of the expert's"),
+    ("spearman_decile_gmv_14d", "Spearman of Q decile vs its realised 14-day GMV"),
+    ("spearman_decile_roi_14d", "Spearman of Q decile vs its realised 14-day ROI"),
+)
+
+
+def critic_rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The critic's diagnostics in the gate report's order; a metric the evaluation did not measure says so."""
+    return [{"metric": key, "value": evaluation.get(key) if evaluation.get(key) is not None else
+             ("not measured (needs the simulator log)" if key.startswith("mc_") else "not measured"),
+             "meaning": meaning} for key, meaning in CRITIC_DIAGNOSTICS]
+
+
 def gate_html(result: GateResult) -> str:
     from aigp.htmlreport import figure_html, html_page, html_table
 
@@ -101,13 +124,17 @@ def gate_html(result: GateResult) -> str:
     metric_rows = [{"metric": n, "candidate": result.candidate.get(n),
                     "champion": (result.champion or {}).get(n)} for n in names]
     context_rows = [{"field": k, "value": json.dumps(_jsonable(v)) if not isinstance(v, str) else v}
-                    for k, v in result.context.items() if k != "ab"]
+                    for k, v in result.context.items() if k not in ("ab", "critic")]
     sections = [("Checks", html_table(check_rows, ["check", "value", "threshold", "rule", "status", "reason"],
                                       row_class="css")),
                 ("Metrics (same held-out rows)", html_table(metric_rows)),
                 ("Plots", figure_html(_plot_actions(result), "proposed discount change vs the expert's")
                  + figure_html(_plot_metrics(result), "offline metrics, candidate vs champion")),
                 ("Evaluation context", html_table(context_rows))]
+    critic = result.context.get("critic")
+    sections.insert(2, ("The critic behind Avg Q", html_table(critic_rows(critic)) if critic else
+                        "<p>Not given: the gate was run without the critic's evaluation (evaluate-ltve), so how well "
+                        "Avg Q ranks actions is not shown here.</p>"))
     ab = result.context.get("ab")
     if ab:
         sections.append(("Simulated paired A/B vs price-sales", html_table(ab["ab_table"])))

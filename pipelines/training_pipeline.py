@@ -102,8 +102,8 @@ def _training_pipeline(p: TrainingParameters) -> None:
 
     ltve = on_cluster(train_ltve(training_set=sets.outputs["training_set"], config_yaml=configs.outputs["ltve"],
                                  steps=p.ltve_steps, mlflow_experiment=p.mlflow_experiment), s3=True)
-    on_cluster(evaluate_ltve(model=ltve.outputs["model"], evaluation_set=sets.outputs["training_set"],
-                             mlflow_experiment=p.mlflow_experiment), s3=True)
+    critic_eval = on_cluster(evaluate_ltve(model=ltve.outputs["model"], evaluation_set=sets.outputs["training_set"],
+                                           mlflow_experiment=p.mlflow_experiment), s3=True)
 
     base = on_cluster(build_base_model(prompt_rows=sets.outputs["prompt_rows"], size=p.model_size,
                                        corpus_prompts=p.corpus_prompts, seed=p.seed),
@@ -127,7 +127,7 @@ def _training_pipeline(p: TrainingParameters) -> None:
 
     gate_inputs = {"heldout_set": sets.outputs["heldout_set"], "ltve_model": ltve.outputs["model"],
                    "config_yaml": configs.outputs["gate"], "market_logs": logs.output, "model_name": p.model_name,
-                   "compare_champion": p.compare_champion}
+                   "compare_champion": p.compare_champion, "critic_evaluation": critic_eval.outputs["evaluation"]}
     register_inputs = {"data_start": p.data_start, "data_end": p.data_end, "model_name": p.model_name,
                        "pipeline_run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
     with dsl.If(n_pairs.output > 0, name="preference-pairs"):

@@ -50,6 +50,8 @@ def test_training_pipeline_runs_end_to_end_and_registers_the_candidate(tmp_path,
     assert cand["parse_failure_rate"] == pytest.approx(1.0 - cand["model_action_share"])
     assert any(line.startswith("floor:judge_score") for line in report["skipped"])  # the report says what it skipped
     assert "avg_q" in cand and "ab_gmv_uplift" in cand  # the LTVE scored the actions; the simulated A/B ran
+    # evaluate-ltve's metrics reach the gate report beside Avg Q (how well the critic ranks actions)
+    assert 0.0 <= report["context"]["critic"]["cda"] <= 1.0
     holdout = dt.date.fromisoformat(json.loads(next(run_dir.glob("build-training-sets/executor_output.json"))
                                                .read_text())["parameterValues"]["Output"])
     assert dt.date.fromisoformat(params["data_start"]) < holdout < dt.date.fromisoformat(params["data_end"])

@@ -1,7 +1,7 @@
 """KFP component: evaluate an LTVE artifact on the held-out cohort (all logic in ``aigp.ltve.evaluate``)."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from aigp.components._image import AIGP_IMAGE
 
@@ -12,6 +12,7 @@ def evaluate_ltve(
     evaluation_set: Input[Dataset],
     metrics: Output[Metrics],
     report: Output[HTML],
+    evaluation: Output[Artifact],
     market_logs: str = "",
     config_yaml: str = "",
     mlflow_experiment: str = "",
@@ -19,10 +20,12 @@ def evaluate_ltve(
     """MAE, EAMA, CDA (cold-start and boundary slices), Q deciles vs realised outcomes and, when
     ``market_logs`` names the simulator log the set came from, the Monte-Carlo ground-truth check.
 
+    ``evaluation`` gets the metrics as JSON, for the offline gate's report (how far its Avg Q can be trusted).
     ``evaluation_set``: a parquet file or folder with the ltve_training columns covering SKUs launched after
     the model's training cutoff; ``config_yaml``: an EvaluationConfig as YAML text ("" = defaults).
     """
     import contextlib
+    import json
     import math
     from pathlib import Path
 
@@ -48,6 +51,9 @@ def evaluate_ltve(
             log_metrics(result.metrics)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(result.html(), encoding="utf-8")
+    Path(evaluation.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(evaluation.path).write_text(json.dumps({k: v for k, v in result.metrics.items() if math.isfinite(v)}),
+                                     encoding="utf-8")
     for name, value in result.metrics.items():
         if math.isfinite(value):
             metrics.log_metric(name, float(value))

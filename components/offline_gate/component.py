@@ -18,6 +18,7 @@ def offline_gate(
     market_logs: Input[Dataset] = None,
     model_name: str = "aigp-pricing",
     compare_champion: bool = True,
+    critic_evaluation: Input[Artifact] = None,
 ) -> str:
     """Evaluate ``candidate`` on the held-out cohort ``heldout_set`` (parquet with labels, from
     build_training_sets): Avg Q (with ``ltve_model``), MAE, EAMA, EAMA-R, KIPS, parse failures, A_safe
@@ -25,11 +26,12 @@ def offline_gate(
     the data came from, a simulated paired A/B vs price-sales (``ab.enabled`` in the config). Thresholds:
     ``config_yaml`` (an ``aigp.gate.GateConfig`` as YAML, "" = defaults). With ``compare_champion`` the
     registry's ``champion`` of ``model_name`` (if any) is evaluated on the same rows for the non-inferiority
-    margins.
+    margins. ``critic_evaluation`` (evaluate_ltve's ``evaluation``) puts the critic's diagnostics beside Avg Q.
 
     Writes ``report`` (HTML, its uri ending in ``.html``) and ``gate_json`` (the JSON report); returns ``"passed"`` or
     ``"failed: <reasons>"`` -- the pipeline registers on ``"passed"`` and stops with the reasons otherwise.
     """
+    import json
     import shutil
     import tempfile
     from pathlib import Path
@@ -61,11 +63,13 @@ def offline_gate(
     from aigp.align.generation import lineage
 
     steps = [str(s.get("step")) for s in lineage(candidate.path)]
+    critic = ({"critic": json.loads(Path(critic_evaluation.path).read_text())} if critic_evaluation is not None
+              else {})
     result = evaluate_candidate(candidate.path, heldout, cfg, ltve=load_model(ltve_model.path),
                                 champion_dir=champion_dir, champion_version=champion_version,
                                 logs_dir=market_logs.path if market_logs is not None else None, no_champion=no_champion,
                                 context={"candidate_uri": candidate.uri, "heldout_uri": heldout_set.uri,
-                                         "training_steps": " -> ".join(steps) or "unknown"})
+                                         "training_steps": " -> ".join(steps) or "unknown", **critic})
     # KFP names an output's file after the output ("report"); an .html name makes the object store, the KFP UI's
     # download and MLflow serve it as a page. KFP's launcher (and kfp.local) keep the uri a component sets.
     if not report.uri.endswith(".html"):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
-from kfp.dsl import HTML, Dataset, Metrics, Model
+from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
 from aigp.components.evaluate_ltve.component import evaluate_ltve
 from aigp.ltve.artifact import save_model
@@ -32,12 +33,16 @@ def inputs(tmp_path_factory: pytest.TempPathFactory):
 def test_component_reports_metrics_and_html(inputs, tmp_path) -> None:
     root, logs = inputs
     metrics, report = Metrics(uri=str(tmp_path / "metrics")), HTML(uri=str(tmp_path / "report.html"))
+    evaluation = Artifact(uri=str(tmp_path / "evaluation"))
     evaluate_ltve.python_func(model=Model(uri=str(root / "model")),
                               evaluation_set=Dataset(uri=str(root / "set.parquet")), metrics=metrics, report=report,
-                              market_logs=str(logs),
+                              evaluation=evaluation, market_logs=str(logs),
                               config_yaml="monte_carlo: {states: 6, rollouts: 2, grid: 2}\ndecile_rows: 1000")
-    for key in ("mae", "eama", "cda", "spearman_decile_gmv_14d", "mc_spearman"):
+    for key in ("mae", "eama", "cda", "spearman_decile_gmv_14d", "mc_spearman", "mc_spearman_within_state"):
         assert math.isfinite(metrics.metadata[key]), key
+    # the gate's critic_evaluation: the same finite metrics as JSON
+    assert json.loads((tmp_path / "evaluation").read_text()) == {
+        k: v for k, v in metrics.metadata.items() if math.isfinite(v)}
     html = (tmp_path / "report.html").read_text()
     assert "<img src='data:image/png;base64," in html and "eama" in html
 
@@ -47,5 +52,6 @@ def test_component_without_market_logs_skips_the_simulator_check(inputs, tmp_pat
     metrics = Metrics(uri=str(tmp_path / "metrics"))
     evaluate_ltve.python_func(model=Model(uri=str(root / "model")),
                               evaluation_set=Dataset(uri=str(root / "set.parquet")), metrics=metrics,
-                              report=HTML(uri=str(tmp_path / "r.html")), config_yaml="decile_rows: 1000")
+                              report=HTML(uri=str(tmp_path / "r.html")),
+                              evaluation=Artifact(uri=str(tmp_path / "evaluation")), config_yaml="decile_rows: 1000")
     assert "cda" in metrics.metadata and not any(k.startswith("mc_") for k in metrics.metadata)

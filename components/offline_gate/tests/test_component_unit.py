@@ -66,3 +66,23 @@ def test_margins_switched_off_say_so(gate_inputs, gate_yaml, tmp_path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert html.escape(f"floor:judge_score: {judge_off}") in page
     assert html.escape("non-inferiority:mae: switched off: compare_champion is false in this run") in page
+    assert "The critic behind Avg Q" in page and "Not given" in page and "critic" not in data["context"]
+
+
+def test_the_critics_evaluation_is_shown_beside_avg_q(gate_inputs, gate_yaml, tmp_path) -> None:
+    root, _ = gate_inputs
+    evaluation = tmp_path / "evaluation"
+    evaluation.write_text(json.dumps({"cda": 0.912, "eama": 0.4321, "mc_spearman_within_state": 0.6172}))
+    report, gate_json = HTML(uri=str(tmp_path / "report")), Artifact(uri=str(tmp_path / "gate_json"))
+    offline_gate.python_func(candidate=Model(uri=str(root / "candidate")),
+                             heldout_set=Dataset(uri=str(root / "heldout.parquet")),
+                             ltve_model=Model(uri=str(root / "ltve")), report=report, gate_json=gate_json,
+                             metrics=Metrics(uri=str(tmp_path / "metrics")), compare_champion=False,
+                             config_yaml=gate_yaml, critic_evaluation=Artifact(uri=str(evaluation)))
+    data = json.loads((tmp_path / "gate_json").read_text())
+    assert data["context"]["critic"]["mc_spearman_within_state"] == 0.6172  # kept whole in the JSON report
+    page = (tmp_path / "report.html").read_text()
+    section = page.split("The critic behind Avg Q", 1)[1].split("Evaluation context", 1)[0]
+    assert "0.6172" in section and "0.912" in section and "Not given" not in section
+    # what the evaluation did not measure is said, not left blank
+    assert "not measured (needs the simulator log)" in section
