@@ -35,7 +35,7 @@ def test_select_pairs_keeps_only_pairs_clearing_both_thresholds() -> None:
     changes = np.array([[0.00, 0.01, 0.10, -0.10]])
     q = np.array([[1.00, 0.99, 0.50, 0.97]])
     valid = np.ones_like(changes, dtype=bool)
-    cfg = PairsConfig(delta_q=0.1, delta_a=0.02, max_pairs_per_prompt=10)
+    cfg = PairsConfig(delta_q=0.1, delta_a=0.02, max_pairs_per_prompt=10, balance_sign=False)
     triples = select_pairs(changes, q, valid, cfg)
     # 0 vs 2 (gap 0.5, |da| 0.1), 1 vs 2 (0.49, 0.09), 3 vs 2 (0.47, 0.2); 0 vs 1 fails Δa, 0 vs 3 fails ΔQ
     assert {(i, j) for _, i, j in triples} == {(0, 2)}  # rejected side used once: the largest gap wins
@@ -69,7 +69,7 @@ def test_balance_direction_keeps_equal_up_and_down_pairs_largest_gaps_first() ->
     changes = np.array([[0.05, 0.0]] * 4 + [[-0.05, 0.0]])
     q = np.array([[0.4, 0.0], [0.3, 0.0], [0.2, 0.0], [0.1, 0.0], [0.25, 0.0]])
     valid = np.ones_like(changes, dtype=bool)
-    cfg = PairsConfig(delta_q=0.01, delta_a=0.02)
+    cfg = PairsConfig(delta_q=0.01, delta_a=0.02, balance_sign=False)
     assert len(select_pairs(changes, q, valid, cfg)) == 5
     kept = select_pairs(changes, q, valid, cfg.with_updates(balance_direction=True))
     assert kept == [(0, 0, 1), (4, 0, 1)]  # the down pair and the largest-gap up pair, in prompt order
@@ -81,7 +81,7 @@ def _random_selection(seed: int, spread: float, **balance: bool) -> tuple[np.nda
     changes = rng.uniform(-spread, spread, size=(8, 5)).round(2)
     q = rng.normal(size=(8, 5))
     valid = rng.random((8, 5)) < 0.9
-    cfg = PairsConfig(delta_q=0.05, delta_a=0.02, max_pairs_per_prompt=3)
+    cfg = PairsConfig(delta_q=0.05, delta_a=0.02, max_pairs_per_prompt=3, balance_sign=False)
     return changes, select_pairs(changes, q, valid, cfg), select_pairs(changes, q, valid, cfg.with_updates(**balance))
 
 
@@ -96,13 +96,17 @@ def test_balanced_pairs_are_a_subset_with_as_many_up_as_down(seed: int) -> None:
     assert len(kept) == 2 * min(n_up, len(every) - n_up)  # nothing of the rarer direction is lost
 
 
+def test_balance_sign_is_the_default() -> None:
+    assert PairsConfig().balance_sign and not PairsConfig().balance_direction
+
+
 def test_balance_sign_balances_only_the_pairs_whose_answers_differ_at_the_minus_sign() -> None:
     # three pairs cross zero choosing the non-negative change (gaps 0.4, 0.3, 0.2), one crosses choosing the
     # negative change (0.25); two share a sign (0.5: both >= 0; 0.1: both < 0) and are kept whatever they prefer
     changes = np.array([[0.02, -0.01]] * 3 + [[-0.03, 0.0], [0.05, 0.02], [-0.05, -0.02]])
     q = np.array([[0.4, 0.0], [0.3, 0.0], [0.2, 0.0], [0.25, 0.0], [0.5, 0.0], [0.1, 0.0]])
     valid = np.ones_like(changes, dtype=bool)
-    cfg = PairsConfig(delta_q=0.01, delta_a=0.02, max_pairs_per_prompt=1)
+    cfg = PairsConfig(delta_q=0.01, delta_a=0.02, max_pairs_per_prompt=1, balance_sign=False)
     assert len(select_pairs(changes, q, valid, cfg)) == 6
     kept = select_pairs(changes, q, valid, cfg.with_updates(balance_sign=True))
     assert kept == [(0, 0, 1), (3, 0, 1), (4, 0, 1), (5, 0, 1)]
@@ -135,7 +139,7 @@ def test_build_pairs_scores_all_candidates_in_one_call_and_writes_action_complet
     candidates = parse_candidates(texts, rows["prev_discount"].to_numpy())
     assert candidates["kept"].sum() == 5  # garbage and the duplicate 0.05 dropped
     critic = PeakedQ(best=np.array([0.04, 0.0, 0.10]))
-    result = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.02))
+    result = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.02, balance_sign=False))
     assert critic.calls == 1
     table = result.pairs
     assert list(table["prompt_id"]) == [0, 2]
@@ -150,8 +154,11 @@ def test_build_pairs_scores_all_candidates_in_one_call_and_writes_action_complet
     assert result.metrics["pairs/pairs"] == 2 and result.metrics["pairs/per_prompt"] == pytest.approx(2 / 3)
     assert result.metrics["pairs/crossing_zero_share"] == 0.5  # 0.05 / -0.10 crosses zero, 0.10 / 0.08 does not
     assert result.metrics["pairs/crossing_chosen_nonnegative_share"] == 1.0
-    strict = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.03))
+    strict = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.03, balance_sign=False))
     assert list(strict.pairs["prompt_id"]) == [0]
+    # by default the lone pair crossing zero has no counterpart choosing the negative change: dropped
+    default = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.02))
+    assert list(default.pairs["prompt_id"]) == [2] and default.metrics["pairs/balance_sign"] == 1.0
 
 
 def test_candidates_outside_a_safe_are_not_kept_and_metrics_count_them() -> None:

@@ -17,7 +17,9 @@ off by default.
 answers first differ at the minus sign, so DPO's gradient on them lands on one token, the same in every state:
 the majority's sign wins everywhere (measured in the evaluation: 100 such pairs chose the non-negative change,
 57 the negative one, and DPO cut the student's negative answers on the pairs' prompts from 49% to 12%). With as
-many of each, that token's average push cancels; pairs whose answers share a sign are kept whole.
+many of each, that token's average push cancels; pairs whose answers share a sign are kept whole. On by default:
+in the evaluation it turned DPO's 14-day GMV from -10.2% to -2.0% vs price-sales (SFT-only +2.1%), MAR from -15.6%
+to -5.5%, and the student moved toward the chosen action in both directions (docs/alignment.md).
 
 A pair becomes a TRL conversational preference record: the ``[ACT_ONLY]`` prompt and two one-message
 completions holding the canonical JSON action (``{"discount_change": a, "new_discount": d}``), so DPO's loss
@@ -54,7 +56,7 @@ class PairsConfig(StrictConfig):
         False, description="keep as many pairs preferring the higher price as the lower (largest Q gaps first): "
         "only the state-dependent part of the critic's preference is distilled, not its average direction")
     balance_sign: bool = Field(
-        False, description="among pairs whose chosen and rejected changes have opposite signs (their answers differ "
+        True, description="among pairs whose chosen and rejected changes have opposite signs (their answers differ "
         "first at the minus sign), keep as many choosing the non-negative change as the negative one (largest Q "
         "gaps first); pairs whose answers share a sign are kept whole")
     completion: Literal["action", "sample"] = Field(
