@@ -142,9 +142,11 @@ def _training_pipeline(p: TrainingParameters) -> None:
                                 description="SFT only: no candidate pair cleared ΔQ/Δa, DPO skipped "
                                             "(aigp-training pipeline)")
         with dsl.Else(name="sft-only-refused"):
-            on_cluster(fail_run(reason="no preference pair cleared ΔQ/Δa, so DPO has nothing to learn from: lower "
-                                       "delta_q / delta_a, sample more candidates (n_candidates, sampling_prompts) "
-                                       "or train SFT longer; allow_sft_only=True gates the SFT model instead"
+            on_cluster(fail_run(reason="no preference pair cleared ΔQ/Δa and the sign balancing, so DPO has nothing "
+                                       "to learn from: lower delta_q / delta_a, sample more candidates (n_candidates, "
+                                       "sampling_prompts) or train SFT longer (build-pairs' pairs/dropped_by_balancing "
+                                       "counts the pairs balancing removed); allow_sft_only=True gates the SFT model "
+                                       "instead"
                                 ).set_caching_options(False))
 
 

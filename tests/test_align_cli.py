@@ -33,8 +33,12 @@ def test_pairs_command_writes_pairs_and_metrics(market_logs, ltve_dir, tmp_path)
     texts = [[f'{{"discount_change": {a}}}' for a in (-0.08, 0.0, 0.08)] for _ in range(len(rows))]
     write_candidates(tmp_path / "cands", Candidates(rows, parse_candidates(texts, rows["prev_discount"].to_numpy()),
                                                     {}), config=SamplingConfig())
+    # every pair here crosses zero, and a 20-step critic may prefer one side in all four states, which the default
+    # sign balancing would drop whole: the thresholds are what this test checks
+    (tmp_path / "pairs.yaml").write_text("balance_sign: false\n")
     result = runner.invoke(app, ["train", "pairs", "--candidates", str(tmp_path / "cands"), "--ltve", str(ltve_dir),
-                                 "--out", str(tmp_path / "pairs"), "--delta-q", "0", "--delta-a", "0.1"])
+                                 "--out", str(tmp_path / "pairs"), "--config", str(tmp_path / "pairs.yaml"),
+                                 "--delta-q", "0", "--delta-a", "0.1"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "pairs" / "metrics.json").read_text())
     lines = (tmp_path / "pairs" / "pairs.jsonl").read_text().splitlines()

@@ -159,6 +159,7 @@ def test_build_pairs_scores_all_candidates_in_one_call_and_writes_action_complet
     # by default the lone pair crossing zero has no counterpart choosing the negative change: dropped
     default = build_pairs(rows, candidates, critic, PairsConfig(delta_q=1e-4, delta_a=0.02))
     assert list(default.pairs["prompt_id"]) == [2] and default.metrics["pairs/balance_sign"] == 1.0
+    assert default.metrics["pairs/dropped_by_balancing"] == 1.0 and "pairs/dropped_by_balancing" not in result.metrics
 
 
 def test_candidates_outside_a_safe_are_not_kept_and_metrics_count_them() -> None:

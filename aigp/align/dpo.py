@@ -83,7 +83,9 @@ class DPOResult:
 
 def validate_pairs(records: Sequence[Mapping[str, Any]]) -> None:
     if not records:
-        raise ValueError("no preference pairs: lower PairsConfig.delta_q / delta_a or sample more candidates")
+        raise ValueError("no preference pairs: lower PairsConfig.delta_q / delta_a or sample more candidates (when "
+                         "the pairs metrics show pairs/dropped_by_balancing > 0, every pair crossing zero chose the "
+                         "same sign: balance_sign: false keeps them)")
     for i, r in enumerate(records):
         for key in ("prompt", "chosen", "rejected"):
             if not isinstance(r.get(key), list) or not r[key]:

@@ -176,7 +176,11 @@ def build_pairs(rows: pd.DataFrame, candidates: pd.DataFrame, ltve: Any, config:
                 "chosen": [{"role": "assistant", "content": answer(pid, i, changes[pid, i])}],
                 "rejected": [{"role": "assistant", "content": answer(pid, j, changes[pid, j])}]}
                for pid, i, j in triples]
-    return PairSet(table, records, pair_metrics(table, q, valid, cfg))
+    metrics = pair_metrics(table, q, valid, cfg)
+    if cfg.balance_direction or cfg.balance_sign:  # what balancing cost (all of it when one side is missing)
+        whole = select_pairs(changes, q, valid, cfg.with_updates(balance_direction=False, balance_sign=False))
+        metrics["pairs/dropped_by_balancing"] = float(len(whole) - len(triples))
+    return PairSet(table, records, metrics)
 
 
 def pair_metrics(table: pd.DataFrame, q: np.ndarray, valid: np.ndarray, cfg: PairsConfig) -> dict[str, float]:
