@@ -101,9 +101,13 @@ CRITIC_DIAGNOSTICS = (
 
 def critic_rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     """The critic's diagnostics in the gate report's order; a metric the evaluation did not measure says so."""
-    return [{"metric": key, "value": evaluation.get(key) if evaluation.get(key) is not None else
-             ("not measured (needs the simulator log)" if key.startswith("mc_") else "not measured"),
-             "meaning": meaning} for key, meaning in CRITIC_DIAGNOSTICS]
+    def value(key: str) -> Any:
+        found = evaluation.get(key)
+        if found is not None:
+            return found
+        return "not measured (needs the simulator log)" if key.startswith("mc_") else "not measured"
+
+    return [{"metric": key, "value": value(key), "meaning": meaning} for key, meaning in CRITIC_DIAGNOSTICS]
 
 
 def gate_html(result: GateResult) -> str:

@@ -60,7 +60,8 @@ def parse_args() -> argparse.Namespace:
                    help="as many pairs preferring the higher price as the lower (PairsConfig.balance_direction)")
     p.add_argument("--balance-sign", action="store_true",
                    help="of the pairs whose answers differ at the minus sign, as many choosing the non-negative "
-                   "change as the negative one (PairsConfig.balance_sign)")
+                   "change as the negative one (PairsConfig.balance_sign; the product's default, off here so "
+                   "the recorded sections without it reproduce)")
     p.add_argument("--dpo-epochs", type=float, default=2.0)
     p.add_argument("--dpo-lr", type=float, default=2e-3)
     p.add_argument("--dpo-beta", type=float, default=0.1, help="DPO's β (KL strength; the product's 0.1)")

@@ -100,7 +100,13 @@ def candidate_texts(candidates: pd.DataFrame, shape: tuple[int, int]) -> list[li
 
 
 def select_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: PairsConfig) -> list[tuple]:
-    """(prompt, chosen index, rejected index) triples obeying both thresholds (see the module docstring)."""
+    """(prompt, chosen index, rejected index) triples obeying both thresholds, then balanced as configured (see
+    the module docstring)."""
+    return balance(threshold_pairs(changes, q, valid, config), changes, q, config)
+
+
+def threshold_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: PairsConfig) -> list[tuple]:
+    """The triples obeying both thresholds, largest Q gap first per prompt, before any balancing."""
     out = []
     for pid in range(changes.shape[0]):
         idx = [int(k) for k in np.flatnonzero(valid[pid])]
@@ -121,12 +127,17 @@ def select_pairs(changes: np.ndarray, q: np.ndarray, valid: np.ndarray, config: 
             used_rejected.add(rejected)
             out.append((pid, chosen, rejected))
             taken += 1
-    if config.balance_direction:
-        out = balance_directions(out, changes, q)
-    if config.balance_sign:
-        out = balance_directions(out, changes, q, among=lambda t: bool(crosses_zero(changes[t[0], t[1]],
-                                                                                    changes[t[0], t[2]])))
     return out
+
+
+def balance(triples: list[tuple], changes: np.ndarray, q: np.ndarray, config: PairsConfig) -> list[tuple]:
+    """``balance_direction`` then ``balance_sign`` on selected triples."""
+    if config.balance_direction:
+        triples = balance_directions(triples, changes, q)
+    if config.balance_sign:
+        triples = balance_directions(triples, changes, q, among=lambda t: bool(crosses_zero(changes[t[0], t[1]],
+                                                                                            changes[t[0], t[2]])))
+    return triples
 
 
 def crosses_zero(chosen: npt.ArrayLike, rejected: npt.ArrayLike) -> np.ndarray:
@@ -144,8 +155,9 @@ def balance_directions(triples: list[tuple], changes: np.ndarray, q: np.ndarray,
     up = [t for t in pool if changes[t[0], t[1]] > changes[t[0], t[2]]]
     down = [t for t in pool if changes[t[0], t[1]] < changes[t[0], t[2]]]
     major, minor = (up, down) if len(up) >= len(down) else (down, up)
-    keep = set(sorted(major, key=lambda t: (-(q[t[0], t[1]] - q[t[0], t[2]]), t))[:len(minor)]) | set(minor)
-    return [t for t in triples if t in keep or (among is not None and not among(t))]
+    dropped = set(sorted(major, key=lambda t: (-(q[t[0], t[1]] - q[t[0], t[2]]), t))[len(minor):])
+    dropped |= set(pool) - set(up) - set(down)  # equal actions: neither direction (Δa > 0 rules them out)
+    return [t for t in triples if t not in dropped]
 
 
 def build_pairs(rows: pd.DataFrame, candidates: pd.DataFrame, ltve: Any, config: PairsConfig | None = None
@@ -158,7 +170,8 @@ def build_pairs(rows: pd.DataFrame, candidates: pd.DataFrame, ltve: Any, config:
         raise ValueError("rows.prompt_id must be 0..N-1 (as sample_candidates writes it)")
     changes, valid = candidate_matrix(candidates, len(rows))
     q = ltve.q_values(rows, changes.astype(np.float32))  # one batched call for every (state, candidate)
-    triples = select_pairs(changes, q, valid, cfg)
+    whole = threshold_pairs(changes, q, valid, cfg)
+    triples = balance(whole, changes, q, cfg)
     prev = rows["prev_discount"].to_numpy(np.float64)
     table = pd.DataFrame([{
         "prompt_id": pid, "sku_id": rows.at[pid, "sku_id"] if "sku_id" in rows else pid,
@@ -178,7 +191,6 @@ def build_pairs(rows: pd.DataFrame, candidates: pd.DataFrame, ltve: Any, config:
                for pid, i, j in triples]
     metrics = pair_metrics(table, q, valid, cfg)
     if cfg.balance_direction or cfg.balance_sign:  # what balancing cost (all of it when one side is missing)
-        whole = select_pairs(changes, q, valid, cfg.with_updates(balance_direction=False, balance_sign=False))
         metrics["pairs/dropped_by_balancing"] = float(len(whole) - len(triples))
     return PairSet(table, records, metrics)
 
