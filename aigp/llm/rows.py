@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aigp.ingest import review_digests
 from aigp.schema import DATE, ENTITY_KEY, EVENT_TIMESTAMP, FEATURES, TEXT_FEATURES
 
 DEFAULT_DIGEST_SIZE = 3
@@ -71,6 +70,7 @@ def _sample(rows: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 def rows_from_logs(logs_dir: str | Path, *, n: int | None = None, seed: int = 0, start: dt.date | None = None,
                    end: dt.date | None = None) -> pd.DataFrame:
+    from aigp.ingest import review_digests  # the feature store's digest; heavy imports, only for log directories
     from aigp.market.logs import open_logs
 
     logs = open_logs(logs_dir)
